@@ -1,0 +1,132 @@
+"""The ``asa-snn`` command line.
+
+Every command is a thin wrapper over a library function. Errors the user can act on
+(:class:`asa_snn.errors.AsaSnnError`, missing files) become one line on stderr and a non-zero
+exit status; ``asa-snn --debug ...`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from asa_snn.errors import AsaSnnError
+
+app = typer.Typer(
+    name="asa-snn",
+    help="Train spiking networks with Advanced Spatial Attention and deploy them to neuromorphic chips.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Inspect event recordings.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+
+
+class _Options:
+    """Global options set by the top-level callback."""
+
+    debug: bool = False
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+) -> None:
+    _Options.debug = debug
+
+
+@data_app.command("inspect")
+def data_inspect(
+    path: Annotated[Path, typer.Argument(help="Event recording (any supported format).")],
+    format: Annotated[
+        str | None, typer.Option("--format", help="Force a format instead of detecting it.")
+    ] = None,
+    preview: Annotated[
+        Path | None,
+        typer.Option(
+            "--preview", help="PNG preview path (default: <file stem>_preview.png in the current folder)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Print format, sensor size, event count, duration and rate of a recording; render a PNG preview."""
+    from asa_snn.data.formats import detect_format, read_events
+    from asa_snn.data.preview import render_preview, summarize
+
+    detected = format or detect_format(path)
+    stream = read_events(path, format=detected)
+    summary = {"format": detected, **summarize(stream)}
+    preview_path = render_preview(stream, preview or Path(f"{path.stem}_preview.png"))
+    summary["preview"] = str(preview_path)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    table = Table(title=str(path), show_header=False)
+    width, height, polarities = stream.sensor_size
+    rows = [
+        ("format", detected),
+        ("sensor size (W x H x P)", f"{width} x {height} x {polarities}"),
+        ("events", f"{len(stream):,}"),
+        ("duration", f"{stream.duration_us / 1000:.3f} ms"),
+        ("rate", f"{stream.rate_hz / 1e3:.1f} kev/s"),
+        ("events per polarity", ", ".join(f"{c:,}" for c in summary["polarity_counts"])),
+        ("preview", str(preview_path)),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    console.print(table)
+
+
+@app.command("demo")
+def demo(
+    samples: Annotated[
+        int, typer.Option("--samples", help="Training samples of the embedded synthetic data.")
+    ] = 240,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic data.")] = 0,
+) -> None:
+    """Run the pipeline on the embedded synthetic DVS data (for now: generate it and summarise it)."""
+    from asa_snn.data.synthetic import SyntheticDVS, SyntheticDVSConfig
+
+    config = SyntheticDVSConfig(seed=seed)
+    dataset = SyntheticDVS(samples, config, split="train")
+    counts = [len(dataset.recording(i)) for i in range(len(dataset))]
+    table = Table(title="embedded synthetic DVS data (train split)")
+    table.add_column("class")
+    table.add_column("samples", justify="right")
+    labels = dataset.labels
+    for index, name in enumerate(dataset.classes):
+        table.add_row(name, str(int((labels == index).sum())))
+    console.print(table)
+    width, height, polarities = dataset.sensor_size
+    console.print(
+        f"{len(dataset)} recordings, sensor {width}x{height}x{polarities}, "
+        f"{sum(counts):,} events ({sum(counts) / len(counts):.0f} per recording)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``asa-snn`` console script; returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="asa-snn")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except (AsaSnnError, OSError) as exc:
+        if _Options.debug:
+            raise
+        typer.echo(f"error: {exc}", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Spiking network models: neurons, surrogate gradients, attention and the ASA networks."""

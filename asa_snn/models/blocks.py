@@ -1,0 +1,118 @@
+"""Building blocks of the spiking networks: stateless layers applied to every time step, and the
+conv / linear blocks with an attention slot.
+
+Tensors are [T, B, C, H, W] (conv) or [T, B, F] (linear), time steps first. A stateless layer
+(conv, batch norm, pooling, linear) runs once on the T*B frames stacked together; only the neurons
+loop over time.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from asa_snn.errors import InputFormatError
+
+
+def over_time(module: nn.Module, x: Tensor) -> Tensor:
+    """Apply a stateless per-frame ``module`` to every step of ``x`` [T, B, ...] at once."""
+    steps, batch = x.shape[:2]
+    y = module(x.flatten(0, 1))
+    return y.unflatten(0, (steps, batch))
+
+
+class SumPool2d(nn.Module):
+    """Sum pooling over non-overlapping k x k windows: y = k^2 * avgpool_k(x).
+
+    Speck pools by summing spikes (FACTS.md section 3). Shape: [N, C, H, W] -> [N, C, H/k, W/k].
+    """
+
+    def __init__(self, kernel_size: int) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.pool = nn.AvgPool2d(kernel_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pool(x) * (self.kernel_size**2)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}"
+
+
+def make_pool(kind: str | None, kernel_size: int) -> nn.Module | None:
+    """``"avg"``, ``"max"``, ``"sum"`` pooling over k x k windows, or None for ``None``."""
+    if kind is None:
+        return None
+    pools = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d, "sum": SumPool2d}
+    return pools[kind](kernel_size)
+
+
+class ConvBlock(nn.Module):
+    """One spiking conv layer with its attention slot, in the released code's order::
+
+        [pre_pool] -> conv -> [batch norm] -> [pool] -> attention -> neuron -> [post_pool] -> [dropout]
+
+    ``pool`` (before the neuron) is where the paper's nets average-pool; ``post_pool`` (after the
+    neuron) is where a Speck core sum-pools its spikes; ``pre_pool`` is the 5-layer net's max-pool
+    in front of the conv. Attention scales the input current after batch norm, before the neuron.
+
+    Shape:
+        [T, B, C_in, H, W] -> [T, B, C_out, H', W'].
+    """
+
+    def __init__(
+        self,
+        conv: nn.Conv2d,
+        neuron: nn.Module,
+        attention: nn.Module,
+        batch_norm: bool = True,
+        pool: nn.Module | None = None,
+        pre_pool: nn.Module | None = None,
+        post_pool: nn.Module | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.pre_pool = pre_pool
+        self.conv = conv
+        self.bn = nn.BatchNorm2d(conv.out_channels) if batch_norm else None
+        self.pool = pool
+        self.attention = attention
+        self.neuron = neuron
+        self.post_pool = post_pool
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        for stage in (self.pre_pool, self.conv, self.bn, self.pool):
+            if stage is not None:
+                x = over_time(stage, x)
+        x = self.neuron(self.attention(x))
+        for stage in (self.post_pool, self.dropout):
+            if stage is not None:
+                x = over_time(stage, x)
+        return x
+
+
+class LinearBlock(nn.Module):
+    """A spiking fully connected layer: [flatten] -> linear -> neuron -> [dropout].
+
+    Shape:
+        [T, B, ...] -> [T, B, out_features] (inputs of rank > 3 are flattened per step).
+    """
+
+    def __init__(self, linear: nn.Linear, neuron: nn.Module, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.linear = linear
+        self.neuron = neuron
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.neuron(over_time(self.linear, x.flatten(2)))
+        return over_time(self.dropout, x) if self.dropout is not None else x
+
+
+def check_frames(x: Tensor, expected: tuple[int, int, int], owner: str) -> None:
+    """Raise :class:`InputFormatError` unless ``x`` is [T, B, C, H, W] with (C, H, W) == ``expected``."""
+    if x.ndim != 5 or tuple(x.shape[2:]) != tuple(expected):
+        raise InputFormatError(
+            f"{owner}: input must be [T, B, C, H, W] with C,H,W = {tuple(expected)}, "
+            f"got shape {tuple(x.shape)}"
+        )

@@ -1,0 +1,167 @@
+"""Multi-step loops of first-order spiking neurons (LIF, parametric LIF, IAF share them).
+
+Every one-state neuron of this package is an instance of
+
+.. math::
+    v[t] = \\lambda \\, r[t-1] + g \\, X[t], \\qquad
+    s[t] = \\mathrm{fire}(v[t], v_{th}), \\qquad
+    r[t] = \\max(\\mathrm{reset}(v[t], s[t]), v_{min}), \\qquad r[-1] = 0
+
+with leak :math:`\\lambda`, input gain :math:`g` (both 0-dim tensors, possibly learnable) and an
+optional lower bound :math:`v_{min}`. ``v`` is the membrane potential before reset, ``r`` the
+potential kept after it. Two loops compute it, with the same signature
+``loop(x, leak, gain, dynamics, keep_membrane) -> (spikes, membrane or None)``:
+
+- :func:`reference_loop`: a plain Python time loop whose autograd graph is built step by step.
+  Slow, obviously right; the definition the fused loop is tested against.
+- :func:`fused_loop`: one :class:`torch.autograd.Function` running the whole loop without a graph,
+  saving only ``v`` for every step, and computing the exact gradient of the loop above
+  (surrogate spikes, the non-detached reset, the leak, the bound) in a reverse time loop.
+
+Both use the same floating-point operations in the same order, so their spikes and membranes
+agree bit for bit; their gradients agree to rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from asa_snn.models.firing import FiringRule, ResetRule
+from asa_snn.models.surrogate import Surrogate, float_mask, surrogate_spike
+
+
+@dataclass(frozen=True)
+class FirstOrderDynamics:
+    """The non-learnable parts of a first-order neuron.
+
+    Args:
+        v_th: firing threshold (membrane units).
+        fire: firing rule, e.g. :class:`~asa_snn.models.firing.SpikeAtOrAbove`.
+        surrogate: pseudo-derivative of ``fire`` for the backward pass.
+        reset: reset rule, e.g. :class:`~asa_snn.models.firing.ResetToZero`.
+        min_v: lower bound applied to the potential kept after reset; None for no bound.
+    """
+
+    v_th: float
+    fire: FiringRule
+    surrogate: Surrogate
+    reset: ResetRule
+    min_v: float | None = None
+
+    def kept(self, v: Tensor, s: Tensor) -> Tensor:
+        """The potential kept after the step: reset, then the lower bound."""
+        r = self.reset(v, s, self.v_th)
+        return r if self.min_v is None else r.clamp(min=self.min_v)
+
+    def bound_mask(self, v: Tensor, s: Tensor) -> Tensor | float:
+        """d(bound)/d(reset output): 1 where the bound lets the value through (as ``clamp`` does)."""
+        if self.min_v is None:
+            return 1.0
+        return float_mask(torch.ge, self.reset(v, s, self.v_th), self.min_v)
+
+
+Loop = Callable[[Tensor, Tensor, Tensor, FirstOrderDynamics, bool], tuple[Tensor, Tensor | None]]
+"""``loop(x [T, B, ...], leak, gain, dynamics, keep_membrane) -> (spikes, membrane or None)``."""
+
+
+def reference_loop(
+    x: Tensor, leak: Tensor, gain: Tensor, dynamics: FirstOrderDynamics, keep_membrane: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Step-by-step autograd loop of the first-order neuron (see the module docstring).
+
+    Args:
+        x: input current, shape [T, B, ...].
+        leak: 0-dim tensor, factor on the kept potential.
+        gain: 0-dim tensor, factor on the input.
+        dynamics: threshold, firing, surrogate, reset and bound.
+        keep_membrane: also return the detached membrane potential before reset.
+
+    Returns:
+        spikes [T, B, ...] and the membrane [T, B, ...] (or None).
+    """
+    r = torch.zeros_like(x[0])
+    spikes, membrane = [], []
+    for x_t in x:
+        v = leak * r + gain * x_t
+        s = surrogate_spike(v, dynamics.v_th, dynamics.fire, dynamics.surrogate)
+        r = dynamics.kept(v, s)
+        spikes.append(s)
+        if keep_membrane:
+            membrane.append(v.detach())
+    return torch.stack(spikes), (torch.stack(membrane) if keep_membrane else None)
+
+
+class _FusedFirstOrder(torch.autograd.Function):
+    """Forward loop without a graph; backward is the reverse-time chain rule of that loop.
+
+    With :math:`\\bar{a}` the gradient of the loss with respect to ``a``, :math:`\\sigma` the
+    surrogate and :math:`m` the bound mask, the chain rule through
+    :math:`r[t] = \\max(\\mathrm{reset}(v[t], s[t]), v_{min})` and :math:`v[t+1] = \\lambda r[t] + g X[t+1]` is
+
+    .. math::
+        A[t] = \\sigma(v[t]), \\qquad
+        B[t] = \\lambda \\, m[t] \\left(\\frac{\\partial r}{\\partial s} A[t]
+               + \\frac{\\partial r}{\\partial v}\\right), \\\\
+        \\bar{v}[T-1] = A[T-1] \\bar{s}[T-1], \\qquad
+        \\bar{v}[t] = A[t] \\bar{s}[t] + B[t] \\, \\bar{v}[t+1], \\\\
+        \\bar{X}[t] = g \\bar{v}[t], \\qquad
+        \\bar{\\lambda} = \\sum_{t \\ge 1} \\bar{v}[t] \\, r[t-1], \\qquad \\bar{g} = \\sum_t \\bar{v}[t] X[t]
+
+    ``A`` and ``B`` depend only on the saved ``v``, so they are computed for all steps at once; the
+    sequential part of the backward pass is one multiply-add per step.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, leak: Tensor, gain: Tensor, dynamics: FirstOrderDynamics):
+        membrane = torch.empty_like(x)
+        spikes = torch.empty_like(x)
+        r = torch.zeros_like(x[0])
+        for t in range(x.shape[0]):
+            v = torch.mul(leak, r, out=membrane[t])
+            v.add_(gain * x[t])
+            spikes[t] = dynamics.fire(v, dynamics.v_th)
+            r = dynamics.kept(v, spikes[t])
+        ctx.save_for_backward(x, leak, gain, membrane)
+        ctx.dynamics = dynamics
+        ctx.mark_non_differentiable(membrane)
+        return spikes, membrane
+
+    @staticmethod
+    def backward(ctx, grad_spikes: Tensor, _grad_membrane: Tensor):
+        x, leak, gain, membrane = ctx.saved_tensors
+        dyn: FirstOrderDynamics = ctx.dynamics
+        need_x, need_leak, need_gain = ctx.needs_input_grad[:3]
+        spikes = dyn.fire(membrane, dyn.v_th)
+        direct = dyn.surrogate(membrane, dyn.v_th)
+        dr_dv, dr_ds = dyn.reset.partials(membrane, spikes, dyn.v_th)
+        through_reset = (dr_ds * direct + dr_dv) * (leak * dyn.bound_mask(membrane, spikes))
+        grad_v = direct.mul_(grad_spikes)
+        for t in reversed(range(x.shape[0] - 1)):
+            grad_v[t].addcmul_(through_reset[t], grad_v[t + 1])
+        grad_leak = grad_gain = None
+        if need_leak:
+            kept = dyn.kept(membrane[:-1], spikes[:-1])
+            grad_leak = torch.sum(grad_v[1:] * kept).reshape(leak.shape)
+        if need_gain:
+            grad_gain = torch.sum(grad_v * x).reshape(gain.shape)
+        return (grad_v.mul_(gain) if need_x else None), grad_leak, grad_gain, None
+
+
+def fused_loop(
+    x: Tensor, leak: Tensor, gain: Tensor, dynamics: FirstOrderDynamics, keep_membrane: bool
+) -> tuple[Tensor, Tensor | None]:
+    """Fused multi-step loop of the first-order neuron; same contract as :func:`reference_loop`.
+
+    Memory kept for backward: the membrane before reset, [T, B, ...], plus references to the
+    inputs. Spikes, resets and surrogates are recomputed from it in the backward pass.
+    """
+    spikes, membrane = _FusedFirstOrder.apply(x, leak, gain, dynamics)
+    return spikes, (membrane if keep_membrane else None)
+
+
+LOOPS: dict[str, Loop] = {"fused": fused_loop, "reference": reference_loop}
+"""Loop implementations by backend name."""

@@ -1,0 +1,88 @@
+"""The command line: help, data inspect, one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asa_snn.cli import main
+from asa_snn.data.events import EventStream, make_events
+from asa_snn.data.formats import write_numpy
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture
+def small_recording(tmp_path):
+    events = make_events(
+        t=np.array([0, 1000, 2000, 500_000]),
+        x=np.array([0, 1, 2, 3]),
+        y=np.array([3, 2, 1, 0]),
+        p=np.array([1, 0, 1, 1]),
+    )
+    path = tmp_path / "rec.npz"
+    write_numpy(EventStream(events, (4, 4, 2)), path)
+    return path
+
+
+def test_help_lists_the_commands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("data", "demo"):
+        assert command in out
+
+
+def test_console_script_runs_as_a_module():
+    result = subprocess.run(
+        [sys.executable, "-m", "asa_snn.cli", "data", "--help"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert "inspect" in result.stdout
+
+
+def test_inspect_prints_the_summary_and_writes_a_png(small_recording, tmp_path, capsys):
+    preview = tmp_path / "out" / "preview.png"
+    assert main(["data", "inspect", str(small_recording), "--preview", str(preview), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["format"] == "npz"
+    assert summary["events"] == 4
+    assert summary["sensor_size"] == [4, 4, 2]
+    assert summary["duration_us"] == 500_000
+    assert summary["rate_hz"] == pytest.approx(4 / 0.5)
+    assert summary["polarity_counts"] == [1, 3]
+    assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent")
+def test_inspect_real_aedat4(tmp_path, capsys):
+    path = SHARED_DATA / "aedat4" / "davis346_sample.aedat4"
+    assert main(["data", "inspect", str(path), "--preview", str(tmp_path / "p.png"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["events"] == 6676
+    assert summary["sensor_size"] == [346, 260, 2]
+
+
+def test_corrupt_file_gives_one_line_and_nonzero_exit(tmp_path, capsys):
+    bad = tmp_path / "broken.bin"
+    bad.write_bytes(b"\x01\x02\x03\x04\x05\x06\x07")
+    assert main(["data", "inspect", str(bad), "--preview", str(tmp_path / "p.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("error:") and "broken.bin" in err
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_missing_file_is_one_line(tmp_path, capsys):
+    assert main(["data", "inspect", str(tmp_path / "nope.aedat4")]) == 1
+    err = capsys.readouterr().err
+    assert "nope.aedat4" in err and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    bad = tmp_path / "broken.bin"
+    bad.write_bytes(b"\x01\x02\x03")
+    with pytest.raises(Exception, match=r"broken\.bin"):
+        main(["--debug", "data", "inspect", str(bad)])
