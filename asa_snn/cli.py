@@ -86,6 +86,47 @@ def data_inspect(
     console.print(table)
 
 
+def _int_tuple(text: str, field: str, length: int) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != length:
+        raise AsaSnnError(f"{field} must be {length} comma-separated integers, got {text!r}")
+    return values
+
+
+@app.command("model-info")
+def model_info(
+    network: Annotated[str, typer.Argument(help="Network name (arch_a, arch_d, arch_b, sew_resnet18, ...).")],
+    attention: Annotated[
+        str, typer.Option("--attention", help="none, sa, tcsa, asa1, asa2, asa_reference.")
+    ] = "none",
+    timesteps: Annotated[int, typer.Option("--timesteps", help="Time steps T.")] = 16,
+    input_shape: Annotated[str, typer.Option("--input", help="Input frame shape C,H,W.")] = "2,32,32",
+    classes: Annotated[int, typer.Option("--classes", help="Number of classes K.")] = 10,
+    neuron: Annotated[str | None, typer.Option("--neuron", help="Override the network's neuron.")] = None,
+) -> None:
+    """Print the layer table (output shapes, neurons, parameters) and the total parameter count."""
+    from asa_snn.models.registry import ModelSpec, build_model, count_parameters, model_table
+
+    spec = ModelSpec(
+        network, attention, timesteps, _int_tuple(input_shape, "--input", 3), classes, neuron=neuron
+    )
+    model = build_model(spec)
+    table = Table(title=f"{network} + {attention}, T={timesteps}, input {input_shape}, {classes} classes")
+    for column in ("layer", "type", "output (per step)", "neurons", "parameters"):
+        text = column in {"layer", "type"}
+        table.add_column(column, justify="left" if text else "right", no_wrap=text)
+    for row in model_table(model, timesteps):
+        shape = "x".join(str(v) for v in row.output_shape)
+        table.add_row(
+            row.name, row.kind, shape, f"{row.neurons:,}" if row.neurons else "", f"{row.parameters:,}"
+        )
+    console.print(table)
+    console.print(f"total parameters: {count_parameters(model):,}")
+
+
 @app.command("demo")
 def demo(
     samples: Annotated[

@@ -86,3 +86,27 @@ def test_debug_shows_the_traceback(tmp_path):
     bad.write_bytes(b"\x01\x02\x03")
     with pytest.raises(Exception, match=r"broken\.bin"):
         main(["--debug", "data", "inspect", str(bad)])
+
+
+def test_model_info_prints_the_paper_parameter_count(capsys):
+    args = [
+        "model-info",
+        "arch_a",
+        "--attention",
+        "asa1",
+        "--timesteps",
+        "60",
+        "--input",
+        "2,32,32",
+        "--classes",
+        "11",
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "total parameters: 2,334,445" in out  # 2,323,531 + 10,914
+    assert "blocks.1.attention" in out
+
+
+def test_model_info_bad_input_shape_is_one_line(capsys):
+    assert main(["model-info", "arch_a", "--input", "2,32"]) == 1
+    assert "--input must be 3 comma-separated integers" in capsys.readouterr().err

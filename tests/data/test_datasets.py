@@ -243,16 +243,24 @@ def make_gait(root: Path, condition: str, targets: dict[str, list[int]]) -> dict
 
 def test_gait_npy_layout(tmp_path: Path) -> None:
     samples = make_gait(tmp_path, "night", {"train": [0, 19, 7], "test": [5]})
-    train = DVSGait(tmp_path, split="train", condition="night")
+    train = DVSGait(tmp_path, split="train", condition="night", trust_pickle=True)
     assert train.labels.tolist() == [0, 19, 7] and len(train.classes) == 20
     stream, label = train[1]
     assert label == 19 and stream.sensor_size == (128, 128, 2)
     assert stream.events["t"].tolist() == samples["train"][1][:, 0].tolist()
     assert stream.events["x"].tolist() == samples["train"][1][:, 1].tolist()
-    test = DVSGait(tmp_path / "night", split="test")  # the condition folder itself works too
+    test = DVSGait(tmp_path / "night", split="test", trust_pickle=True)  # the condition folder works too
     assert len(test) == 1 and test[0][1] == 5 and len(test[0][0]) == 10
     with pytest.raises(AsaSnnError, match=r"train_data\.npy"):
         DVSGait(tmp_path, split="train", condition="day")
+
+
+def test_gait_refuses_to_unpickle_unless_trusted(tmp_path: Path) -> None:
+    make_gait(tmp_path, "day", {"train": [1, 2]})
+    dataset = DVSGait(tmp_path, split="train")
+    assert dataset.labels.tolist() == [1, 2]  # labels come from the plain target array
+    with pytest.raises(AsaSnnError, match=r"train_data\.npy: this layout stores a pickled object array"):
+        dataset[0]
 
 
 def test_gait_label_out_of_range_names_entry(tmp_path: Path) -> None:

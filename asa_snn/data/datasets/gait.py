@@ -8,7 +8,7 @@ import numpy as np
 
 from asa_snn.data.datasets._base import LabelledDataset, PathLikeStr, Transform, check_split, missing_layout
 from asa_snn.data.events import EventStream, make_events
-from asa_snn.errors import InputFormatError
+from asa_snn.errors import AsaSnnError, InputFormatError
 
 GAIT_LAYOUT = """\
   the npy layout read by the paper's released code (github BICLab/ASA-SNN, datasets/gait):
@@ -31,13 +31,16 @@ class DVSGait(LabelledDataset):
     matching label array. Labels come from the small target file; the data file is loaded on the
     first item. Sample ids are ``<split>_data.npy#<k>``.
 
-    Loading an object array runs pickle (``allow_pickle=True``); only open files you trust.
+    Loading an object array runs pickle, which can execute code stored in the file, so the data
+    file is refused unless ``trust_pickle=True`` says you made it or trust its source. The
+    target file must be a plain integer array and is never unpickled.
 
     Args:
         root: folder holding ``day/`` and ``night/`` (or one condition's ``train/`` and ``test/``).
         split: ``"train"`` or ``"test"``.
         condition: ``"day"`` or ``"night"``.
         transform: applied to each EventStream.
+        trust_pickle: allow unpickling the data file (default False: refuse with an error).
 
     Raises:
         AsaSnnError: unknown split or condition, missing files, no samples.
@@ -53,8 +56,10 @@ class DVSGait(LabelledDataset):
         split: str = "train",
         condition: str = "day",
         transform: Transform | None = None,
+        trust_pickle: bool = False,
     ) -> None:
         super().__init__(root, split, transform)
+        self.trust_pickle = trust_pickle
         self.classes = [f"walker {i}" for i in range(GAIT_CLASSES)]
         check_split("DVSGait", split, ("train", "test"))
         check_split("DVSGait condition", condition, ("day", "night"))
@@ -71,14 +76,14 @@ class DVSGait(LabelledDataset):
 
     def _load(self, index: int) -> EventStream:
         if self._data is None:
-            self._data = _load_samples(self.data_file, len(self))
+            self._data = _load_samples(self.data_file, len(self), self.trust_pickle)
         return _to_stream(self._data[index], self.sensor_size, self.files[index])
 
 
 def _targets(path: Path, num_classes: int) -> np.ndarray:
     """Integer labels of a ``*_target.npy`` file, each checked against 0..num_classes-1."""
     try:
-        targets = np.load(path, allow_pickle=True)
+        targets = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
         raise InputFormatError(f"{path}: not a readable .npy file ({exc})") from exc
     targets = np.asarray(targets).reshape(-1)
@@ -92,8 +97,13 @@ def _targets(path: Path, num_classes: int) -> np.ndarray:
     return labels
 
 
-def _load_samples(path: Path, expected: int) -> np.ndarray:
+def _load_samples(path: Path, expected: int, trust_pickle: bool) -> np.ndarray:
     """The per-sample event arrays of a ``*_data.npy`` file; their count must equal ``expected``."""
+    if not trust_pickle:
+        raise AsaSnnError(
+            f"{path}: this layout stores a pickled object array, and unpickling can run code from the "
+            "file; pass trust_pickle=True to DVSGait only if you made the file or trust its source"
+        )
     try:
         data = np.load(path, allow_pickle=True)
     except (OSError, ValueError) as exc:

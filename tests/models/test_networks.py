@@ -1,0 +1,134 @@
+"""Networks and the model registry: the paper's parameter counts, shapes, errors, chip fit."""
+
+import pytest
+import torch
+
+from asa_snn.errors import AsaSnnError, InputFormatError
+from asa_snn.models.blocks import SumPool2d
+from asa_snn.models.neurons import IAF, LIF, CubaLIF, ParametricLIF
+from asa_snn.models.registry import NETWORKS, ModelSpec, build_model, count_parameters, model_table
+
+PAPER = {"input_shape": (2, 32, 32), "num_classes": 11, "timesteps": 60}
+
+
+@pytest.mark.parametrize(
+    ("attention", "extra"), [("none", 0), ("sa", 294), ("tcsa", 24_126), ("asa1", 10_914), ("asa2", 114)]
+)
+def test_paper_parameter_counts_of_arch_a(attention, extra):
+    model = build_model(ModelSpec("arch_a", attention, **PAPER))
+    assert count_parameters(model) == 2_323_531 + extra
+
+
+def test_arch_d_is_the_32_channel_variant():
+    model = build_model(ModelSpec("arch_d", "none", 60, (2, 32, 32), 20))
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(2048, 256), (256, 20)]
+
+
+@pytest.mark.parametrize(
+    ("network", "shape", "neuron"),
+    [
+        ("arch_a", (2, 32, 32), LIF),
+        ("arch_b", (2, 64, 64), ParametricLIF),
+        ("sew_resnet18", (2, 32, 32), LIF),
+        ("speck_net", (2, 32, 32), IAF),
+        ("loihi_net", (2, 32, 32), CubaLIF),
+    ],
+)
+def test_networks_map_frames_to_class_scores(network, shape, neuron):
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(network, "asa2", 4, shape, 5))
+    scores = model(torch.rand(4, 3, *shape))
+    assert scores.shape == (3, 5)
+    assert all(
+        isinstance(m, neuron)
+        for m in model.modules()
+        if type(m).__name__ in {"LIF", "ParametricLIF", "IAF", "CubaLIF"}
+    )
+    if network != "sew_resnet18":  # spike-rate readouts lie in [0, 1]
+        assert scores.min() >= 0 and scores.max() <= 1
+
+
+def test_arch_b_votes_over_groups_of_ten():
+    model = build_model(ModelSpec("arch_b", "none", 2, (2, 32, 32), 3))
+    assert model.blocks[-1].linear.out_features == 30
+    assert model(torch.rand(2, 1, 2, 32, 32)).shape == (1, 3)
+
+
+def test_speck_net_is_conv_only_with_sum_pooling():
+    model = build_model(ModelSpec("speck_net", "none", 4, (2, 32, 32), 7))
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert sum(isinstance(m, SumPool2d) for m in model.modules()) == 3
+    assert model.blocks[-1].conv.kernel_size == (4, 4)
+
+
+def test_loihi_net_has_no_pooling():
+    model = build_model(ModelSpec("loihi_net", "none", 4, (2, 32, 32), 7))
+    pools = (torch.nn.AvgPool2d, torch.nn.MaxPool2d, SumPool2d)
+    assert not any(isinstance(m, pools) for m in model.modules())
+
+
+def test_sum_pool_sums_windows():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert SumPool2d(2)(x).flatten().tolist() == [
+        0 + 1 + 4 + 5,
+        2 + 3 + 6 + 7,
+        8 + 9 + 12 + 13,
+        10 + 11 + 14 + 15,
+    ]
+
+
+def test_model_table_lists_shapes_neurons_and_parameters():
+    model = build_model(ModelSpec("arch_a", "asa2", **PAPER))
+    rows = model_table(model, 60)
+    assert sum(row.parameters for row in rows) == count_parameters(model)
+    by_name = {row.name: row for row in rows}
+    assert by_name["blocks.1.attention"].output_shape == (128, 16, 16)
+    assert by_name["blocks.1.neuron"].neurons == 128 * 16 * 16
+    assert by_name["blocks.4.neuron"].neurons == 11
+
+
+def test_spec_round_trips_through_plain_data():
+    spec = ModelSpec(
+        "speck_net",
+        "asa1",
+        8,
+        (2, 16, 16),
+        4,
+        neuron_options={"v_th": 0.5},
+        network_options={"channels": [4, 8]},
+    )
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (ModelSpec("arch_z"), "unknown network 'arch_z'; expected one of arch_a"),
+        (ModelSpec("arch_a", "xyz"), "unknown attention 'xyz'; expected one of none, sa"),
+        (ModelSpec("arch_a", neuron="hh"), "unknown neuron 'hh'; expected one of lif, plif"),
+        (ModelSpec("arch_a", input_shape=(2, 30, 30)), "input H=30 must be divisible by 4"),
+        (ModelSpec("speck_net", input_shape=(2, 256, 256)), "at most 128 x 128"),
+        (ModelSpec("arch_a", "asa1", timesteps=1), "reduction"),
+        (ModelSpec("speck_net", network_options={"depth": 3}), "bad network option"),
+    ],
+)
+def test_bad_specs_name_what_is_wrong(spec, message):
+    with pytest.raises(AsaSnnError, match=message):
+        build_model(spec)
+
+
+def test_unknown_spec_field_is_named():
+    with pytest.raises(AsaSnnError, match="unknown field"):
+        ModelSpec.from_dict({"network": "arch_a", "layers": 3})
+
+
+def test_wrong_input_shape_at_forward_is_named():
+    model = build_model(ModelSpec("speck_net", "none", 4, (2, 32, 32), 3))
+    with pytest.raises(InputFormatError, match=r"C,H,W = \(2, 32, 32\)"):
+        model(torch.rand(4, 1, 2, 16, 16))
+
+
+def test_every_registered_network_has_a_default_neuron():
+    for name, entry in NETWORKS.items():
+        assert entry.neuron in {"lif", "plif", "iaf", "cuba"}, name
