@@ -1,0 +1,343 @@
+"""The folded graph: the one hand-off between training and everything chip-side.
+
+A folded graph is plain data: an ordered list of layers (conv / linear weights and biases, sum
+pooling, flatten, residual add), each with its neuron parameters, plus the input spec,
+quantization metadata and provenance. Every exporter and simulator reads it; none reaches back
+into the training code.
+
+On disk it is a folder::
+
+    graph.json           the network, readable: layers, shapes, neurons, scales, provenance
+    tensors.safetensors  every array, named "<layer>.<tensor>" (no code, nothing unpickled)
+
+``graph.json`` carries ``format`` and ``version``; a file from another version gives an error
+naming both versions instead of a wrong graph.
+
+Float and quantized graphs share the layout. In a quantized graph (``quantized=True``) the
+``weight`` and ``bias`` tensors hold integers (integer dtypes), the neuron's ``threshold`` and
+``min_v`` are integers in the same units, and each spiking op layer has a :class:`LayerQuant`
+saying how the integers relate to the float model (``integer = float * scale``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from asa_snn.errors import AsaSnnError, InputFormatError
+
+GRAPH_FORMAT = "asa-snn-folded-graph"
+GRAPH_VERSION = 1
+OPS = ("conv2d", "linear", "sumpool2d", "flatten", "add")
+NEURON_KINDS = ("iaf", "cuba", "lif")
+
+
+@dataclass(frozen=True)
+class NeuronSpec:
+    """Neuron parameters of one layer (one value per layer: what a chip core holds).
+
+    Attributes:
+        kind: ``"iaf"`` (Speck), ``"cuba"`` (Loihi) or ``"lif"`` (the paper's LIF, float targets).
+        threshold: firing threshold, in the layer's units (float graph) or integer units
+            (quantized graph).
+        reset: ``"subtract"`` (v -= threshold) or ``"zero"``.
+        min_v: lower bound of the membrane after reset, or None.
+        multi_spike: emit floor(v / threshold) spikes per step instead of at most one.
+        du, dv: CUBA current and voltage decay fractions per step (``kind="cuba"``).
+        decay: LIF leak factor applied after reset (``kind="lif"``).
+    """
+
+    kind: str
+    threshold: float
+    reset: str = "subtract"
+    min_v: float | None = None
+    multi_spike: bool = False
+    du: float | None = None
+    dv: float | None = None
+    decay: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in NEURON_KINDS:
+            raise AsaSnnError(f"neuron kind {self.kind!r} unknown; expected one of {', '.join(NEURON_KINDS)}")
+        if self.reset not in ("subtract", "zero"):
+            raise AsaSnnError(f"neuron reset {self.reset!r} unknown; expected 'subtract' or 'zero'")
+
+
+@dataclass(frozen=True)
+class LayerQuant:
+    """How a layer's integers relate to its float model.
+
+    ``weight_float = weight_int / scale``; the threshold, bias and min_v of the neuron are stored
+    already multiplied by ``scale`` (integers) in the quantized graph.
+
+    Attributes:
+        scale: multiplier from float to integer units.
+        weight_bits, state_bits: bit widths of the weights and the membrane state (signed).
+        weight_exponent: shared weight exponent where the target has one (Loihi), else 0.
+    """
+
+    scale: float
+    weight_bits: int
+    state_bits: int
+    weight_exponent: int = 0
+
+
+@dataclass
+class Layer:
+    """One node of the folded graph.
+
+    Attributes:
+        name: unique name (also the prefix of its tensors on disk).
+        op: one of ``conv2d, linear, sumpool2d, flatten, add``.
+        attrs: op attributes: conv2d ``kernel_size, stride, padding`` ([h, w] each),
+            ``in_channels, out_channels``; linear ``in_features, out_features``; sumpool2d
+            ``kernel_size``; add has none.
+        output_shape: output per step and sample: (C, H, W) or (F,).
+        tensors: arrays, e.g. ``weight`` [C_out, C_in, kh, kw] or [out, in], ``bias`` [C_out].
+        neuron: the spiking neuron after the op, or None (pooling, flatten, add feed on).
+        inputs: names of the layers feeding this one; empty means the previous layer (the
+            graph input for the first layer). ``add`` lists its two operands.
+        quant: integer metadata once quantized, else None.
+        source: the module of the trained model this layer came from (provenance).
+    """
+
+    name: str
+    op: str
+    attrs: dict[str, Any]
+    output_shape: tuple[int, ...]
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    neuron: NeuronSpec | None = None
+    inputs: tuple[str, ...] = ()
+    quant: LayerQuant | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise AsaSnnError(
+                f"layer {self.name!r}: op {self.op!r} unknown; expected one of {', '.join(OPS)}"
+            )
+        self.output_shape = tuple(int(v) for v in self.output_shape)
+        self.inputs = tuple(self.inputs)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the first layer receives.
+
+    Attributes:
+        shape: (C, H, W) of one input frame after pooling.
+        sensor_size: (W, H, P) of the event sensor the frames come from.
+        downsample: coordinate binning factor from sensor to frame (sum pooling of events).
+        polarity: ``"separate"`` (one channel per polarity) or ``"merged"`` (one channel).
+        dt_us: frame length in microseconds (one time step).
+        n_steps: time steps T per inference.
+    """
+
+    shape: tuple[int, int, int]
+    sensor_size: tuple[int, int, int]
+    downsample: int = 1
+    polarity: str = "separate"
+    dt_us: int = 1000
+    n_steps: int = 16
+
+
+@dataclass
+class FoldedGraph:
+    """A chip-agnostic network: layers in execution order plus what describes them.
+
+    Attributes:
+        layers: the nodes in execution order.
+        input: the input spec.
+        num_classes: K; the output layer's units (or groups of units, see ``vote``).
+        target: ``"speck"``, ``"loihi"`` or ``"generic"``: the chip the graph was folded for.
+        quantized: True when tensors hold integers for ``target``.
+        readout: how scores come out of the last layer: ``"rate"`` (mean spikes over T).
+        vote: size of the voting groups of the output layer (1: one unit per class).
+        provenance: where it came from: checkpoint digest, calibration data, options, versions.
+    """
+
+    layers: list[Layer]
+    input: InputSpec
+    num_classes: int
+    target: str = "generic"
+    quantized: bool = False
+    readout: str = "rate"
+    vote: int = 1
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def layer(self, name: str) -> Layer:
+        """The layer called ``name``; an unknown name is an error listing the names."""
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise AsaSnnError(f"graph has no layer {name!r}; layers: {', '.join(x.name for x in self.layers)}")
+
+    def spiking_layers(self) -> list[Layer]:
+        """The layers that end in a neuron, in order."""
+        return [layer for layer in self.layers if layer.neuron is not None]
+
+
+def _layer_to_json(layer: Layer) -> dict[str, Any]:
+    data = {
+        "name": layer.name,
+        "op": layer.op,
+        "attrs": layer.attrs,
+        "output_shape": list(layer.output_shape),
+        "tensors": {
+            key: {"shape": list(value.shape), "dtype": str(value.dtype)}
+            for key, value in layer.tensors.items()
+        },
+        "neuron": asdict(layer.neuron) if layer.neuron else None,
+        "inputs": list(layer.inputs),
+        "quant": asdict(layer.quant) if layer.quant else None,
+        "source": layer.source,
+    }
+    return data
+
+
+def graph_to_json(graph: FoldedGraph) -> dict[str, Any]:
+    """The JSON document of ``graph`` (tensors described by shape and dtype only)."""
+    return {
+        "format": GRAPH_FORMAT,
+        "version": GRAPH_VERSION,
+        "target": graph.target,
+        "quantized": graph.quantized,
+        "num_classes": graph.num_classes,
+        "readout": graph.readout,
+        "vote": graph.vote,
+        "input": {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(graph.input).items()},
+        "layers": [_layer_to_json(layer) for layer in graph.layers],
+        "provenance": graph.provenance,
+    }
+
+
+def save_graph(graph: FoldedGraph, folder: str | Path) -> Path:
+    """Write ``graph`` to ``folder`` (graph.json + tensors.safetensors), atomically.
+
+    Both files are written into a temporary folder beside ``folder`` that then replaces it, so an
+    interrupted save never leaves a half-written graph.
+    """
+    from safetensors.numpy import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        f"{layer.name}.{key}": np.ascontiguousarray(value)
+        for layer in graph.layers
+        for key, value in layer.tensors.items()
+    }
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        (staging / "graph.json").write_text(json.dumps(graph_to_json(graph), indent=2) + "\n")
+        save_file(tensors, staging / "tensors.safetensors")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return folder
+
+
+def _require(document: dict[str, Any], key: str, where: str) -> Any:
+    if key not in document:
+        raise InputFormatError(f"{where}: missing field {key!r}")
+    return document[key]
+
+
+def _from_fields(cls: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputFormatError(f"{where}: unknown field(s) {unknown}; expected some of {sorted(known)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise InputFormatError(f"{where}: {exc}") from exc
+
+
+def load_graph(folder: str | Path) -> FoldedGraph:
+    """Read a graph written by :func:`save_graph`, without executing anything from the files.
+
+    Raises:
+        InputFormatError: a missing file or field, another format or version, a tensor missing
+            from tensors.safetensors or with another shape than graph.json says.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    folder = Path(folder)
+    json_path, tensor_path = folder / "graph.json", folder / "tensors.safetensors"
+    for path in (json_path, tensor_path):
+        if not path.is_file():
+            raise InputFormatError(f"{folder}: not a folded graph folder (missing {path.name})")
+    try:
+        document = json.loads(json_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputFormatError(f"{json_path}: not valid JSON ({exc})") from exc
+    if not isinstance(document, dict) or document.get("format") != GRAPH_FORMAT:
+        raise InputFormatError(
+            f"{json_path}: not an {GRAPH_FORMAT} file (format field is missing or differs)"
+        )
+    version = document.get("version")
+    if version != GRAPH_VERSION:
+        raise InputFormatError(
+            f"{json_path}: graph format version {version} but this asa-snn reads version {GRAPH_VERSION}; "
+            "re-run `asa-snn fold` with this version, or use the asa-snn release that wrote the file"
+        )
+    try:
+        arrays = load_file(tensor_path)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputFormatError(f"{tensor_path}: unreadable tensor file ({exc})") from exc
+    layers = []
+    for index, entry in enumerate(_require(document, "layers", str(json_path))):
+        where = f"{json_path}: layer {index}"
+        name = _require(entry, "name", where)
+        tensors = {}
+        for key, meta in _require(entry, "tensors", where).items():
+            stored = arrays.get(f"{name}.{key}")
+            if stored is None:
+                raise InputFormatError(
+                    f"{tensor_path}: tensor '{name}.{key}' listed in graph.json is missing"
+                )
+            if list(stored.shape) != list(meta["shape"]):
+                raise InputFormatError(
+                    f"{tensor_path}: tensor '{name}.{key}' has shape {list(stored.shape)}, "
+                    f"graph.json says {meta['shape']}"
+                )
+            tensors[key] = stored
+        neuron = entry.get("neuron")
+        quant = entry.get("quant")
+        layers.append(
+            Layer(
+                name=name,
+                op=_require(entry, "op", where),
+                attrs=entry.get("attrs", {}),
+                output_shape=tuple(_require(entry, "output_shape", where)),
+                tensors=tensors,
+                neuron=_from_fields(NeuronSpec, neuron, f"{where} neuron") if neuron else None,
+                inputs=tuple(entry.get("inputs", ())),
+                quant=_from_fields(LayerQuant, quant, f"{where} quant") if quant else None,
+                source=entry.get("source", ""),
+            )
+        )
+    spec = dict(_require(document, "input", str(json_path)))
+    for key in ("shape", "sensor_size"):
+        spec[key] = tuple(_require(spec, key, f"{json_path}: input"))
+    return FoldedGraph(
+        layers=layers,
+        input=_from_fields(InputSpec, spec, f"{json_path}: input"),
+        num_classes=int(_require(document, "num_classes", str(json_path))),
+        target=document.get("target", "generic"),
+        quantized=bool(document.get("quantized", False)),
+        readout=document.get("readout", "rate"),
+        vote=int(document.get("vote", 1)),
+        provenance=document.get("provenance", {}),
+    )
