@@ -1,0 +1,1 @@
+"""Simulators that run a folded graph and count spikes: one interface, several backends."""
