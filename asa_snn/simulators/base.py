@@ -63,7 +63,8 @@ def check_frames(graph: FoldedGraph, frames: np.ndarray) -> np.ndarray:
     expected = tuple(graph.input.shape)
     if frames.ndim != 5 or tuple(frames.shape[2:]) != expected:
         raise InputFormatError(
-            f"simulator input must be frames [B, T, C, H, W] with C,H,W = {expected}, got shape {frames.shape}"
+            f"simulator input must be frames [B, T, C, H, W] with C,H,W = {expected}, "
+            f"got shape {frames.shape}"
         )
     if not np.all(np.isfinite(frames)) or np.any(frames < 0):
         raise InputFormatError("simulator input frames must hold non-negative event counts")
