@@ -3,17 +3,18 @@
 Every one-state neuron of this package is an instance of
 
 .. math::
-    v[t] = \\lambda \\, r[t-1] + g \\, X[t], \\qquad
+    v[t] = \\lambda \\, r[t-1] + I[t], \\qquad
     s[t] = \\mathrm{fire}(v[t], v_{th}), \\qquad
     r[t] = \\max(\\mathrm{reset}(v[t], s[t]), v_{min}), \\qquad r[-1] = 0
 
-with leak :math:`\\lambda`, input gain :math:`g` (both 0-dim tensors, possibly learnable) and an
-optional lower bound :math:`v_{min}`. ``v`` is the membrane potential before reset, ``r`` the
-potential kept after it. Two loops compute it, with the same signature
-``loop(x, leak, gain, dynamics, keep_membrane) -> (spikes, membrane or None)``:
+with leak :math:`\\lambda` (a 0-dim tensor, possibly learnable), input :math:`I` (already scaled
+by the neuron, e.g. :math:`X / \\tau` for the parametric LIF) and an optional lower bound
+:math:`v_{min}`. ``v`` is the membrane potential before reset, ``r`` the potential kept after it.
+Two loops compute it, with the same signature
+``loop(inputs, leak, dynamics, keep_membrane) -> (spikes, membrane or None)``:
 
 - :func:`reference_loop`: a plain Python time loop whose autograd graph is built step by step.
-  Slow, obviously right; the definition the fused loop is tested against.
+  Obviously right; the definition the fused loop is tested against.
 - :func:`fused_loop`: one :class:`torch.autograd.Function` running the whole loop without a graph,
   saving only ``v`` for every step, and computing the exact gradient of the loop above
   (surrogate spikes, the non-detached reset, the leak, the bound) in a reverse time loop.
@@ -64,29 +65,28 @@ class FirstOrderDynamics:
         return float_mask(torch.ge, self.reset(v, s, self.v_th), self.min_v)
 
 
-Loop = Callable[[Tensor, Tensor, Tensor, FirstOrderDynamics, bool], tuple[Tensor, Tensor | None]]
-"""``loop(x [T, B, ...], leak, gain, dynamics, keep_membrane) -> (spikes, membrane or None)``."""
+Loop = Callable[[Tensor, Tensor, FirstOrderDynamics, bool], tuple[Tensor, Tensor | None]]
+"""``loop(inputs [T, B, ...], leak, dynamics, keep_membrane) -> (spikes, membrane or None)``."""
 
 
 def reference_loop(
-    x: Tensor, leak: Tensor, gain: Tensor, dynamics: FirstOrderDynamics, keep_membrane: bool
+    inputs: Tensor, leak: Tensor, dynamics: FirstOrderDynamics, keep_membrane: bool
 ) -> tuple[Tensor, Tensor | None]:
     """Step-by-step autograd loop of the first-order neuron (see the module docstring).
 
     Args:
-        x: input current, shape [T, B, ...].
+        inputs: input current I, shape [T, B, ...].
         leak: 0-dim tensor, factor on the kept potential.
-        gain: 0-dim tensor, factor on the input.
         dynamics: threshold, firing, surrogate, reset and bound.
         keep_membrane: also return the detached membrane potential before reset.
 
     Returns:
         spikes [T, B, ...] and the membrane [T, B, ...] (or None).
     """
-    r = torch.zeros_like(x[0])
+    r = torch.zeros_like(inputs[0])
     spikes, membrane = [], []
-    for x_t in x:
-        v = leak * r + gain * x_t
+    for i_t in inputs:
+        v = leak * r + i_t
         s = surrogate_spike(v, dynamics.v_th, dynamics.fire, dynamics.surrogate)
         r = dynamics.kept(v, s)
         spikes.append(s)
@@ -101,17 +101,15 @@ class _FusedFirstOrder(torch.autograd.Function):
     With :math:`\\bar{a}` the gradient of the loss with respect to ``a``, :math:`\\sigma` the
     surrogate and :math:`m` the bound mask, the chain rule through the reset and bound,
     :math:`r[t] = \\max(\\mathrm{reset}(v[t], s[t]), v_{min})`, and through the next step,
-    :math:`v[t+1] = \\lambda r[t] + g X[t+1]`, is
+    :math:`v[t+1] = \\lambda r[t] + I[t+1]`, is
 
     .. math::
         A[t] = \\sigma(v[t]), \\qquad
         B[t] = \\lambda \\, m[t] \\left(\\frac{\\partial r}{\\partial s} A[t]
                + \\frac{\\partial r}{\\partial v}\\right), \\\\
-        \\bar{v}[T-1] = A[T-1] \\bar{s}[T-1], \\qquad
-        \\bar{v}[t] = A[t] \\bar{s}[t] + B[t] \\, \\bar{v}[t+1], \\\\
-        \\bar{X}[t] = g \\bar{v}[t], \\qquad
-        \\bar{\\lambda} = \\sum_{t \\ge 1} \\bar{v}[t] \\, r[t-1], \\qquad
-        \\bar{g} = \\sum_t \\bar{v}[t] X[t]
+        \\bar{I}[T-1] = \\bar{v}[T-1] = A[T-1] \\bar{s}[T-1], \\qquad
+        \\bar{I}[t] = \\bar{v}[t] = A[t] \\bar{s}[t] + B[t] \\, \\bar{v}[t+1], \\qquad
+        \\bar{\\lambda} = \\sum_{t \\ge 1} \\bar{v}[t] \\, r[t-1]
 
     Only ``v`` is saved; ``s``, ``A`` and ``B`` are recomputed one step at a time. Whole-[T, ...]
     temporaries are avoided on purpose: on CPU, step-sized temporaries are recycled by the
@@ -119,61 +117,50 @@ class _FusedFirstOrder(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, leak: Tensor, gain: Tensor, dynamics: FirstOrderDynamics):
-        membrane = torch.empty_like(x)
-        spikes = torch.empty_like(x)
-        r = torch.zeros_like(x[0])
-        for t in range(x.shape[0]):
-            v = torch.mul(leak, r, out=membrane[t])
-            v.add_(gain * x[t])
-            spikes[t] = dynamics.fire(v, dynamics.v_th)
+    def forward(ctx, inputs: Tensor, leak: Tensor, dynamics: FirstOrderDynamics):
+        membrane = torch.empty_like(inputs)
+        spikes = torch.empty_like(inputs)
+        r = torch.zeros_like(inputs[0])
+        for t in range(inputs.shape[0]):
+            v = torch.mul(leak, r, out=membrane[t]).add_(inputs[t])
+            dynamics.fire(v, dynamics.v_th, out=spikes[t])
             r = dynamics.kept(v, spikes[t])
-        ctx.save_for_backward(x, leak, gain, membrane)
+        ctx.save_for_backward(leak, membrane)
         ctx.dynamics = dynamics
         ctx.mark_non_differentiable(membrane)
         return spikes, membrane
 
     @staticmethod
     def backward(ctx, grad_spikes: Tensor, _grad_membrane: Tensor):
-        x, leak, gain, membrane = ctx.saved_tensors
+        leak, membrane = ctx.saved_tensors
         dyn: FirstOrderDynamics = ctx.dynamics
-        need_x, need_leak, need_gain = ctx.needs_input_grad[:3]
-        grad_x = torch.empty_like(x)
-        grad_leak = torch.zeros_like(x[0]) if need_leak else None
-        grad_gain = torch.zeros_like(x[0]) if need_gain else None
-        grad_next = None
-        for t in reversed(range(x.shape[0])):
+        need_leak = ctx.needs_input_grad[1]
+        grad_inputs = torch.empty_like(membrane)
+        grad_leak = torch.zeros_like(membrane[0]) if need_leak else None
+        for t in reversed(range(membrane.shape[0])):
             v = membrane[t]
             direct = dyn.surrogate(v, dyn.v_th)
-            grad_v = direct * grad_spikes[t]
-            if grad_next is not None:
+            grad_v = torch.mul(direct, grad_spikes[t], out=grad_inputs[t])
+            if t + 1 < membrane.shape[0]:
+                grad_next = grad_inputs[t + 1]
                 s = dyn.fire(v, dyn.v_th)
                 dr_dv, dr_ds = dyn.reset.partials(v, s, dyn.v_th)
                 through_reset = direct.mul_(dr_ds).add_(dr_dv).mul_(leak * dyn.bound_mask(v, s))
                 grad_v.addcmul_(through_reset, grad_next)
                 if need_leak:
                     grad_leak.addcmul_(grad_next, dyn.kept(v, s))
-            if need_gain:
-                grad_gain.addcmul_(grad_v, x[t])
-            torch.mul(gain, grad_v, out=grad_x[t])
-            grad_next = grad_v
-        return (
-            grad_x if need_x else None,
-            grad_leak.sum().reshape(leak.shape) if need_leak else None,
-            grad_gain.sum().reshape(gain.shape) if need_gain else None,
-            None,
-        )
+        return grad_inputs, (grad_leak.sum().reshape(leak.shape) if need_leak else None), None
 
 
 def fused_loop(
-    x: Tensor, leak: Tensor, gain: Tensor, dynamics: FirstOrderDynamics, keep_membrane: bool
+    inputs: Tensor, leak: Tensor, dynamics: FirstOrderDynamics, keep_membrane: bool
 ) -> tuple[Tensor, Tensor | None]:
     """Fused multi-step loop of the first-order neuron; same contract as :func:`reference_loop`.
 
-    Memory kept for backward: the membrane before reset, [T, B, ...], plus references to the
-    inputs. Spikes, resets and surrogates are recomputed from it in the backward pass.
+    Memory kept for backward: the membrane before reset, [T, B, ...]. Spikes, resets and
+    surrogates are recomputed from it in the backward pass.
     """
-    spikes, membrane = _FusedFirstOrder.apply(x, leak, gain, dynamics)
+    spikes, membrane = _FusedFirstOrder.apply(inputs, leak, dynamics)
     return spikes, (membrane if keep_membrane else None)
 
 

@@ -80,8 +80,7 @@ class LIF(SpikingNeuron):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        leak, gain = x.new_tensor(self.decay), x.new_tensor(1.0)
-        spikes, membrane = self.loop(x, leak, gain, self.dynamics, self.record)
+        spikes, membrane = self.loop(x, x.new_tensor(self.decay), self.dynamics, self.record)
         return self.finish(spikes, membrane)
 
     def extra_repr(self) -> str:
@@ -140,7 +139,7 @@ class ParametricLIF(SpikingNeuron):
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
         inv_tau = torch.sigmoid(self.w).to(x.dtype)
-        spikes, membrane = self.loop(x, 1 - inv_tau, inv_tau, self.dynamics, self.record)
+        spikes, membrane = self.loop(x * inv_tau, 1 - inv_tau, self.dynamics, self.record)
         return self.finish(spikes, membrane)
 
     def extra_repr(self) -> str:
@@ -192,8 +191,7 @@ class IAF(SpikingNeuron):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        one = x.new_tensor(1.0)
-        spikes, membrane = self.loop(x, one, one, self.dynamics, self.record)
+        spikes, membrane = self.loop(x, x.new_tensor(1.0), self.dynamics, self.record)
         return self.finish(spikes, membrane)
 
     def extra_repr(self) -> str:

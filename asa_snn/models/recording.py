@@ -45,11 +45,12 @@ class SpikingNeuron(nn.Module):
         self.last_record: NeuronRecord | None = None
 
     def check_input(self, x: Tensor) -> None:
-        """Raise :class:`InputFormatError` unless ``x`` is a floating tensor of shape [T, B, ...]."""
-        if not isinstance(x, Tensor) or x.ndim < 2 or not x.is_floating_point():
+        """Raise :class:`InputFormatError` unless ``x`` is a floating tensor of shape [T, B, ...], T >= 1."""
+        if not isinstance(x, Tensor) or x.ndim < 2 or x.shape[0] == 0 or not x.is_floating_point():
             found = f"shape {tuple(x.shape)}, dtype {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
             raise InputFormatError(
-                f"{type(self).__name__}: input x must be a floating-point tensor of shape [T, B, ...], "
+                f"{type(self).__name__}: input x must be a floating-point tensor of shape [T, B, ...] "
+                f"with T >= 1 time steps, "
                 f"got {found}"
             )
 

@@ -21,18 +21,23 @@ from asa_snn.errors import AsaSnnError
 
 
 class Surrogate(Protocol):
-    """Pseudo-derivative ds/dv of a spike function, evaluated elementwise at ``v``."""
+    """Pseudo-derivative ds/dv of a spike function, evaluated elementwise at ``v``.
+
+    Returns a new tensor of ``v``'s shape and dtype (the fused backward pass modifies it in place).
+    """
 
     def __call__(self, v: Tensor, v_th: float) -> Tensor: ...
 
 
-def float_mask(compare: Callable[..., Tensor], a: Tensor, b: Tensor | float) -> Tensor:
+def float_mask(
+    compare: Callable[..., Tensor], a: Tensor, b: Tensor | float, out: Tensor | None = None
+) -> Tensor:
     """``compare(a, b)`` (e.g. ``torch.ge``) as a 0/1 tensor of ``a``'s dtype and shape.
 
-    Written straight into a floating output: on CPU this is several times faster than making a
-    bool tensor and converting it.
+    Written straight into a floating output (``out``, or a new tensor): on CPU this is several
+    times faster than making a bool tensor and converting it.
     """
-    return compare(a, b, out=torch.empty_like(a))
+    return compare(a, b, out=torch.empty_like(a) if out is None else out)
 
 
 def _check_positive(owner: str, field: str, value: float) -> None:
@@ -141,9 +146,7 @@ class _SurrogateSpike(torch.autograd.Function):
     """Exact spikes forward, ``grad * surrogate(v, v_th)`` backward (no gradient to v_th)."""
 
     @staticmethod
-    def forward(
-        ctx, v: Tensor, v_th: float, fire: Callable[[Tensor, float], Tensor], surrogate: Surrogate
-    ) -> Tensor:
+    def forward(ctx, v: Tensor, v_th: float, fire: Callable[..., Tensor], surrogate: Surrogate) -> Tensor:
         ctx.save_for_backward(v)
         ctx.v_th = v_th
         ctx.surrogate = surrogate
@@ -155,9 +158,7 @@ class _SurrogateSpike(torch.autograd.Function):
         return grad_spikes * ctx.surrogate(v, ctx.v_th), None, None, None
 
 
-def surrogate_spike(
-    v: Tensor, v_th: float, fire: Callable[[Tensor, float], Tensor], surrogate: Surrogate
-) -> Tensor:
+def surrogate_spike(v: Tensor, v_th: float, fire: Callable[..., Tensor], surrogate: Surrogate) -> Tensor:
     """Spikes ``fire(v, v_th)`` whose gradient with respect to ``v`` is ``surrogate(v, v_th)``.
 
     Args:

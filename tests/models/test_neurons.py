@@ -267,7 +267,16 @@ def test_fused_matches_reference(config, dtype):
         assert fused[3][0].item() != 0.0
 
 
-def test_fused_leaves_unneeded_gradients_alone():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_time_first_layout_from_a_permuted_tensor(backend):
+    torch.manual_seed(2)
+    batch_first = torch.rand(3, 7, 4, 2) * 0.6  # [B, T, C, F], as the attention layout holds it
+    permuted = batch_first.permute(1, 0, 2, 3)
+    assert not permuted.is_contiguous()
+    assert torch.equal(LIF(backend=backend)(permuted), LIF(backend=backend)(permuted.contiguous()))
+
+
+def test_fused_gradient_reaches_upstream_parameters():
     x = torch.rand(5, 2, 3)
     weight = torch.tensor(2.0, requires_grad=True)
     LIF()(x * weight).sum().backward()
@@ -279,7 +288,9 @@ def test_fused_leaves_unneeded_gradients_alone():
 # ---------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(5), torch.zeros(3, 2, dtype=torch.int64), [[0.0]]])
+@pytest.mark.parametrize(
+    "bad", [torch.zeros(5), torch.zeros(0, 2), torch.zeros(3, 2, dtype=torch.int64), [[0.0]]]
+)
 def test_input_must_be_time_first_float_tensor(bad):
     with pytest.raises(InputFormatError, match=r"LIF: input x must be .*\[T, B, \.\.\.\]"):
         LIF()(bad)

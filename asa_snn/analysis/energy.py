@@ -1,0 +1,304 @@
+"""Operation counts and energy estimates: the one energy model of the project (pure NumPy / dataclasses).
+
+A layer is described by a plain :class:`LayerOps` (no torch, no model), so the training-side analysis
+and the chip simulators count operations and joules the same way. Counts are per sample (one
+inference of T steps).
+
+Counting rules (paper Eq. 11 and its supplementary, FACTS.md section 1)::
+
+    FLOPs(conv) = k^2 * H_out * W_out * C_in * C_out      (dense, per step)
+    FLOPs(fc)   = in * out
+    SOP         = r_in * T * FLOPs,   r_in = input events / (input elements * T)
+                = input events * mean fan-out              (event-driven count)
+    MAC         = T * FLOPs when the input is real valued (first layer), + attention MACs
+    E           = E_MAC * MAC + E_AC * SOP                  (op-energy presets)
+
+When the recorder knows the exact fan-out of every input position (``event_fanout_sum``), the SOP is
+that boundary-exact count, sum over events of the synapses the event reaches; otherwise the
+mean-fan-out form above. Neuron updates are ``neurons * T`` per sample.
+
+Where this lines up with NeuroBench's metrics (FACTS.md section 5): our SOPs of spiking-input layers
+correspond to ``Effective_ACs``, our MACs of real-valued-input layers and attention to
+``Effective_MACs``, ``T * FLOPs`` to ``Dense`` and ``neurons * T`` to membrane updates. Where it
+differs: (1) a sum-pooled input (Speck's sum pooling) carries counts > 1 and we count each unit as an
+event (a chip receives that many events), while NeuroBench counts a non-zero input once; likewise a
+multi-spike IAF output of n spikes counts n events; (2) ``FLOPs`` ignores padding, so the
+mean-fan-out SOP over-counts events on the border of a padded conv; the boundary-exact
+``event_fanout_sum`` does not (it equals sinabs' ``SNNAnalyzer`` synops, tested); (3) attention MACs
+follow the modules' own ``extra_macs`` counting rule.
+
+Presets (:data:`PRESETS`):
+
+- ``fp32_45nm``: MAC 4.6 pJ, AC 0.9 pJ; ``int8_45nm``: MAC 0.23 pJ, AC 0.03 pJ (Horowitz, ISSCC 2014).
+- ``loihi``: 23.6 pJ per synaptic op, 81 pJ per active and 52 pJ per inactive neuron update
+  (Davies et al., IEEE Micro 2018, Table 2, pre-silicon). A neuron update counts as active in a step
+  where the neuron fires (our assumption); MAC work (first layer, attention) is charged as synaptic ops.
+- ``speck``: resting power 0.42 mW times the inference duration, plus an energy per output spike
+  ``(9.5 - 3.8) mW / (1.0M - 0.4M spikes/s) = 9.5 nJ``, inferred from Yao et al. (Nat. Commun. 15:4464,
+  2024) ASSUMING their spike counts (1.0M -> 0.4M) are per second of real-time operation. Not measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+from asa_snn.errors import AsaSnnError
+
+LAYER_KINDS = ("conv", "linear", "attention", "pool")
+
+
+@dataclass(frozen=True)
+class LayerOps:
+    """Plain description of one layer's work for one sample of ``timesteps`` steps.
+
+    Attributes:
+        name: layer name (module path).
+        kind: one of ``conv``, ``linear``, ``attention``, ``pool``.
+        flops: dense operations per step (conv: k^2 H_out W_out C_in C_out; fc: in * out; 0 for
+            attention and pool).
+        input_size: input elements per step (C_in H_in W_in, or in); 0 when not applicable.
+        input_events: sum of the input values over all steps, per sample (spike / event count;
+            a sum-pooled or multi-spike input counts each unit).
+        input_is_spiking: True when the input is spikes (AC work), False when real valued (MAC work).
+        timesteps: T.
+        neurons: spiking neurons this layer drives (0 if none).
+        attention_macs: multiply-accumulates per sample of an attention module.
+        event_fanout_sum: boundary-exact synaptic ops per sample (sum over input events of their
+            fan-out), or None to use the mean fan-out ``flops / input_size``.
+        active_neuron_steps: neuron-steps with at least one spike, per sample.
+        output_spikes: spikes emitted by the driven neurons over all steps, per sample.
+    """
+
+    name: str
+    kind: str
+    flops: float = 0.0
+    input_size: int = 0
+    input_events: float = 0.0
+    input_is_spiking: bool = True
+    timesteps: int = 1
+    neurons: int = 0
+    attention_macs: float = 0.0
+    event_fanout_sum: float | None = None
+    active_neuron_steps: float = 0.0
+    output_spikes: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in LAYER_KINDS:
+            raise AsaSnnError(f"LayerOps {self.name!r}: kind must be one of {LAYER_KINDS}, got {self.kind!r}")
+        for name in ("flops", "input_size", "input_events", "neurons", "attention_macs", "output_spikes"):
+            if getattr(self, name) < 0:
+                raise AsaSnnError(f"LayerOps {self.name!r}: {name} must be >= 0, got {getattr(self, name)}")
+        if self.timesteps < 1:
+            raise AsaSnnError(f"LayerOps {self.name!r}: timesteps must be >= 1, got {self.timesteps}")
+        if self.flops > 0 and self.input_size <= 0:
+            raise AsaSnnError(f"LayerOps {self.name!r}: input_size must be > 0 when flops > 0")
+
+
+def synaptic_ops(layer: LayerOps) -> float:
+    """Accumulate operations (SOPs) per sample: the event-driven count of a spiking-input layer.
+
+    ``event_fanout_sum`` when given, else ``input_events * flops / input_size``
+    (= r_in * T * FLOPs). Zero for a real-valued input (that work is MACs) and for attention / pool.
+    """
+    if not layer.input_is_spiking or layer.flops == 0:
+        return 0.0
+    if layer.event_fanout_sum is not None:
+        return float(layer.event_fanout_sum)
+    return float(layer.input_events * layer.flops / layer.input_size)
+
+
+def mac_ops(layer: LayerOps) -> float:
+    """Multiply-accumulates per sample: ``T * FLOPs`` for a real-valued input, plus attention MACs."""
+    dense = 0.0 if layer.input_is_spiking else float(layer.timesteps * layer.flops)
+    return dense + float(layer.attention_macs)
+
+
+def neuron_updates(layer: LayerOps) -> float:
+    """Membrane updates per sample: ``neurons * T``."""
+    return float(layer.neurons * layer.timesteps)
+
+
+class EnergyModel(Protocol):
+    """A preset: joules per sample of one layer, split into named terms, and a static term."""
+
+    name: str
+    source: str
+
+    def layer_terms(self, layer: LayerOps) -> dict[str, float]: ...
+
+    def static_j(self, duration_s: float | None) -> float: ...
+
+
+@dataclass(frozen=True)
+class OpEnergy:
+    """E = E_MAC * MAC + E_AC * SOP (energies in picojoules per operation); neuron updates not charged."""
+
+    name: str
+    e_mac_pj: float
+    e_ac_pj: float
+    source: str
+
+    def layer_terms(self, layer: LayerOps) -> dict[str, float]:
+        """{"mac_j", "ac_j"} per sample."""
+        return {
+            "mac_j": mac_ops(layer) * self.e_mac_pj * 1e-12,
+            "ac_j": synaptic_ops(layer) * self.e_ac_pj * 1e-12,
+        }
+
+    def static_j(self, duration_s: float | None) -> float:
+        """No static term: 0."""
+        return 0.0
+
+
+@dataclass(frozen=True)
+class LoihiEnergy:
+    """E = E_syn * (SOP + MAC) + E_active * active updates + E_inactive * inactive updates (pJ per op)."""
+
+    name: str
+    e_synop_pj: float
+    e_active_update_pj: float
+    e_inactive_update_pj: float
+    source: str
+
+    def layer_terms(self, layer: LayerOps) -> dict[str, float]:
+        """{"synop_j", "neuron_j"} per sample; active = neuron-steps with a spike."""
+        inactive = max(neuron_updates(layer) - layer.active_neuron_steps, 0.0)
+        neuron = layer.active_neuron_steps * self.e_active_update_pj + inactive * self.e_inactive_update_pj
+        synop = (synaptic_ops(layer) + mac_ops(layer)) * self.e_synop_pj
+        return {"synop_j": synop * 1e-12, "neuron_j": neuron * 1e-12}
+
+    def static_j(self, duration_s: float | None) -> float:
+        """No static term: 0."""
+        return 0.0
+
+
+@dataclass(frozen=True)
+class SpeckEnergy:
+    """E = P_rest * duration + E_spike * output spikes (watts, joules per spike)."""
+
+    name: str
+    resting_w: float
+    e_spike_j: float
+    source: str
+
+    def layer_terms(self, layer: LayerOps) -> dict[str, float]:
+        """{"spike_j"} per sample: output spikes of the layer's neurons times the per-spike energy."""
+        return {"spike_j": layer.output_spikes * self.e_spike_j}
+
+    def static_j(self, duration_s: float | None) -> float:
+        """Resting power times ``duration_s`` (seconds of one inference); 0 when the duration is unknown."""
+        return 0.0 if duration_s is None else self.resting_w * duration_s
+
+
+PRESETS: dict[str, EnergyModel] = {
+    "fp32_45nm": OpEnergy("fp32_45nm", 4.6, 0.9, "Horowitz, ISSCC 2014, 45 nm fp32"),
+    "int8_45nm": OpEnergy("int8_45nm", 0.23, 0.03, "Horowitz, ISSCC 2014, 45 nm int8"),
+    "loihi": LoihiEnergy("loihi", 23.6, 81.0, 52.0, "Davies et al., IEEE Micro 2018, Table 2 (pre-silicon)"),
+    "speck": SpeckEnergy(
+        "speck",
+        0.42e-3,
+        (9.5e-3 - 3.8e-3) / 0.6e6,
+        "resting 0.42 mW; 9.5 nJ/spike inferred from Yao et al., Nat. Commun. 2024 "
+        "(spike counts assumed per second)",
+    ),
+}
+"""The named presets (module docstring)."""
+
+
+@dataclass(frozen=True)
+class EnergyReport:
+    """Energy of one inference (one sample) under one preset.
+
+    Attributes:
+        preset: preset name.
+        layers: {layer name: {term: joules}}.
+        layer_total_j: {layer name: joules}.
+        static_j: duration-dependent term (Speck resting power), joules.
+        total_j: sum of all layers plus ``static_j``.
+        note: caveat (e.g. duration unknown), or "".
+    """
+
+    preset: str
+    layers: dict[str, dict[str, float]]
+    layer_total_j: dict[str, float]
+    static_j: float
+    total_j: float
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain JSON-safe form."""
+        return asdict(self)
+
+
+def _preset(preset: str | EnergyModel) -> EnergyModel:
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise AsaSnnError(f"energy preset {preset!r} is unknown; expected one of {', '.join(PRESETS)}")
+        return PRESETS[preset]
+    return preset
+
+
+def energy(
+    layer_ops: list[LayerOps], preset: str | EnergyModel, duration_s: float | None = None
+) -> EnergyReport:
+    """Joules per sample, per layer and in total, for ``layer_ops`` under ``preset``.
+
+    Args:
+        layer_ops: the layers of one model.
+        preset: a key of :data:`PRESETS` or an :class:`EnergyModel`.
+        duration_s: duration of one inference in seconds (only the Speck resting term uses it).
+    """
+    model = _preset(preset)
+    layers = {layer.name: model.layer_terms(layer) for layer in layer_ops}
+    totals = {name: float(sum(terms.values())) for name, terms in layers.items()}
+    static = model.static_j(duration_s)
+    note = ""
+    if isinstance(model, SpeckEnergy) and duration_s is None:
+        note = "resting-power term omitted: inference duration unknown"
+    return EnergyReport(model.name, layers, totals, static, float(sum(totals.values()) + static), note)
+
+
+@dataclass(frozen=True)
+class EnergyDifference:
+    """Paper Eq. 11: dE = E_MAC * dMAC - E_AC * dAC (per sample; dE < 0 means the attention model saves).
+
+    Attributes:
+        delta_mac: MACs of the attention model minus those of the vanilla model (extra attention MACs).
+        delta_ac: SOPs of the vanilla model minus those of the attention model (saved synaptic ops).
+        mac_cost_j: E_MAC * delta_mac.
+        ac_saving_j: E_AC * delta_ac.
+        delta_e_j: mac_cost_j - ac_saving_j.
+    """
+
+    preset: str
+    delta_mac: float
+    delta_ac: float
+    mac_cost_j: float
+    ac_saving_j: float
+    delta_e_j: float
+
+    def to_dict(self) -> dict:
+        """Plain JSON-safe form."""
+        return asdict(self)
+
+
+def energy_difference(
+    vanilla: list[LayerOps], asa: list[LayerOps], preset: str | EnergyModel = "fp32_45nm"
+) -> EnergyDifference:
+    """Eq. 11 between a vanilla model and its attention version under an op-energy preset.
+
+    Raises:
+        AsaSnnError: the preset has no E_MAC / E_AC (Loihi, Speck).
+    """
+    model = _preset(preset)
+    if not isinstance(model, OpEnergy):
+        raise AsaSnnError(
+            f"energy_difference (Eq. 11) needs a preset with MAC and AC energies "
+            f"({', '.join(n for n, p in PRESETS.items() if isinstance(p, OpEnergy))}), got {model.name!r}"
+        )
+    delta_mac = sum(mac_ops(layer) for layer in asa) - sum(mac_ops(layer) for layer in vanilla)
+    delta_ac = sum(synaptic_ops(layer) for layer in vanilla) - sum(synaptic_ops(layer) for layer in asa)
+    cost = delta_mac * model.e_mac_pj * 1e-12
+    saving = delta_ac * model.e_ac_pj * 1e-12
+    return EnergyDifference(model.name, float(delta_mac), float(delta_ac), cost, saving, cost - saving)

@@ -1,0 +1,168 @@
+"""Figures of the redundancy analysis (matplotlib, Agg backend), each saved as PNG and SVG.
+
+- :func:`plot_spike_feature_grid`: spike features of many channels at one step (paper Fig. 2a).
+- :func:`plot_channel_over_time`: one channel's spike features across steps (paper Fig. 2b).
+- :func:`plot_mpd`: membrane potential histograms with the threshold, the PTD peak centre and the
+  variance, next to the channels' spike features (paper Fig. 6).
+- :func:`plot_firing_rates`: per-layer mean firing rate (N-SFR averaged over steps and neurons) bars,
+  one bar group per model (vanilla vs ASA side by side when two are given).
+- :func:`plot_feature_comparison`: the same channels of two models at one step, one row each.
+
+Every function takes a path stem (no suffix), writes ``stem.png`` and ``stem.svg`` and returns both
+paths. ``warning`` (e.g. non-finite membrane values left out) is printed in red under the title.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+RATE_LABEL = "N-SFR (fraction of samples firing)"
+
+
+def _save(fig: plt.Figure, stem: Path, title: str, warning: str) -> list[Path]:
+    fig.suptitle(title)
+    if warning:
+        fig.text(0.5, 0.005, warning, color="red", ha="center", va="bottom")
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    for path in paths:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = min(n, 8)
+    return (n + cols - 1) // cols, cols
+
+
+def plot_spike_feature_grid(
+    nsfr: np.ndarray, step: int, stem: Path, title: str, max_channels: int = 32, warning: str = ""
+) -> list[Path]:
+    """Maps ``nsfr[step, c]`` ([T, C, H, W] input) of the first ``max_channels`` channels in a grid."""
+    channels = min(nsfr.shape[1], max_channels)
+    rows, cols = _grid(channels)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols + 1, 1.6 * rows + 0.8), squeeze=False)
+    image = None
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < channels:
+            image = ax.imshow(nsfr[step, index], vmin=0, vmax=1, cmap="jet")
+            ax.set_title(f"ch {index}", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label=RATE_LABEL)
+    return _save(fig, stem, f"{title}: spike features at step t={step}", warning)
+
+
+def plot_channel_over_time(
+    nsfr: np.ndarray, channel: int, stem: Path, title: str, warning: str = ""
+) -> list[Path]:
+    """Maps ``nsfr[t, channel]`` for every step t ([T, C, H, W] input)."""
+    steps = nsfr.shape[0]
+    rows, cols = _grid(steps)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols + 1, 1.6 * rows + 0.8), squeeze=False)
+    image = None
+    for index, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if index < steps:
+            image = ax.imshow(nsfr[index, channel], vmin=0, vmax=1, cmap="jet")
+            ax.set_title(f"t={index}", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label=RATE_LABEL)
+    return _save(fig, stem, f"{title}: channel {channel} across steps", warning)
+
+
+def plot_mpd(
+    hist: np.ndarray,
+    edges: np.ndarray,
+    v_th: float,
+    ptd: np.ndarray,
+    variance: np.ndarray,
+    nsfr: np.ndarray,
+    channels: list[int],
+    step: int,
+    stem: Path,
+    title: str,
+    warning: str = "",
+) -> list[Path]:
+    """One row per channel: its spike feature at ``step`` and its membrane histogram.
+
+    Args:
+        hist: [T, C, bins + 2] counts (under/overflow at the ends, shown in the legend).
+        edges: [bins + 1] bin edges (membrane units).
+        v_th: threshold (dashed red line).
+        ptd: [T, C] peak-to-threshold distances (the peak centre v_th + PTD is a dotted black line).
+        variance: [T, C] membrane variance.
+        nsfr: [T, C, H, W] spike features.
+    """
+    fig, axes = plt.subplots(
+        len(channels), 2, figsize=(8, 2.2 * len(channels) + 0.8), squeeze=False, layout="constrained"
+    )
+    centres = (edges[:-1] + edges[1:]) / 2
+    for row, channel in enumerate(channels):
+        image = axes[row, 0].imshow(nsfr[step, channel], vmin=0, vmax=1, cmap="jet")
+        axes[row, 0].set_title(f"ch {channel} spike feature", fontsize=9)
+        axes[row, 0].axis("off")
+        fig.colorbar(image, ax=axes[row, 0], label="N-SFR")
+        counts = hist[step, channel]
+        ax = axes[row, 1]
+        ax.bar(centres, counts[1:-1], width=edges[1] - edges[0], color="tab:blue")
+        ax.axvline(v_th, color="red", linestyle="--", label=f"threshold {v_th:.3g}")
+        if np.isfinite(ptd[step, channel]):
+            ax.axvline(
+                v_th + ptd[step, channel],
+                color="black",
+                linestyle=":",
+                label=f"peak centre, PTD = {ptd[step, channel]:.3g}",
+            )
+        ax.plot([], [], " ", label=f"variance {variance[step, channel]:.3g}")
+        ax.plot([], [], " ", label=f"under/overflow {int(counts[0])}/{int(counts[-1])}")
+        ax.set_xlabel("membrane potential before reset (same scale as v_th)")
+        ax.set_ylabel("neurons x samples")
+        ax.legend(fontsize=7)
+    return _save(fig, stem, f"{title}: membrane potential distributions at step t={step}", warning)
+
+
+def plot_firing_rates(
+    rates: dict[str, dict[str, float]], stem: Path, title: str, warning: str = ""
+) -> list[Path]:
+    """Grouped bars: ``rates[model label][layer name]`` = mean N-SFR of the layer."""
+    layers = list(dict.fromkeys(name for model in rates.values() for name in model))
+    width = 0.8 / max(len(rates), 1)
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(layers) + 2), 4))
+    positions = np.arange(len(layers))
+    for index, (label, values) in enumerate(rates.items()):
+        heights = [values.get(name, np.nan) for name in layers]
+        ax.bar(positions + index * width, heights, width, label=label)
+    ax.set_xticks(positions + width * (len(rates) - 1) / 2, layers, rotation=30, ha="right")
+    ax.set_ylabel("mean N-SFR (fraction of samples firing per neuron-step)")
+    ax.set_xlabel("spiking layer")
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, stem, f"{title}: per-layer firing rates", warning)
+
+
+def plot_feature_comparison(
+    nsfrs: dict[str, np.ndarray], step: int, stem: Path, title: str, max_channels: int = 8, warning: str = ""
+) -> list[Path]:
+    """One row per model: the first ``max_channels`` spike features ([T, C, H, W] each) at ``step``."""
+    channels = min(min(x.shape[1] for x in nsfrs.values()), max_channels)
+    fig, axes = plt.subplots(
+        len(nsfrs), channels, figsize=(1.6 * channels + 1.5, 1.8 * len(nsfrs) + 0.8), squeeze=False
+    )
+    image = None
+    for row, (label, nsfr) in enumerate(nsfrs.items()):
+        for channel in range(channels):
+            ax = axes[row, channel]
+            image = ax.imshow(nsfr[step, channel], vmin=0, vmax=1, cmap="jet")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"ch {channel}", fontsize=8)
+            if channel == 0:
+                ax.set_ylabel(label)
+    fig.colorbar(image, ax=axes, shrink=0.8, label=RATE_LABEL)
+    return _save(fig, stem, f"{title}: spike features at step t={step}", warning)

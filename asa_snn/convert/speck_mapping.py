@@ -1,0 +1,534 @@
+"""What a Speck chip can take: the layer chain its cores run, and the offline mapping check.
+
+A Speck (SynSense DYNAP-CNN) core runs ``conv -> IAF neurons -> optional sum pooling`` and sends
+its spikes to at most 2 other cores; 9 cores, each with its own kernel and neuron memory. This
+module reads a folded graph only (no sinabs, no samna) and answers two questions:
+
+* :func:`speck_chain`: the graph as the sequence of ops a Speck-style simulator or exporter
+  executes, with the (C, H, W) map each op reads; ops that no Speck can run are an error.
+* :func:`check_speck`: every documented chip limit (FACTS.md section 3, sinabs 3.1.3), the
+  memory each core layer needs, and an assignment of core layers to the 9 cores by maximum
+  bipartite matching; problems come back as a list of :class:`Violation`, not as exceptions.
+
+Memory per layer, in words (sinabs ``DynapcnnLayer.memory_summary``), for a weight
+(f out, c in, h, w) and a neuron map (f, H, W) (the conv output, before pooling)::
+
+    kernel = c * 2^(ceil(log2(h * w)) + ceil(log2 f))
+    neuron = f * 2^(ceil(log2 H) + ceil(log2 W))
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from asa_snn.convert.graph import FoldedGraph, Layer, NeuronSpec
+from asa_snn.errors import AsaSnnError, InputFormatError
+
+KI = 1024
+# (kernel words, neuron words) of cores 0..8 (sinabs 3.1.3, FACTS.md section 3).
+CORE_MEMORY: tuple[tuple[int, int], ...] = (
+    *((16 * KI, 64 * KI),) * 3,
+    *((32 * KI, 32 * KI),) * 2,
+    *((64 * KI, 16 * KI),) * 2,
+    *((16 * KI, 16 * KI),) * 2,
+)
+BIAS_ENTRIES = 1024
+MAX_KERNEL = 16
+STRIDES = (1, 2, 4, 8)
+MAX_PADDING = 7
+POOL_SIZES = (1, 2, 4)
+MAX_CHANNELS = 1024
+MAX_OUTPUT_MAP = 64
+MAX_INPUT_MAP = 128
+MAX_DESTINATIONS = 2
+WEIGHT_BITS = 8
+STATE_BITS = 16
+SPIKING_OPS = ("conv2d", "linear")
+
+
+@dataclass(frozen=True)
+class ChainStep:
+    """One op of a Speck chain.
+
+    Attributes:
+        layer: the graph layer.
+        in_map: (C, H, W) the op reads; a flattened input is seen as the map before flattening and
+            the output of a linear layer as (F, 1, 1), the way Speck runs linear layers as convs.
+        neuron: the neuron the op ends in (an approximated lif appears here as iaf), or None.
+    """
+
+    layer: Layer
+    in_map: tuple[int, int, int]
+    neuron: NeuronSpec | None
+
+
+def _pair(value: object, layer: Layer, key: str) -> tuple[int, int]:
+    if isinstance(value, int | np.integer):
+        return int(value), int(value)
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    raise InputFormatError(f"layer {layer.name!r}: attribute {key!r} is {value!r}; expected an int or [h, w]")
+
+
+def conv_geometry(layer: Layer) -> dict[str, tuple[int, int]]:
+    """``kernel_size``, ``stride`` and ``padding`` of a conv2d layer as (h, w) pairs."""
+    attrs = layer.attrs
+    if "kernel_size" not in attrs:
+        raise InputFormatError(f"layer {layer.name!r}: conv2d attrs lack 'kernel_size'")
+    return {
+        "kernel_size": _pair(attrs["kernel_size"], layer, "kernel_size"),
+        "stride": _pair(attrs.get("stride", 1), layer, "stride"),
+        "padding": _pair(attrs.get("padding", 0), layer, "padding"),
+    }
+
+
+def pool_size(layer: Layer) -> tuple[int, int]:
+    """Kernel (= stride) of a sumpool2d layer as (h, w)."""
+    if "kernel_size" not in layer.attrs:
+        raise InputFormatError(f"layer {layer.name!r}: sumpool2d attrs lack 'kernel_size'")
+    return _pair(layer.attrs["kernel_size"], layer, "kernel_size")
+
+
+def _next_map(step_layer: Layer, in_map: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The (C, H, W) map after ``step_layer``, checked against its recorded ``output_shape``."""
+    c, h, w = in_map
+    if step_layer.op == "conv2d":
+        geo = conv_geometry(step_layer)
+        (kh, kw), (sh, sw), (ph, pw) = geo["kernel_size"], geo["stride"], geo["padding"]
+        weight = step_layer.tensors.get("weight")
+        if weight is None or weight.ndim != 4 or weight.shape[1] != c or weight.shape[2:] != (kh, kw):
+            raise InputFormatError(
+                f"layer {step_layer.name!r}: conv2d weight shape "
+                f"{None if weight is None else weight.shape}; expected [C_out, {c}, {kh}, {kw}]"
+            )
+        out = (weight.shape[0], (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+    elif step_layer.op == "linear":
+        weight = step_layer.tensors.get("weight")
+        if weight is None or weight.ndim != 2 or weight.shape[1] != c * h * w:
+            raise InputFormatError(
+                f"layer {step_layer.name!r}: linear weight shape "
+                f"{None if weight is None else weight.shape}; expected [out, {c * h * w}]"
+            )
+        out = (weight.shape[0], 1, 1)
+    elif step_layer.op == "sumpool2d":
+        kh, kw = pool_size(step_layer)
+        out = (c, h // kh, w // kw)
+    else:
+        out = in_map
+    recorded = step_layer.output_shape
+    expected = (out[0] * out[1] * out[2],) if len(recorded) == 1 else out
+    if recorded != expected:
+        raise InputFormatError(
+            f"layer {step_layer.name!r}: output_shape {recorded}, "
+            f"but its op on input {in_map} gives {expected}"
+        )
+    return out
+
+
+def _speck_neuron(layer: Layer, approximate: bool) -> NeuronSpec | None:
+    neuron = layer.neuron
+    if layer.op not in SPIKING_OPS:
+        return neuron
+    if neuron is None:
+        raise AsaSnnError(
+            f"layer {layer.name!r}: {layer.op} without a neuron; a Speck core always ends a weight "
+            "layer in IAF neurons"
+        )
+    if neuron.kind == "iaf":
+        return neuron
+    if neuron.kind == "lif" and approximate:
+        warnings.warn(
+            f"layer {layer.name!r}: lif neuron run as iaf (its leak is dropped); spike counts will differ",
+            stacklevel=3,
+        )
+        return replace(neuron, kind="iaf", decay=None)
+    raise AsaSnnError(
+        f"layer {layer.name!r}: neuron kind {neuron.kind!r}; Speck has only iaf neurons "
+        "(fold with --target speck, or pass approximate=True to run lif as iaf)"
+    )
+
+
+def speck_chain(graph: FoldedGraph, approximate: bool = False) -> list[ChainStep]:
+    """The graph as a chain of Speck-runnable ops, each with the (C, H, W) map it reads.
+
+    Args:
+        graph: the folded graph.
+        approximate: run ``lif`` neurons as ``iaf`` (with a warning) instead of refusing them.
+
+    Raises:
+        AsaSnnError: naming the layer, for an ``add`` (residual) op, a layer reading anything
+            but the previous one, a weight layer without a neuron, a neuron other than iaf.
+        InputFormatError: a layer whose weights or output_shape disagree with its input.
+    """
+    steps: list[ChainStep] = []
+    in_map = tuple(int(v) for v in graph.input.shape)
+    previous = None
+    for layer in graph.layers:
+        if layer.op == "add":
+            raise AsaSnnError(
+                f"layer {layer.name!r}: op 'add' (residual join) cannot run on Speck here; "
+                "use a network without residual adds for Speck"
+            )
+        if layer.inputs not in ((), (previous,)):
+            raise AsaSnnError(
+                f"layer {layer.name!r}: reads {list(layer.inputs)}; the Speck chain takes each layer's "
+                f"input from the layer before it ({previous!r})"
+            )
+        neuron = _speck_neuron(layer, approximate)
+        steps.append(ChainStep(layer, in_map, neuron))
+        in_map = _next_map(layer, in_map)
+        previous = layer.name
+    return steps
+
+
+def ceil_log2(n: int) -> int:
+    """ceil(log2 n) for an integer n >= 1."""
+    return (int(n) - 1).bit_length()
+
+
+def kernel_memory(c_in: int, c_out: int, kh: int, kw: int) -> int:
+    """Kernel memory words: c * 2^(ceil(log2(kh * kw)) + ceil(log2 f))."""
+    return c_in * 2 ** (ceil_log2(kh * kw) + ceil_log2(c_out))
+
+
+def neuron_memory(f: int, h: int, w: int) -> int:
+    """Neuron memory words of an (f, H, W) neuron map: f * 2^(ceil(log2 H) + ceil(log2 W))."""
+    return f * 2 ** (ceil_log2(h) + ceil_log2(w))
+
+
+def max_bipartite_matching(fits: list[list[int]], n_right: int) -> list[int | None]:
+    """Maximum bipartite matching by augmenting paths (Kuhn's algorithm).
+
+    Args:
+        fits: for each left node (layer), the right nodes (cores) it may take, in preference order.
+        n_right: number of right nodes.
+
+    Returns:
+        For each left node its right node, or None when no maximum matching can include it.
+    """
+    owner: list[int | None] = [None] * n_right
+
+    def augment(left: int, seen: set[int]) -> bool:
+        for right in fits[left]:
+            if right in seen:
+                continue
+            seen.add(right)
+            holder = owner[right]
+            if holder is None or augment(holder, seen):
+                owner[right] = left
+                return True
+        return False
+
+    for left in range(len(fits)):
+        augment(left, set())
+    assignment: list[int | None] = [None] * len(fits)
+    for right, left in enumerate(owner):
+        if left is not None:
+            assignment[left] = right
+    return assignment
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken chip limit: which layer, which limit, the value found and how to fix it."""
+
+    layer: str
+    limit: str
+    value: object
+    fix: str
+
+
+@dataclass(frozen=True)
+class CoreRow:
+    """One core layer: a weight layer, its neurons and the sum pooling after it.
+
+    Attributes:
+        layer: the weight layer's name.
+        core: the core assigned (0..8), or None when none is free / fits.
+        kernel_words, neuron_words: memory needed (words, formulas in the module docstring).
+        bias_entries: bias values the core holds.
+        pooling: combined sum-pooling factor of the pooling layers that follow (1: none).
+        destinations: number of layers it sends spikes to.
+    """
+
+    layer: str
+    core: int | None
+    kernel_words: int
+    neuron_words: int
+    bias_entries: int
+    pooling: int
+    destinations: int
+
+
+@dataclass
+class MappingReport:
+    """Result of :func:`check_speck`: core table, violations and remarks."""
+
+    rows: list[CoreRow]
+    violations: list[Violation] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no limit is broken and every core layer has a core."""
+        return not self.violations
+
+    def table(self) -> str:
+        """The core table as aligned text, one line per core layer, then the violations."""
+        header = ("layer", "core", "kernel words", "neuron words", "bias", "pool", "dest", "core limits K/N")
+        lines = [header]
+        for row in self.rows:
+            limits = "-" if row.core is None else "{}/{}".format(*CORE_MEMORY[row.core])
+            lines.append(
+                (
+                    row.layer,
+                    "-" if row.core is None else str(row.core),
+                    str(row.kernel_words),
+                    str(row.neuron_words),
+                    str(row.bias_entries),
+                    str(row.pooling),
+                    str(row.destinations),
+                    limits,
+                )
+            )
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+        text = [
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in lines
+        ]
+        text += [f"VIOLATION {v.layer}: {v.limit} = {v.value} ({v.fix})" for v in self.violations]
+        return "\n".join(line.rstrip() for line in text)
+
+
+def _consumers(graph: FoldedGraph) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {layer.name: [] for layer in graph.layers}
+    for index, layer in enumerate(graph.layers):
+        sources = layer.inputs or ((graph.layers[index - 1].name,) if index else ())
+        for source in sources:
+            found.setdefault(source, []).append(layer.name)
+    return found
+
+
+def _int_range(bits: int) -> tuple[int, int]:
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def _check_values(layer: Layer, out: list[Violation]) -> None:
+    """Integer weights / state of a quantized layer (int8 weights, int16 state)."""
+    w_lo, w_hi = _int_range(WEIGHT_BITS)
+    s_lo, s_hi = _int_range(STATE_BITS)
+    weight = layer.tensors["weight"]
+    if not np.issubdtype(weight.dtype, np.integer):
+        out.append(
+            Violation(layer.name, "weight dtype", str(weight.dtype), "quantize: Speck weights are int8")
+        )
+    elif weight.size and (weight.min() < w_lo or weight.max() > w_hi):
+        out.append(
+            Violation(
+                layer.name, "weight range", (int(weight.min()), int(weight.max())), "weights must fit int8"
+            )
+        )
+    neuron = layer.neuron
+    values = {"threshold": neuron.threshold, "min_v": neuron.min_v}
+    bias = layer.tensors.get("bias")
+    if bias is not None and bias.size:
+        values["bias"] = (float(bias.min()), float(bias.max()))
+    for name, value in values.items():
+        for item in np.atleast_1d(np.asarray(value if value is not None else 0, dtype=float)):
+            if item != np.round(item) or not s_lo <= item <= s_hi:
+                out.append(
+                    Violation(
+                        layer.name, name, value, f"must be an integer in [{s_lo}, {s_hi}] (int16 state)"
+                    )
+                )
+                break
+    if layer.quant is not None and layer.quant.state_bits > STATE_BITS:
+        out.append(Violation(layer.name, "state_bits", layer.quant.state_bits, "Speck state is int16"))
+    if layer.quant is not None and layer.quant.weight_bits > WEIGHT_BITS:
+        out.append(Violation(layer.name, "weight_bits", layer.quant.weight_bits, "Speck weights are int8"))
+
+
+def _check_weight_layer(layer: Layer, in_map: tuple[int, int, int], out: list[Violation]) -> tuple:
+    """Geometry limits of one weight layer; returns (f, c, kh, kw, neuron map)."""
+    c, h, w = in_map
+    if layer.op == "linear":
+        f = layer.tensors["weight"].shape[0]
+        kh, kw, stride, padding, neuron_map = h, w, (1, 1), (0, 0), (f, 1, 1)
+    else:
+        geo = conv_geometry(layer)
+        (kh, kw), stride, padding = geo["kernel_size"], geo["stride"], geo["padding"]
+        f = layer.tensors["weight"].shape[0]
+        neuron_map = (
+            f,
+            (h + 2 * padding[0] - kh) // stride[0] + 1,
+            (w + 2 * padding[1] - kw) // stride[1] + 1,
+        )
+    name = layer.name
+    if kh != kw:
+        out.append(Violation(name, "kernel square", (kh, kw), "use a square kernel (kh == kw)"))
+    if max(kh, kw) > MAX_KERNEL:
+        fix = (
+            "pool the map further before this linear layer"
+            if layer.op == "linear"
+            else "use a smaller kernel"
+        )
+        out.append(Violation(name, f"kernel <= {MAX_KERNEL}", (kh, kw), fix))
+    if any(s not in STRIDES for s in stride):
+        out.append(Violation(name, "stride in 1/2/4/8", stride, "use stride 1, 2, 4 or 8"))
+    if any(not 0 <= p <= MAX_PADDING for p in padding):
+        out.append(Violation(name, f"padding 0..{MAX_PADDING}", padding, "reduce the padding"))
+    for label, channels in (("input channels", c), ("output channels", f)):
+        if channels > MAX_CHANNELS:
+            out.append(Violation(name, f"{label} <= {MAX_CHANNELS}", channels, "use fewer channels"))
+    if max(neuron_map[1:]) > MAX_OUTPUT_MAP:
+        out.append(
+            Violation(
+                name, f"output map <= {MAX_OUTPUT_MAP}x{MAX_OUTPUT_MAP}", neuron_map[1:], "downsample earlier"
+            )
+        )
+    extra = sorted(set(layer.tensors) - {"weight", "bias"})
+    threshold = np.asarray(layer.neuron.threshold)
+    if extra or threshold.ndim != 0:
+        out.append(
+            Violation(
+                name,
+                "one threshold per layer",
+                extra or list(threshold.shape),
+                "Speck holds one threshold/min_v per layer, no per-neuron parameters",
+            )
+        )
+    if layer.neuron.kind != "iaf":
+        out.append(Violation(name, "neuron kind", layer.neuron.kind, "Speck has only iaf neurons"))
+    return f, c, kh, kw, neuron_map
+
+
+def check_speck(graph: FoldedGraph) -> MappingReport:
+    """Check every documented Speck limit on ``graph`` and assign its core layers to the 9 cores.
+
+    A core layer is a conv2d / linear layer with its neurons plus the sum pooling that follows it
+    (flatten is free). A layer fits a core when its kernel and neuron memory fit that core's
+    (``CORE_MEMORY``); layers are matched to cores by maximum bipartite matching.
+
+    Returns:
+        A :class:`MappingReport`; ``report.ok`` is False when any :class:`Violation` was found.
+    """
+    violations: list[Violation] = []
+    notes: list[str] = []
+    if not graph.quantized:
+        notes.append("float graph: Speck needs integers; fold with --target speck before deploying")
+    c, h, w = graph.input.shape
+    if max(h, w) > MAX_INPUT_MAP:
+        violations.append(
+            Violation("input", f"input <= {MAX_INPUT_MAP}x{MAX_INPUT_MAP}", (h, w), "downsample the input")
+        )
+    consumers = _consumers(graph)
+    pending: list[dict] = []
+    in_map = (int(c), int(h), int(w))
+    previous = None
+    for layer in graph.layers:
+        layer_map = in_map
+        source = layer.inputs[0] if layer.inputs else previous
+        previous = layer.name
+        if layer.op == "add":
+            violations.append(Violation(layer.name, "op", "add", "Speck export takes no residual adds"))
+            continue
+        try:
+            in_map = _next_map(layer, layer_map)
+        except InputFormatError as exc:
+            violations.append(Violation(layer.name, "shape", str(exc), "re-fold the graph"))
+            continue
+        if layer.op in SPIKING_OPS:
+            if layer.neuron is None:
+                violations.append(
+                    Violation(layer.name, "neuron", None, "a weight layer must end in iaf neurons")
+                )
+                continue
+            f, c_in, kh, kw, neuron_map = _check_weight_layer(layer, layer_map, violations)
+            if graph.quantized:
+                _check_values(layer, violations)
+            bias = layer.tensors.get("bias")
+            pending.append(
+                {
+                    "layer": layer.name,
+                    "last": layer.name,
+                    "kernel": kernel_memory(c_in, f, kh, kw),
+                    "neuron": neuron_memory(*neuron_map),
+                    "bias": 0 if bias is None else int(bias.size),
+                    "pool": 1,
+                }
+            )
+        elif layer.op == "sumpool2d":
+            kh, kw = pool_size(layer)
+            if not pending or pending[-1]["last"] != source:
+                violations.append(
+                    Violation(
+                        layer.name,
+                        "pooling position",
+                        "not after a weight layer",
+                        "fold into input downsample",
+                    )
+                )
+                continue
+            core = pending[-1]
+            core["pool"] *= kh
+            core["last"] = layer.name
+            if kh != kw or core["pool"] not in POOL_SIZES:
+                violations.append(
+                    Violation(
+                        layer.name, "sum pooling 1/2/4", (kh, kw), "use square sum pooling of 1, 2 or 4"
+                    )
+                )
+        elif pending and pending[-1]["last"] == source:
+            pending[-1]["last"] = layer.name
+    rows = []
+    for core in pending:
+        if core["bias"] > BIAS_ENTRIES:
+            violations.append(
+                Violation(core["layer"], f"bias <= {BIAS_ENTRIES}", core["bias"], "fewer channels")
+            )
+        destinations = len(consumers.get(core["last"], ()))
+        if destinations > MAX_DESTINATIONS:
+            violations.append(
+                Violation(
+                    core["layer"], f"destinations <= {MAX_DESTINATIONS}", destinations, "reduce fan-out"
+                )
+            )
+        core["destinations"] = destinations
+    fits = [
+        [
+            j
+            for j, (k_cap, n_cap) in enumerate(CORE_MEMORY)
+            if core["kernel"] <= k_cap and core["neuron"] <= n_cap
+        ]
+        for core in pending
+    ]
+    assignment = max_bipartite_matching(fits, len(CORE_MEMORY))
+    for core, fit, chosen in zip(pending, fits, assignment, strict=True):
+        if chosen is None:
+            reason = "fits no core" if not fit else "every core it fits is taken"
+            violations.append(
+                Violation(
+                    core["layer"],
+                    f"core memory ({reason})",
+                    {"kernel": core["kernel"], "neuron": core["neuron"]},
+                    "use fewer channels or a smaller map (a stride or pooling earlier)",
+                )
+            )
+        rows.append(
+            CoreRow(
+                core["layer"],
+                chosen,
+                core["kernel"],
+                core["neuron"],
+                core["bias"],
+                core["pool"],
+                core["destinations"],
+            )
+        )
+    if len(pending) > len(CORE_MEMORY):
+        violations.append(
+            Violation("graph", f"core layers <= {len(CORE_MEMORY)}", len(pending), "use fewer weight layers")
+        )
+    return MappingReport(rows, violations, notes)
