@@ -127,6 +127,102 @@ def model_info(
     console.print(f"total parameters: {count_parameters(model):,}")
 
 
+def _config_path(text: str) -> Path:
+    """A config file path, or the name of a recipe shipped in asa_snn/configs (with or without .toml)."""
+    path = Path(text)
+    if path.is_file():
+        return path
+    shipped = (
+        Path(__file__).parent / "configs" / (text if text.endswith((".toml", ".yaml")) else f"{text}.toml")
+    )
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.toml"))
+    raise AsaSnnError(
+        f"config {text!r}: no such file, and no shipped recipe of that name ({', '.join(names)})"
+    )
+
+
+@app.command("train", context_settings={"allow_extra_args": False})
+def train_command(
+    config: Annotated[str, typer.Argument(help="Config file (TOML/YAML) or a shipped recipe name.")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Overrides as section.key=value, e.g. model.attention=asa2.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder (checkpoints, log.jsonl).")] = Path(
+        "runs/train"
+    ),
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.safetensors.")] = False,
+) -> None:
+    """Train a network from a config; checkpoints and a per-epoch log go to --out."""
+    from asa_snn.train import load_config, train
+
+    result = train(load_config(_config_path(config), overrides or []), out, resume=resume, progress=True)
+    console.print(
+        f"best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.3f}; "
+        f"test accuracy {result.test_accuracy:.3f}, test NASFR {result.test_nasfr:.4f} "
+        f"({result.test_samples} samples); checkpoints in {result.out_dir}"
+    )
+
+
+def _analysis_data(checkpoint_metadata: dict, data: str) -> tuple[object, object, float | None]:
+    """(dataset, masks or None, inference duration in s) for ``asa-snn analyze --data``."""
+    from asa_snn.train import TrainConfig, load_config
+    from asa_snn.train.data import build_data, foreground_masks
+
+    if data in ("val", "test"):
+        if "config" not in checkpoint_metadata:
+            raise AsaSnnError("checkpoint holds no training config; pass --data CONFIG to name the data")
+        config = TrainConfig.from_dict(checkpoint_metadata["config"])
+        part_name = data
+    else:
+        config, part_name = load_config(_config_path(data)), "test"
+    bundle = build_data(config)
+    part = getattr(bundle, part_name)
+    duration = bundle.dt_us * config.data.n_steps * 1e-6 if bundle.dt_us else None
+    return part, foreground_masks(part), duration
+
+
+@app.command("analyze")
+def analyze_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) of the model to analyse.")],
+    data: Annotated[
+        str,
+        typer.Option("--data", help="'test' or 'val' part of the checkpoint's own data, or a config file."),
+    ] = "test",
+    compare: Annotated[
+        Path | None, typer.Option("--compare", help="A second checkpoint (e.g. the ASA model) to compare.")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("runs/analysis"),
+    max_samples: Annotated[int | None, typer.Option("--max-samples", help="Samples to measure.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+) -> None:
+    """Firing rates, ghost features, background spikes, MPD/PTD/QE, energy; writes a report folder."""
+    from asa_snn.analysis.report import analyze
+    from asa_snn.train import load_model
+
+    model, metadata = load_model(checkpoint)
+    other = load_model(compare)[0] if compare else None
+    dataset, masks, duration = _analysis_data(metadata, data)
+    labels = (checkpoint.parent.name or "model", compare.parent.name if compare else "other")
+    if labels[0] == labels[1]:
+        labels = (checkpoint.stem, compare.stem if compare else "other")
+    if labels[0] == labels[1]:
+        labels = ("model_a", "model_b")
+    analyze(
+        model,
+        dataset,
+        out,
+        compare_model=other,
+        labels=labels,
+        masks=masks,
+        max_samples=max_samples,
+        batch_size=batch_size,
+        duration_s=duration,
+    )
+    console.print(f"report written to {out / 'report.md'} (metrics.json, figures/)")
+
+
 @app.command("demo")
 def demo(
     samples: Annotated[

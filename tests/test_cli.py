@@ -110,3 +110,29 @@ def test_model_info_prints_the_paper_parameter_count(capsys):
 def test_model_info_bad_input_shape_is_one_line(capsys):
     assert main(["model-info", "arch_a", "--input", "2,32"]) == 1
     assert "--input must be 3 comma-separated integers" in capsys.readouterr().err
+
+
+def test_train_then_analyze_from_the_command_line(tiny_config_file, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    for attention in ("none", "asa2"):
+        args = ["train", str(tiny_config_file), f"model.attention={attention}", "train.epochs=2"]
+        assert main([*args, "--out", str(runs / attention)]) == 0
+        assert (runs / attention / "best.safetensors").is_file()
+    assert "test accuracy" in capsys.readouterr().out
+    report = tmp_path / "report"
+    args = [
+        "analyze",
+        str(runs / "none" / "best.safetensors"),
+        "--compare",
+        str(runs / "asa2" / "best.safetensors"),
+    ]
+    assert main([*args, "--out", str(report), "--max-samples", "8"]) == 0
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert set(metrics["models"]) == {"none", "asa2"}
+    assert "| NASFR (paper, Def. 1) |" in (report / "report.md").read_text()
+
+
+def test_train_with_unknown_recipe_names_the_shipped_ones(capsys):
+    assert main(["train", "no_such_recipe"]) == 1
+    err = capsys.readouterr().err
+    assert "no_such_recipe" in err and "synthetic_speck" in err

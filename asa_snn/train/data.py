@@ -1,0 +1,287 @@
+"""Datasets for training: the splits, the frame pipelines and the data fingerprint.
+
+The training split of a dataset is divided into training and validation parts by the stratified
+:func:`~asa_snn.data.datasets.split_indices` (seed ``train.seed``); validation picks the best
+model, the test split is only evaluated at the end. Training frames are made by a pipeline rebuilt
+each epoch with seeds from ``(seed, epoch, rank)``, so the augmentation of an epoch does not depend
+on what ran before it (a resumed run sees the same frames).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from asa_snn.data.datasets import (
+    HARDVS,
+    NMNIST,
+    DailyActionDVS,
+    DVSGait,
+    DVSGesture,
+    EventFolder,
+    split_indices,
+)
+from asa_snn.data.events import EventStream
+from asa_snn.data.synthetic import SyntheticDVS, SyntheticDVSConfig
+from asa_snn.data.transforms import (
+    Compose,
+    Downsample,
+    EventDrop,
+    RandomTimeCrop,
+    ToFrames,
+    ToFramesEqualCount,
+)
+from asa_snn.errors import AsaSnnError
+from asa_snn.train.config import DataConfig, TrainConfig
+
+
+def resolve_root(root: str | None, config_source: str) -> Path:
+    """The dataset folder: ``$VAR`` and ``~`` expanded; a relative path is tried against the current
+    working directory first, then against the config file's folder.
+
+    Raises:
+        AsaSnnError: no root given, or neither candidate exists (both are named).
+    """
+    if not root:
+        raise AsaSnnError(
+            f"{config_source or '<config>'}: key 'data.root' is missing; expected the dataset folder"
+        )
+    path = Path(os.path.expanduser(os.path.expandvars(root)))
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path]
+    if not path.is_absolute() and config_source:
+        candidates.append(Path(config_source).parent / path)
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate.resolve()
+    tried = " and ".join(str(c) for c in candidates)
+    raise AsaSnnError(f"data.root {root!r}: no such folder; looked at {tried}")
+
+
+@dataclass(frozen=True)
+class CenterCrop:
+    """Centre crop of frames [..., H_in, W_in] to [..., H, W] (``size`` = (H, W))."""
+
+    size: tuple[int, int]
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        height, width = frames.shape[-2:]
+        if height < self.size[0] or width < self.size[1]:
+            raise AsaSnnError(
+                f"data.crop {list(self.size)} is larger than the frames' (H, W) = ({height}, {width})"
+            )
+        top, left = (height - self.size[0]) // 2, (width - self.size[1]) // 2
+        return frames[..., top : top + self.size[0], left : left + self.size[1]]
+
+
+def event_prefix(data: DataConfig) -> Callable[[EventStream], EventStream]:
+    """The event steps before framing that are not augmentation: downsampling (or nothing)."""
+    return Downsample(data.downsample) if data.downsample > 1 else _identity
+
+
+def frame_pipeline(data: DataConfig, dt_us: int | None, augment_seed: int | None) -> Callable[[Any], Any]:
+    """EventStream -> float32 frames [T, P, H, W] (or, for HAR-DVS, the frame tensor cropped).
+
+    ``augment_seed`` None: no augmentation (validation and test); else random crop / EventDrop as
+    the config switches them on, seeded from it.
+    """
+    if data.kind == "hardvs":
+        return CenterCrop(data.crop) if data.crop else _identity
+    steps: list[Callable[[Any], Any]] = [event_prefix(data)]
+    if augment_seed is not None and data.random_crop and not data.equal_count:
+        steps.append(RandomTimeCrop(dt_us * data.n_steps, seed=augment_seed))
+    if augment_seed is not None and data.event_drop:
+        steps.append(EventDrop(seed=augment_seed + 1))
+    steps.append(ToFramesEqualCount(data.n_steps) if data.equal_count else ToFrames(dt_us, data.n_steps))
+    if data.crop:
+        steps.append(CenterCrop(data.crop))
+    return Compose(tuple(steps))
+
+
+def _identity(sample: Any) -> Any:
+    return sample
+
+
+class Mapped(Dataset):
+    """Items ``indices[i]`` of ``base`` (which returns raw samples) passed through ``transform``.
+
+    Items: ``(float32 tensor, label)``; ``transform`` can be swapped between epochs.
+    """
+
+    def __init__(self, base: Dataset, indices: np.ndarray, transform: Callable[[Any], Any]) -> None:
+        self.base = base
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        sample, label = self.base[int(self.indices[index])]
+        frames = self.transform(sample)
+        return torch.as_tensor(np.ascontiguousarray(frames), dtype=torch.float32), int(label)
+
+    def raw(self, index: int) -> tuple[Any, int]:
+        """The untransformed sample ``index`` and its label."""
+        return self.base[int(self.indices[index])]
+
+
+@dataclass
+class DataBundle:
+    """The three parts of the data and what identifies them.
+
+    Attributes:
+        train, val, test: datasets of ``(frames [T, C, H, W], label)``.
+        dt_us: frame length in microseconds (None for equal-count or HAR-DVS frames).
+        fingerprint: sha256 hex of the dataset identity (:func:`fingerprint`).
+    """
+
+    train: Mapped
+    val: Mapped
+    test: Mapped
+    dt_us: int | None
+    fingerprint: str
+
+
+def _raw_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
+    """(training split, test split or None, root as text) without any transform."""
+    data = config.data
+    if data.kind == "synthetic":
+        synthetic = SyntheticDVSConfig(
+            sensor_size=(*data.sensor_size, 2),
+            n_classes=data.n_classes,
+            duration_us=data.duration_us,
+            n_steps=data.n_steps,
+            dt_us=data.dt_us,
+            seed=data.data_seed,
+        )
+        train = _Recordings(SyntheticDVS(data.n_samples, synthetic, "train"))
+        test = _Recordings(SyntheticDVS(data.n_test_samples, synthetic, "test"))
+        return train, (None if data.test_fraction > 0 else test), ""
+    root = resolve_root(data.root, config.source)
+    makers: dict[str, Callable[[str], Dataset]] = {
+        "nmnist": lambda split: NMNIST(root, split),
+        "gesture": lambda split: DVSGesture(root, split),
+        "gait": lambda split: DVSGait(root, split, condition=data.condition),
+        "dailyaction": lambda split: DailyActionDVS(root, split),
+        "hardvs": lambda split: HARDVS(root, split, num_frames=data.n_steps),
+        "folder": lambda split: EventFolder(root, data.labels_file, split=split),
+    }
+    make = makers[data.kind]
+    own_test = data.test_fraction == 0
+    train = make("train" if own_test or data.kind != "folder" else None)
+    return train, (make("test") if own_test else None), str(root)
+
+
+class _Recordings(Dataset):
+    """A synthetic dataset's items as ``(EventStream, label)`` (the raw sample, like the real datasets)."""
+
+    def __init__(self, dataset: SyntheticDVS) -> None:
+        self.dataset = dataset
+        self.labels = dataset.labels
+        self.files = [f"synthetic:{dataset.split}:{i}" for i in range(len(dataset))]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[EventStream, int]:
+        return self.dataset.recording(index), int(self.labels[index])
+
+
+def foreground_masks(part: Mapped) -> Callable[[int], np.ndarray] | None:
+    """Ground-truth object masks of ``part``'s items (bool [T, H, W] at input resolution), or None.
+
+    Only the embedded synthetic data has them; the analysis uses them to tell background spikes
+    from object spikes.
+    """
+    base = part.base
+    if not isinstance(base, _Recordings):
+        return None
+    return lambda index: base.dataset.foreground_masks(int(part.indices[index]))
+
+
+def fingerprint(identity: dict[str, Any]) -> str:
+    """sha256 hex digest of the canonical JSON of ``identity`` (kind, root, frame parameters and
+    the sample ids and labels of each part)."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def build_data(config: TrainConfig) -> DataBundle:
+    """The training, validation and test parts for ``config`` (training part not yet augmented).
+
+    Raises:
+        AsaSnnError: missing dataset folder, fewer than two training samples, a frame setting
+            the data cannot meet.
+    """
+    data = config.data
+    train_split, test_split, root = _raw_datasets(config)
+    labels = np.asarray(train_split.labels, dtype=np.int64)
+    available = (
+        np.arange(len(labels)) if data.max_samples is None else np.arange(min(data.max_samples, len(labels)))
+    )
+    if data.test_fraction > 0:
+        keep, held = split_indices(labels[available], data.test_fraction, config.train.seed + 1)
+        test_base, test_indices = train_split, available[held]
+        available = available[keep]
+    else:
+        test_base, test_indices = test_split, np.arange(len(test_split))
+    train_part, val_part = split_indices(labels[available], data.val_fraction, config.train.seed)
+    train_indices, val_indices = available[train_part], available[val_part]
+    if len(train_indices) < 1 or len(val_indices) < 1 or len(test_indices) < 1:
+        raise AsaSnnError(
+            f"{config.source or '<config>'}: data gives {len(train_indices)} training, {len(val_indices)} "
+            f"validation and {len(test_indices)} test samples; expected at least one each "
+            "(raise data.n_samples / data.max_samples or data.val_fraction)"
+        )
+    dt_us = _frame_dt(data)
+    plain = frame_pipeline(data, dt_us, None)
+    identity = {
+        "kind": data.kind,
+        "root": root,
+        "condition": data.condition if data.kind == "gait" else None,
+        "frames": {
+            "dt_us": dt_us,
+            "n_steps": data.n_steps,
+            "downsample": data.downsample,
+            "equal_count": data.equal_count,
+            "crop": data.crop,
+        },
+        "synthetic": [data.n_classes, list(data.sensor_size), data.duration_us, data.data_seed]
+        if data.kind == "synthetic"
+        else None,
+        "parts": {
+            name: [[str(base.files[i]) for i in indices], [int(base.labels[i]) for i in indices]]
+            for name, base, indices in (
+                ("train", train_split, train_indices),
+                ("val", train_split, val_indices),
+                ("test", test_base, test_indices),
+            )
+        },
+    }
+    return DataBundle(
+        train=Mapped(train_split, train_indices, plain),
+        val=Mapped(train_split, val_indices, plain),
+        test=Mapped(test_base, test_indices, plain),
+        dt_us=dt_us,
+        fingerprint=fingerprint(identity),
+    )
+
+
+def _frame_dt(data: DataConfig) -> int | None:
+    if data.equal_count or data.kind == "hardvs":
+        return None
+    if data.dt_us is not None:
+        return data.dt_us
+    if data.kind == "synthetic":
+        return max(data.duration_us // data.n_steps, 1)
+    raise AsaSnnError(
+        f"key 'data.dt_us' is missing for data.kind {data.kind!r}; expected the frame length in us"
+    )

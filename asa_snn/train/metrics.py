@@ -1,0 +1,152 @@
+"""Losses, spike counting (NASFR) and evaluation loops.
+
+NASFR as the released code computes it (FACTS.md section 1): over every spiking layer, output
+layer included,
+
+    NASFR = sum of all spikes / sum over layers of (neurons x T x samples),
+
+a neuron-count-weighted mean firing rate, counted here with forward hooks on the
+:class:`~asa_snn.models.recording.SpikingNeuron` modules (their outputs are the spikes [T, B, ...]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from asa_snn.data.frames import majority_vote, multi_window_frames
+from asa_snn.models.recording import SpikingNeuron
+from asa_snn.train.data import CenterCrop, Mapped
+
+
+class MseRate:
+    """The paper's loss: mean over B x K of (rate - one_hot(label))^2, scores [B, K], labels [B]."""
+
+    def __call__(self, scores: Tensor, labels: Tensor) -> Tensor:
+        target = F.one_hot(labels, scores.shape[1]).to(scores.dtype)
+        return F.mse_loss(scores, target)
+
+
+class CrossEntropy:
+    """Cross-entropy with the scores [B, K] taken as logits, labels [B]."""
+
+    def __call__(self, scores: Tensor, labels: Tensor) -> Tensor:
+        return F.cross_entropy(scores, labels)
+
+
+LOSS_FUNCTIONS = {"mse_rate": MseRate, "cross_entropy": CrossEntropy}
+"""``train.loss`` name -> loss class."""
+
+
+class SpikeCounter:
+    """Context manager summing spikes and output sizes of every spiking layer of ``model``.
+
+    ``nasfr`` = spikes / elements, where elements = neurons x T x samples per layer, summed.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.spikes = 0.0
+        self.elements = 0
+        self._handles: list = []
+
+    def _hook(self, _module: nn.Module, _inputs: object, output: Tensor) -> None:
+        self.spikes += float(output.detach().sum())
+        self.elements += output.numel()
+
+    def __enter__(self) -> SpikeCounter:
+        self._handles = [
+            m.register_forward_hook(self._hook) for m in self.model.modules() if isinstance(m, SpikingNeuron)
+        ]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+    @property
+    def nasfr(self) -> float:
+        """Mean firing rate over all spiking neurons, steps and samples (0 when nothing was counted)."""
+        return self.spikes / self.elements if self.elements else 0.0
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Result of one evaluation pass: mean loss, accuracy in [0, 1], NASFR and the sample count."""
+
+    loss: float
+    accuracy: float
+    nasfr: float
+    samples: int
+
+
+def to_time_major(frames: Tensor) -> Tensor:
+    """[B, T, C, H, W] -> [T, B, C, H, W] (contiguous)."""
+    return frames.transpose(0, 1).contiguous()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], loss_fn: MseRate | CrossEntropy
+) -> Evaluation:
+    """Loss, accuracy and NASFR of ``model`` (put in eval mode) over ``batches`` of ([B, T, C, H, W], [B])."""
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    with SpikeCounter(model) as counter:
+        for frames, labels in batches:
+            scores = model(to_time_major(frames))
+            total_loss += float(loss_fn(scores, labels)) * len(labels)
+            correct += int((scores.argmax(1) == labels).sum())
+            count += len(labels)
+    return Evaluation(total_loss / max(count, 1), correct / max(count, 1), counter.nasfr, count)
+
+
+@dataclass(frozen=True)
+class WindowEvaluation:
+    """Multi-window test: recording accuracy by majority vote, per-window accuracy, NASFR."""
+
+    accuracy: float
+    window_accuracy: float
+    nasfr: float
+    samples: int
+    windows: int
+
+
+@torch.no_grad()
+def evaluate_windows(
+    model: nn.Module,
+    dataset: Mapped,
+    pipeline_prefix: object,
+    dt_us: int,
+    n_steps: int,
+    n_windows: int,
+    crop: CenterCrop | None,
+) -> WindowEvaluation:
+    """The paper's test protocol (FACTS.md section 2): ``n_windows`` windows of ``n_steps * dt_us``
+    microseconds spread over each recording; a recording is correct when more than half of its
+    windows are (:func:`~asa_snn.data.frames.majority_vote`).
+
+    ``pipeline_prefix`` maps a raw EventStream to the (downsampled) EventStream the windows are cut from.
+    """
+    model.eval()
+    votes, window_hits = 0, 0
+    with SpikeCounter(model) as counter:
+        for index in range(len(dataset)):
+            stream, label = dataset.raw(index)
+            stream = pipeline_prefix(stream)
+            frames = multi_window_frames(stream.events, stream.sensor_size, dt_us, n_steps, n_windows)
+            if crop is not None:
+                frames = crop(frames)
+            batch = torch.as_tensor(np.ascontiguousarray(frames), dtype=torch.float32)
+            predictions = model(to_time_major(batch)).argmax(1).numpy()
+            votes += majority_vote(predictions, int(label))
+            window_hits += int((predictions == label).sum())
+    count = len(dataset)
+    return WindowEvaluation(
+        votes / max(count, 1), window_hits / max(count * n_windows, 1), counter.nasfr, count, n_windows
+    )

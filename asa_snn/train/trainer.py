@@ -1,0 +1,306 @@
+"""The training loop: Adam, one cosine decay, validation-based model selection, resumable.
+
+Per epoch e (0-based): the training shard is visited in the order of a ``DistributedSampler``
+seeded with ``train.seed`` (its permutation depends on (seed, e) alone), augmentation is reseeded
+from (seed, e, rank), the optimiser steps on every batch and the learning-rate schedule once at
+the end of the epoch. Validation loss, accuracy and NASFR are computed, a line is appended to
+``log.jsonl``, ``last.safetensors`` is written and ``best.safetensors`` when validation accuracy
+improved. After the last epoch the best model is evaluated on the test set (the multi-window
+majority protocol when ``train.eval_windows > 1``) and ``result.json`` is written.
+
+Resuming from ``last.safetensors`` restores model, optimiser, scheduler and the torch RNG state,
+so a resumed run equals the uninterrupted one bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.progress import Progress
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.lr_scheduler import CosineAnnealingLR
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+
+from asa_snn.errors import AsaSnnError
+from asa_snn.models.registry import build_model
+from asa_snn.train.checkpoint import (
+    check_state,
+    load_checkpoint,
+    optimizer_state,
+    read_checkpoint,
+    save_checkpoint,
+)
+from asa_snn.train.config import TrainConfig
+from asa_snn.train.data import CenterCrop, DataBundle, build_data, event_prefix, frame_pipeline
+from asa_snn.train.distributed import Cluster, start_cluster, stop_cluster
+from asa_snn.train.metrics import LOSS_FUNCTIONS, evaluate, evaluate_windows, to_time_major
+
+LAST = "last.safetensors"
+BEST = "best.safetensors"
+LOG = "log.jsonl"
+RESULT = "result.json"
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        out_dir: the output folder (log.jsonl, last/best.safetensors, result.json).
+        epochs: epochs completed in total.
+        best_epoch: 1-based epoch of the best validation accuracy.
+        best_val_accuracy: in [0, 1].
+        test_accuracy: of the best model, in [0, 1] (majority over windows when configured).
+        test_window_accuracy: per-window test accuracy (equals test_accuracy for 1 window).
+        test_nasfr: NASFR of the best model on the test set.
+        test_samples: number of test recordings.
+        history: the per-epoch log records.
+    """
+
+    out_dir: str
+    epochs: int
+    best_epoch: int
+    best_val_accuracy: float
+    test_accuracy: float
+    test_window_accuracy: float
+    test_nasfr: float
+    test_samples: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _loader(dataset: Any, batch_size: int, sampler: Any = None) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=0)
+
+
+def _progress(enabled: bool) -> Progress | nullcontext:
+    return Progress(transient=True) if enabled else nullcontext()
+
+
+def _batches(loader: DataLoader, progress: Progress | None, label: str) -> Iterator[Any]:
+    if progress is None:
+        yield from loader
+        return
+    task = progress.add_task(label, total=len(loader))
+    for batch in loader:
+        yield batch
+        progress.advance(task)
+    progress.remove_task(task)
+
+
+def _read_log(path: Path, before_epoch: int) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if r["epoch"] <= before_epoch]
+
+
+def _resume(
+    out_dir: Path,
+    config: TrainConfig,
+    data: DataBundle,
+    model: torch.nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+) -> dict[str, Any]:
+    """Load ``last.safetensors`` into model, optimiser, scheduler and the torch RNG; return its metadata."""
+    path = out_dir / LAST
+    tensors, metadata = read_checkpoint(path)
+    if metadata.get("model_spec") != config.model.to_dict():
+        raise AsaSnnError(
+            f"{path}: checkpoint was trained with model {metadata.get('model_spec')}, the config asks for "
+            f"{config.model.to_dict()}; resume with the same config or use another out_dir"
+        )
+    if metadata.get("data_fingerprint") != data.fingerprint:
+        raise AsaSnnError(
+            f"{path}: checkpoint data fingerprint {metadata.get('data_fingerprint')} differs from this "
+            f"config's data ({data.fingerprint}); resume with the same data and config"
+        )
+    state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
+    check_state(path, model, state, config.model)
+    model.load_state_dict(state)
+    optimizer.load_state_dict(optimizer_state(tensors, metadata["param_groups"]))
+    scheduler.load_state_dict(metadata["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    return metadata
+
+
+def train(
+    config: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    """Train ``config`` into ``out_dir`` (created) and test the best model; see the module docstring.
+
+    Under torchrun every process calls this; rank 0 alone writes files.
+
+    Args:
+        config: the training config (:func:`~asa_snn.train.config.load_config`).
+        out_dir: output folder: log.jsonl, last.safetensors, best.safetensors, result.json.
+        resume: continue from ``out_dir/last.safetensors`` (the same config and data are required).
+        progress: show a rich progress bar and one summary line per epoch.
+
+    Raises:
+        AsaSnnError: data or config problems; ``resume`` without a matching checkpoint.
+    """
+    out_dir = Path(out_dir)
+    cluster = start_cluster()
+    try:
+        return _train(config, out_dir, resume, progress and cluster.is_main, cluster)
+    finally:
+        stop_cluster(cluster)
+
+
+def _train(config: TrainConfig, out_dir: Path, resume: bool, progress: bool, cluster: Cluster) -> TrainResult:
+    seed, settings = config.train.seed, config.train
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    data = build_data(config)
+    model = build_model(config.model)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
+    )
+    scheduler = CosineAnnealingLR(optimizer, T_max=settings.epochs, eta_min=config.optim.lr_min)
+    loss_fn = LOSS_FUNCTIONS[settings.loss]()
+    if cluster.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    start_epoch, best_val, best_epoch = 0, -1.0, 0
+    if resume:
+        metadata = _resume(out_dir, config, data, model, optimizer, scheduler)
+        start_epoch, best_val, best_epoch = (
+            metadata["epoch"],
+            metadata["best_val_accuracy"],
+            metadata["best_epoch"],
+        )
+    history = _read_log(out_dir / LOG, start_epoch) if resume else []
+    if cluster.is_main:
+        (out_dir / LOG).write_text("".join(json.dumps(r) + "\n" for r in history))
+    trained = DistributedDataParallel(model) if cluster.distributed else model
+    sampler = DistributedSampler(
+        data.train, num_replicas=cluster.world_size, rank=cluster.rank, shuffle=True, seed=seed
+    )
+    val_loader = _loader(data.val, settings.batch_size)
+    common = {
+        "config": config.to_dict(),
+        "data_fingerprint": data.fingerprint,
+    }
+    with _progress(progress) as bar:
+        for epoch in range(start_epoch, settings.epochs):
+            started = time.perf_counter()
+            sampler.set_epoch(epoch)
+            augment_seed = (seed * 1_000_003 + epoch) * 1_009 + cluster.rank
+            data.train.transform = frame_pipeline(config.data, data.dt_us, augment_seed)
+            lr = optimizer.param_groups[0]["lr"]
+            loss_sum, correct, count = 0.0, 0, 0
+            trained.train()
+            for frames, labels in _batches(
+                _loader(data.train, settings.batch_size, sampler), bar, f"epoch {epoch + 1}"
+            ):
+                optimizer.zero_grad()
+                scores = trained(to_time_major(frames))
+                loss = loss_fn(scores, labels)
+                loss.backward()
+                optimizer.step()
+                loss_sum += float(loss.detach()) * len(labels)
+                correct += int((scores.detach().argmax(1) == labels).sum())
+                count += len(labels)
+            scheduler.step()
+            loss_sum, correct, total = cluster.sum([loss_sum, correct, count])
+            shards = cluster.gather(sorted(int(i) for i in sampler))
+            val = evaluate(model, val_loader, loss_fn)
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / max(total, 1),
+                "train_accuracy": correct / max(total, 1),
+                "val_loss": val.loss,
+                "val_accuracy": val.accuracy,
+                "val_nasfr": val.nasfr,
+                "lr": lr,
+                "seconds": time.perf_counter() - started,
+                "train_shard_sizes": [len(s) for s in shards],
+                "train_samples_seen": len(set().union(*shards)),
+            }
+            history.append(record)
+            improved = val.accuracy > best_val
+            if improved:
+                best_val, best_epoch = val.accuracy, epoch + 1
+            if cluster.is_main:
+                meta = {
+                    **common,
+                    "epoch": epoch + 1,
+                    "metrics": record,
+                    "best_val_accuracy": best_val,
+                    "best_epoch": best_epoch,
+                    "scheduler": scheduler.state_dict(),
+                }
+                if improved:
+                    save_checkpoint(out_dir / BEST, model, config.model, meta)
+                save_checkpoint(out_dir / LAST, model, config.model, meta, optimizer)
+                with (out_dir / LOG).open("a") as log:
+                    log.write(json.dumps(record) + "\n")
+                if progress:
+                    bar.console.print(
+                        f"epoch {epoch + 1}/{settings.epochs}  loss {record['train_loss']:.4f}  "
+                        f"train {record['train_accuracy']:.3f}  val {val.accuracy:.3f}  "
+                        f"NASFR {val.nasfr:.4f}  {record['seconds']:.1f}s"
+                    )
+            cluster.barrier()
+    return _finish(config, out_dir, data, loss_fn, history, best_epoch, best_val, cluster)
+
+
+def _finish(
+    config: TrainConfig,
+    out_dir: Path,
+    data: DataBundle,
+    loss_fn: Any,
+    history: list[dict[str, Any]],
+    best_epoch: int,
+    best_val: float,
+    cluster: Cluster,
+) -> TrainResult:
+    """Test the best checkpoint (every process reads rank 0's file) and write result.json on rank 0."""
+    cluster.barrier()
+    best = out_dir / BEST
+    spec, state, _ = load_checkpoint(best)
+    model = build_model(spec)
+    model.load_state_dict(state)
+    windows = config.train.eval_windows
+    if windows > 1:
+        test = evaluate_windows(
+            model,
+            data.test,
+            event_prefix(config.data),
+            data.dt_us,
+            config.data.n_steps,
+            windows,
+            CenterCrop(config.data.crop) if config.data.crop else None,
+        )
+        accuracy, window_accuracy, nasfr, samples = (
+            test.accuracy,
+            test.window_accuracy,
+            test.nasfr,
+            test.samples,
+        )
+    else:
+        test = evaluate(model, _loader(data.test, config.train.batch_size), loss_fn)
+        accuracy, window_accuracy, nasfr, samples = test.accuracy, test.accuracy, test.nasfr, test.samples
+    result = TrainResult(
+        out_dir=str(out_dir),
+        epochs=len(history),
+        best_epoch=best_epoch,
+        best_val_accuracy=best_val,
+        test_accuracy=accuracy,
+        test_window_accuracy=window_accuracy,
+        test_nasfr=nasfr,
+        test_samples=samples,
+        history=history,
+    )
+    if cluster.is_main:
+        summary = {k: v for k, v in asdict(result).items() if k != "history"}
+        (out_dir / RESULT).write_text(json.dumps({**summary, "test_windows": windows}, indent=2) + "\n")
+    return result
