@@ -225,29 +225,41 @@ def analyze_command(
 
 @app.command("demo")
 def demo(
-    samples: Annotated[
-        int, typer.Option("--samples", help="Training samples of the embedded synthetic data.")
-    ] = 240,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the synthetic data.")] = 0,
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/demo"),
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per model.")] = 20,
 ) -> None:
-    """Run the pipeline on the embedded synthetic DVS data (for now: generate it and summarise it)."""
-    from asa_snn.data.synthetic import SyntheticDVS, SyntheticDVSConfig
+    """The main job on the embedded synthetic data: train vanilla and ASA-2 speck_net models, analyse both."""
+    from asa_snn.analysis.report import analyze
+    from asa_snn.train import load_config, load_model, train
+    from asa_snn.train.data import build_data, foreground_masks
 
-    config = SyntheticDVSConfig(seed=seed)
-    dataset = SyntheticDVS(samples, config, split="train")
-    counts = [len(dataset.recording(i)) for i in range(len(dataset))]
-    table = Table(title="embedded synthetic DVS data (train split)")
-    table.add_column("class")
-    table.add_column("samples", justify="right")
-    labels = dataset.labels
-    for index, name in enumerate(dataset.classes):
-        table.add_row(name, str(int((labels == index).sum())))
-    console.print(table)
-    width, height, polarities = dataset.sensor_size
-    console.print(
-        f"{len(dataset)} recordings, sensor {width}x{height}x{polarities}, "
-        f"{sum(counts):,} events ({sum(counts) / len(counts):.0f} per recording)"
+    recipe = _config_path("synthetic_speck")
+    results = {}
+    for attention in ("none", "asa2"):
+        console.rule(f"training speck_net, attention {attention}")
+        config = load_config(recipe, [f"model.attention={attention}", f"train.epochs={epochs}"])
+        results[attention] = train(config, out / attention, progress=True)
+    console.rule("redundancy analysis")
+    bundle = build_data(config)
+    vanilla, asa = (load_model(out / name / "best.safetensors")[0] for name in ("none", "asa2"))
+    metrics = analyze(
+        vanilla,
+        bundle.test,
+        out / "analysis",
+        compare_model=asa,
+        labels=("vanilla", "asa2"),
+        masks=foreground_masks(bundle.test),
+        duration_s=bundle.dt_us * config.data.n_steps * 1e-6,
     )
+    table = Table(title=f"embedded synthetic DVS data, speck_net, {epochs} epochs")
+    for column in ("model", "test accuracy", "NASFR (test)", "energy speck (uJ/inference)"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for name, label in (("none", "vanilla"), ("asa2", "asa2")):
+        energy = metrics["models"][label]["energy"]["speck"]["total_j"] * 1e6
+        result = results[name]
+        table.add_row(label, f"{result.test_accuracy:.3f}", f"{result.test_nasfr:.4f}", f"{energy:.1f}")
+    console.print(table)
+    console.print(f"checkpoints in {out}/none and {out}/asa2; analysis in {out / 'analysis' / 'report.md'}")
 
 
 def main(argv: list[str] | None = None) -> int:
