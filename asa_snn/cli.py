@@ -223,6 +223,72 @@ def analyze_command(
     console.print(f"report written to {out / 'report.md'} (metrics.json, figures/)")
 
 
+@app.command("simulate")
+def simulate_command(
+    graph_dir: Annotated[
+        Path, typer.Argument(help="Folded graph folder (graph.json + tensors.safetensors).")
+    ],
+    backend: Annotated[
+        str, typer.Option("--backend", help="speck, speck-events, loihi, sinabs, lava, norse or onnx.")
+    ] = "speck",
+    data: Annotated[
+        str, typer.Option("--data", help="Event file, folder of event files, or synthetic[:N].")
+    ] = "synthetic",
+    max_samples: Annotated[int | None, typer.Option("--max-samples")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="JSON file for the results.")] = None,
+) -> None:
+    """Run a folded graph on a backend: per-layer spikes, synaptic operations and energy per preset."""
+    from asa_snn.convert.graph import load_graph
+    from asa_snn.simulators.run import simulate, write_json
+
+    graph = load_graph(graph_dir)
+    _, summary = simulate(graph, data, backend, max_samples, progress=console.print)
+    table = Table(title=f"{graph_dir} on {backend}: {summary['samples']} samples, T={summary['timesteps']}")
+    for column in ("layer", "spikes / sample", "synaptic ops / sample"):
+        table.add_column(column, justify="left" if column == "layer" else "right", no_wrap=column == "layer")
+    synops = {layer["name"]: layer["synaptic_ops"] for layer in summary["layers"]}
+    for name in dict.fromkeys([*summary["spikes_per_sample"], *synops]):
+        spikes = summary["spikes_per_sample"].get(name)
+        ops = synops.get(name)
+        table.add_row(name, "" if spikes is None else f"{spikes:,.1f}", "" if ops is None else f"{ops:,.0f}")
+    console.print(table)
+    for preset, joules in summary["energy_j"].items():
+        console.print(f"energy {preset}: {joules * 1e6:.3f} uJ per inference")
+    if summary["accuracy"] is not None:
+        console.print(f"accuracy: {summary['accuracy']:.3f}")
+    for note in summary["notes"]:
+        console.print(f"note: {note}")
+    if out:
+        write_json(summary, out)
+        console.print(f"written to {out}")
+
+
+@app.command("check")
+def check_command(
+    graph_dir: Annotated[Path, typer.Argument(help="Folded graph folder.")],
+    target: Annotated[str, typer.Option("--target", help="speck or loihi.")] = "speck",
+) -> None:
+    """Check a folded graph against a chip's limits; exit 1 with the violations when it does not fit."""
+    from asa_snn.convert.graph import load_graph
+
+    graph = load_graph(graph_dir)
+    if target == "speck":
+        from asa_snn.convert.speck_mapping import check_speck
+
+        report = check_speck(graph)
+    elif target == "loihi":
+        from asa_snn.convert.loihi_mapping import check_loihi
+
+        report = check_loihi(graph)
+    else:
+        raise AsaSnnError(f"--target must be 'speck' or 'loihi', got {target!r}")
+    typer.echo(report.table())
+    if report.violations:
+        typer.echo(f"{len(report.violations)} violation(s): the graph does not fit {target}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"fits {target}")
+
+
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/demo"),

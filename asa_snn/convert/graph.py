@@ -71,6 +71,16 @@ class NeuronSpec:
 
 
 @dataclass(frozen=True)
+class Violation:
+    """One broken chip limit: which layer, which limit, the value found and how to fix it."""
+
+    layer: str
+    limit: str
+    value: object
+    fix: str
+
+
+@dataclass(frozen=True)
 class LayerQuant:
     """How a layer's integers relate to its float model.
 

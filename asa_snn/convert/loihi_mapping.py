@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from asa_snn.convert.graph import FoldedGraph
+from asa_snn.convert.graph import FoldedGraph, Violation
 from asa_snn.convert.netx_export import NETX_LAYER_TYPES, NetxLayer, to_netx_layers
 from asa_snn.errors import AsaSnnError
 
@@ -46,16 +46,6 @@ class LoihiLimits:
     def synapses_per_core(self) -> int:
         """Synapses one core holds: memory bits / bits per synapse."""
         return self.synaptic_memory_bytes * 8 // self.bits_per_synapse
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One broken limit: which layer, which limit, the value found, and how to fix it."""
-
-    layer: str
-    limit: str
-    value: str
-    fix: str
 
 
 @dataclass(frozen=True)

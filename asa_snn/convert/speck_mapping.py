@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from asa_snn.convert.graph import FoldedGraph, Layer, NeuronSpec
+from asa_snn.convert.graph import FoldedGraph, Layer, NeuronSpec, Violation
 from asa_snn.errors import AsaSnnError, InputFormatError
 
 KI = 1024
@@ -229,16 +229,6 @@ def max_bipartite_matching(fits: list[list[int]], n_right: int) -> list[int | No
         if left is not None:
             assignment[left] = right
     return assignment
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One broken chip limit: which layer, which limit, the value found and how to fix it."""
-
-    layer: str
-    limit: str
-    value: object
-    fix: str
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,131 @@
+"""Running a folded graph by backend name: inputs, op counts, summary, CLI simulate / check."""
+
+import json
+
+import numpy as np
+import pytest
+
+from asa_snn.cli import main
+from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec, save_graph
+from asa_snn.data.events import EventStream, make_events
+from asa_snn.data.formats import write_numpy
+from asa_snn.errors import AsaSnnError, InputFormatError, MissingDependencyError
+from asa_snn.simulators.base import SimulationResult
+from asa_snn.simulators.operations import dense_flops, graph_layer_ops
+from asa_snn.simulators.run import frames_from_events, get_backend, load_input, simulate
+
+
+def speck_graph(kernel: int = 3) -> FoldedGraph:
+    """conv 2->4 (iaf) -> sumpool 2 -> flatten -> linear 64->3 (iaf), int8, 8x8 frames of a 32x32 sensor."""
+    rng = np.random.default_rng(1)
+    conv = Layer(
+        "conv",
+        "conv2d",
+        {
+            "kernel_size": [kernel, kernel],
+            "stride": [1, 1],
+            "padding": [kernel // 2] * 2,
+            "in_channels": 2,
+            "out_channels": 4,
+        },
+        (4, 8, 8),
+        {"weight": rng.integers(-20, 60, (4, 2, kernel, kernel)).astype(np.int8)},
+        NeuronSpec("iaf", threshold=100.0, reset="subtract", min_v=-100.0),
+        quant=LayerQuant(1.0, 8, 16),
+    )
+    pool = Layer("pool", "sumpool2d", {"kernel_size": [2, 2]}, (4, 4, 4))
+    flat = Layer("flat", "flatten", {}, (64,))
+    fc = Layer(
+        "fc",
+        "linear",
+        {"in_features": 64, "out_features": 3},
+        (3,),
+        {"weight": rng.integers(-30, 80, (3, 64)).astype(np.int8)},
+        NeuronSpec("iaf", threshold=120.0, reset="subtract", min_v=-120.0),
+        quant=LayerQuant(1.0, 8, 16),
+    )
+    spec = InputSpec((2, 8, 8), (32, 32, 2), downsample=4, dt_us=20_000, n_steps=8)
+    return FoldedGraph([conv, pool, flat, fc], spec, num_classes=3, target="speck", quantized=True)
+
+
+def test_dense_flops_and_layer_ops_by_hand():
+    graph = speck_graph()
+    assert dense_flops(graph.layers[0]) == 3 * 3 * 8 * 8 * 2 * 4
+    assert dense_flops(graph.layers[3]) == 64 * 3
+    frames = np.zeros((2, 3, 2, 8, 8))
+    frames[0, 0, 0, 0, 0] = 5  # 5 input events in sample 0, none in sample 1
+    counts = {"conv": np.array([[2, 1, 0], [0, 0, 0]]), "fc": np.array([[0, 1, 0], [0, 0, 1]])}
+    result = SimulationResult("test", counts, np.zeros((2, 3, 3)))
+    conv_ops, fc_ops = graph_layer_ops(graph, result, frames)
+    assert conv_ops.input_events == 2.5 and conv_ops.input_size == 128 and conv_ops.neurons == 256
+    assert conv_ops.output_spikes == 1.5 and conv_ops.timesteps == 3
+    assert fc_ops.input_events == 1.5 and fc_ops.input_size == 64 and fc_ops.neurons == 3
+
+
+def test_speck_and_sinabs_summaries_agree():
+    graph = speck_graph()
+    _, speck = simulate(graph, "synthetic:6", "speck")
+    _, sinabs = simulate(graph, "synthetic:6", "sinabs")
+    assert speck["spikes_per_sample"] == sinabs["spikes_per_sample"]
+    assert speck["energy_j"] == sinabs["energy_j"]
+    assert speck["samples"] == 6 and speck["accuracy"] is not None
+    assert sum(speck["spikes_per_sample"].values()) > 0
+
+
+def test_recording_becomes_the_graph_input(tmp_path):
+    graph = speck_graph()
+    events = make_events(
+        np.array([0, 10, 25_000]), np.array([0, 5, 31]), np.array([0, 4, 31]), np.array([1, 1, 0])
+    )
+    frames = frames_from_events(graph, EventStream(events, (32, 32, 2)))
+    assert frames.shape == (8, 2, 8, 8)
+    assert frames[0, 1, 0, 0] == 1 and frames[0, 1, 1, 1] == 1 and frames[1, 0, 7, 7] == 1
+    write_numpy(EventStream(events, (32, 32, 2)), tmp_path / "rec.npz")
+    batch = load_input(graph, str(tmp_path / "rec.npz"))
+    assert batch.frames.shape == (1, 8, 2, 8, 8) and batch.labels.tolist() == [-1]
+
+
+def test_wrong_sensor_is_named():
+    graph = speck_graph()
+    stream = EventStream(make_events(np.array([0]), np.array([1]), np.array([1]), np.array([0])), (64, 64, 2))
+    with pytest.raises(InputFormatError, match="sensor 64x64 but the graph expects 32x32"):
+        frames_from_events(graph, stream)
+
+
+def test_backend_errors_are_clear():
+    with pytest.raises(AsaSnnError, match="unknown backend 'truenorth'; expected one of speck"):
+        get_backend("truenorth")
+    with pytest.raises(MissingDependencyError, match=r"Python 3\.10"):
+        get_backend("lava")
+    with pytest.raises(AsaSnnError, match="no such event file or folder"):
+        load_input(speck_graph(), "/nonexistent/recording.aedat4")
+
+
+def test_simulate_command_writes_json(tmp_path, capsys):
+    save_graph(speck_graph(), tmp_path / "graph")
+    out = tmp_path / "sim.json"
+    args = [
+        "simulate",
+        str(tmp_path / "graph"),
+        "--backend",
+        "speck",
+        "--data",
+        "synthetic:4",
+        "--out",
+        str(out),
+    ]
+    assert main(args) == 0
+    summary = json.loads(out.read_text())
+    assert set(summary["spikes_per_sample"]) == {"conv", "fc"}
+    assert set(summary["energy_j"]) == {"fp32_45nm", "int8_45nm", "loihi", "speck"}
+    assert "energy speck" in capsys.readouterr().out
+
+
+def test_check_command_passes_and_fails(tmp_path, capsys):
+    save_graph(speck_graph(), tmp_path / "ok")
+    assert main(["check", str(tmp_path / "ok"), "--target", "speck"]) == 0
+    assert "fits speck" in capsys.readouterr().out
+    save_graph(speck_graph(kernel=17), tmp_path / "bad")
+    assert main(["check", str(tmp_path / "bad"), "--target", "speck"]) == 1
+    captured = capsys.readouterr()
+    assert "VIOLATION conv" in captured.out and "does not fit speck" in captured.err
