@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Inspect event recordings.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+deploy_app = typer.Typer(help="Deploy a folded graph to Speck (samna) or Loihi (Lava).", no_args_is_help=True)
+app.add_typer(deploy_app, name="deploy")
 
 console = Console()
 
@@ -287,6 +289,78 @@ def check_command(
         typer.echo(f"{len(report.violations)} violation(s): the graph does not fit {target}", err=True)
         raise typer.Exit(1)
     typer.echo(f"fits {target}")
+
+
+@app.command("budget")
+def budget_command(
+    graph_dir: Annotated[Path, typer.Argument(help="Folded graph folder.")],
+    budget: Annotated[Path, typer.Option("--budget", help="Budget file (TOML or YAML).")],
+    data: Annotated[
+        str, typer.Option("--data", help="Event file, folder of event files, or synthetic[:N].")
+    ] = "synthetic",
+    backend: Annotated[str, typer.Option("--backend", help="Simulator backend.")] = "speck",
+    max_samples: Annotated[int | None, typer.Option("--max-samples")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder for budget.json and the figure.")] = Path(
+        "runs/budget"
+    ),
+) -> None:
+    """Check simulated spikes, synaptic ops, energy, latency and memory against a spike budget.
+
+    Exits 1 when any limit is exceeded, so it can gate a CI job.
+    """
+    from asa_snn.convert.graph import load_graph
+    from asa_snn.deploy.budget import evaluate_budget, load_budget, write_budget_report
+
+    report = evaluate_budget(load_graph(graph_dir), load_budget(budget), data, backend, max_samples)
+    written = write_budget_report(report, out)
+    typer.echo(report.table())
+    typer.echo(f"budget.json and figure written to {written['json'].parent}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@deploy_app.command("speck")
+def deploy_speck_command(
+    graph_dir: Annotated[Path, typer.Argument(help="Folded, quantized graph folder (target speck).")],
+    device: Annotated[
+        str, typer.Option("--device", help="samna device, e.g. speck2fdevkit:0.")
+    ] = "speck2fdevkit:0",
+    events: Annotated[Path | None, typer.Option("--events", help="Event file to stream.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="No chip: configuration summary and simulated counts.")
+    ] = False,
+    out: Annotated[Path, typer.Option("--out", help="Folder for deploy_speck.json.")] = Path(
+        "runs/deploy_speck"
+    ),
+) -> None:
+    """Configure Speck through samna, stream events, compare per-layer counts with the built-in simulator."""
+    from asa_snn.convert.graph import load_graph
+    from asa_snn.deploy.speck import deploy_speck
+
+    report = deploy_speck(load_graph(graph_dir), device=device, events=events, dry_run=dry_run, out_dir=out)
+    typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@deploy_app.command("loihi")
+def deploy_loihi_command(
+    graph_dir: Annotated[Path, typer.Argument(help="Folded, quantized graph folder (target loihi).")],
+    events: Annotated[Path | None, typer.Option("--events", help="Event file to run.")] = None,
+    hardware: Annotated[bool, typer.Option("--hardware", help="Run on Loihi 2 (Intel's extension).")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Folder for network.net and deploy_loihi.json.")] = Path(
+        "runs/deploy_loihi"
+    ),
+) -> None:
+    """Export netx, run it in Lava (or the built-in Loihi simulator where Lava is missing), compare."""
+    from asa_snn.convert.graph import load_graph
+    from asa_snn.deploy.loihi import deploy_loihi
+
+    report = deploy_loihi(load_graph(graph_dir), events=events, hardware=hardware, out_dir=out)
+    typer.echo(report.summary())
+    if report.agrees is False:
+        typer.echo("Lava and the built-in simulator disagree", err=True)
+        raise typer.Exit(1)
 
 
 @app.command("demo")

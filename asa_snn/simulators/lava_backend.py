@@ -60,11 +60,17 @@ def _to_chw(data: np.ndarray) -> np.ndarray:
     return np.moveaxis(data, -1, 0).transpose(0, 3, 2, 1) if data.ndim == 4 else np.moveaxis(data, -1, 0)
 
 
-def _run_sample(path: Path, binary: np.ndarray) -> list[np.ndarray]:
+def _run_config(hardware: bool) -> object:
+    """Lava's run configuration: Loihi 2 hardware, or the bit-accurate CPU models."""
+    from lava.magma.core.run_configs import Loihi2HwCfg, Loihi2SimCfg
+
+    return Loihi2HwCfg() if hardware else Loihi2SimCfg(select_tag="fixed_pt")
+
+
+def _run_sample(path: Path, binary: np.ndarray, hardware: bool) -> list[np.ndarray]:
     """One sample through Lava: binary [T, C, H, W] -> per layer after the input, spikes [T, ...]."""
     from lava.lib.dl.netx.hdf5 import Network
     from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.sink import RingBuffer
 
     steps = binary.shape[0]
@@ -75,7 +81,7 @@ def _run_sample(path: Path, binary: np.ndarray) -> list[np.ndarray]:
         layer.out.connect(sink.a_in)
         sinks.append(sink)
     bias = net.in_layer.neuron.bias_mant
-    config = Loihi2SimCfg(select_tag="fixed_pt")
+    config = _run_config(hardware)
     try:
         for t in range(steps):
             frame = binary[t].transpose(2, 1, 0).astype(np.int32)
@@ -90,9 +96,17 @@ def _run_sample(path: Path, binary: np.ndarray) -> list[np.ndarray]:
 
 
 class LavaBackend:
-    """Runs the netx export of a folded graph with Lava's bit-accurate CPU models (backend ``lava``)."""
+    """Runs the netx export of a folded graph with Lava (backend ``lava``).
+
+    Args:
+        hardware: run on Loihi 2 (``Loihi2HwCfg``; needs Intel's Loihi extension) instead of
+            Lava's bit-accurate CPU models (``Loihi2SimCfg(select_tag="fixed_pt")``, default).
+    """
 
     name = "lava"
+
+    def __init__(self, hardware: bool = False) -> None:
+        self.hardware = hardware
 
     def unavailable_reason(self) -> str | None:
         """See :func:`lava_unavailable_reason`."""
@@ -112,7 +126,7 @@ class LavaBackend:
         names = [layer.name for layer in graph.spiking_layers()]
         with tempfile.TemporaryDirectory() as folder:
             path = write_netx(graph, Path(folder) / "network.net")
-            per_sample = [_run_sample(path, sample) for sample in binary]
+            per_sample = [_run_sample(path, sample, self.hardware) for sample in binary]
         batch, steps = frames.shape[:2]
         trains = {
             name: np.stack([sample[i] for sample in per_sample], axis=1) for i, name in enumerate(names)
