@@ -273,3 +273,13 @@ def test_bad_input_is_refused():
     residual.layers.append(Layer("join", "add", {}, (3,), inputs=("fc", "fc")))
     with pytest.raises(AsaSnnError, match="'join'"):
         SpeckSimulator().run(residual, frames())
+
+
+def test_float32_path_only_when_the_integer_sums_are_exact():
+    import torch
+
+    from asa_snn.simulators.speck import _exact_in_float32
+
+    weight = np.full((2, 1, 3, 3), 127.0)  # fan-in sum 1143 per output channel
+    assert _exact_in_float32(torch.full((1, 1, 4, 4), 100.0), weight)
+    assert not _exact_in_float32(torch.full((1, 1, 4, 4), 2.0**24 / 1143), weight)

@@ -1,0 +1,159 @@
+"""Input events per second through the built-in Speck simulator vs sinabs, same quantized net and input.
+
+Network (a speck_net-sized quantized graph, int8 weights drawn at random, IAF neurons, subtract
+reset, min_v = -threshold)::
+
+    conv 3x3 2->8 (32x32) -> sumpool 2 -> conv 3x3 8->16 -> sumpool 2 -> conv 3x3 16->16 -> sumpool 2
+    -> conv 4x4 16->10 (the 4x4 map to 10 outputs)
+
+Input: the first N-MNIST training recordings of /work/shared/data/nmnist/train (34x34 ATIS,
+cropped to 32x32), binned into T frames of dt microseconds. Both backends get the same frames
+[B, T, 2, 32, 32]; events per second = input events in the frames / wall seconds of one
+``backend.run`` (best of ``--repeat`` after one warm-up). The spike trains of all layers are
+checked to be identical before any number is written.
+
+Run::
+
+    .venv/bin/python benchmarks/speck_events.py            # writes benchmarks/results/speck_events.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec
+from asa_snn.data.formats import read_events
+from asa_snn.data.frames import to_frames
+from asa_snn.simulators.base import Backend
+from asa_snn.simulators.sinabs_backend import SinabsBackend
+from asa_snn.simulators.speck import EventDriven, SpeckSimulator
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nmnist" / "train"
+RESULTS = Path(__file__).resolve().parent / "results" / "speck_events.json"
+QUANT = LayerQuant(scale=1.0, weight_bits=8, state_bits=16)
+
+
+def speck_graph(seed: int = 0, n_steps: int = 30, dt_us: int = 10_000) -> FoldedGraph:
+    """The benchmark network as a quantized folded graph (module docstring)."""
+    rng = np.random.default_rng(seed)
+
+    def conv(name, c_in, c_out, k, pad, out_map, theta):
+        weight = np.clip(rng.normal(3, 12, (c_out, c_in, k, k)).round(), -128, 127).astype(np.int8)
+        attrs = {"kernel_size": [k, k], "stride": [1, 1], "padding": [pad, pad]}
+        neuron = NeuronSpec("iaf", theta, "subtract", -theta)
+        return Layer(name, "conv2d", attrs, (c_out, *out_map), {"weight": weight}, neuron, quant=QUANT)
+
+    def pool(name, shape):
+        return Layer(name, "sumpool2d", {"kernel_size": [2, 2]}, shape)
+
+    layers = [
+        conv("conv0", 2, 8, 3, 1, (32, 32), 20.0),
+        pool("pool0", (8, 16, 16)),
+        conv("conv1", 8, 16, 3, 1, (16, 16), 60.0),
+        pool("pool1", (16, 8, 8)),
+        conv("conv2", 16, 16, 3, 1, (8, 8), 60.0),
+        pool("pool2", (16, 4, 4)),
+        conv("conv3", 16, 10, 4, 0, (1, 1), 400.0),
+    ]
+    spec = InputSpec((2, 32, 32), (34, 34, 2), dt_us=dt_us, n_steps=n_steps)
+    return FoldedGraph(layers, spec, 10, "speck", quantized=True)
+
+
+def nmnist_frames(graph: FoldedGraph, n_samples: int) -> np.ndarray:
+    """Frames [B, T, 2, 32, 32] of the first ``n_samples`` N-MNIST recordings (cropped from 34x34)."""
+    spec = graph.input
+    frames = []
+    for index in range(1, n_samples + 1):
+        stream = read_events(DATA / f"{index}.bs2")
+        counts = to_frames(stream.events, stream.sensor_size, spec.dt_us, spec.n_steps)
+        frames.append(counts[:, :, 1:33, 1:33])
+    return np.stack(frames).astype(np.float64)
+
+
+def time_run(backend: Backend, graph: FoldedGraph, frames: np.ndarray, repeat: int) -> tuple[float, dict]:
+    """Best wall seconds of ``repeat`` runs after one warm-up, and the recorded spike trains."""
+    result = backend.run(graph, frames, record=True)
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        backend.run(graph, frames)
+        best = min(best, time.perf_counter() - start)
+    return best, result.spike_trains
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=16, help="N-MNIST recordings in the batch")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per backend (best is kept)")
+    parser.add_argument(
+        "--event-samples", type=int, default=0, help="recordings for the event-driven mode (0: skip it)"
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        raise SystemExit(
+            f"N-MNIST recordings not found at {DATA.resolve()} (see /work/shared/data/README.md)"
+        )
+
+    graph = speck_graph()
+    frames = nmnist_frames(graph, args.samples)
+    n_events = int(frames.sum())
+    entries = {}
+    trains = {}
+    for label, backend in (("speck (time-stepped)", SpeckSimulator()), ("sinabs", SinabsBackend())):
+        seconds, trains[label] = time_run(backend, graph, frames, args.repeat)
+        entries[label] = {"seconds": seconds, "events_per_s": n_events / seconds}
+        print(f"{label:24s} {seconds:8.3f} s  {n_events / seconds:12.0f} events/s")
+    for layer, train in trains["sinabs"].items():
+        if not np.array_equal(train, trains["speck (time-stepped)"][layer]):
+            raise SystemExit(f"layer {layer}: the built-in simulator and sinabs disagree; no timing written")
+    spikes = {layer: int(train.sum()) for layer, train in trains["sinabs"].items()}
+    if args.event_samples:
+        subset = frames[: args.event_samples]
+        seconds, _ = time_run(SpeckSimulator(mode=EventDriven()), graph, subset, 1)
+        entries["speck (event-driven)"] = {
+            "seconds": seconds,
+            "events_per_s": float(subset.sum()) / seconds,
+            "samples": args.event_samples,
+        }
+        print(f"{'speck (event-driven)':24s} {seconds:8.3f} s  {subset.sum() / seconds:12.0f} events/s")
+    ratio = entries["speck (time-stepped)"]["events_per_s"] / entries["sinabs"]["events_per_s"]
+    print(f"built-in / sinabs = {ratio:.2f}x")
+    document = {
+        "benchmark": "speck_events",
+        "network": [layer.name for layer in graph.layers],
+        "input": {
+            "data": "N-MNIST train 1..N (.bs2), cropped 34x34 -> 32x32",
+            "samples": args.samples,
+            "n_steps": graph.input.n_steps,
+            "dt_us": graph.input.dt_us,
+            "input_events": n_events,
+        },
+        "spikes_per_layer": spikes,
+        "identical_spike_trains": True,
+        "results": entries,
+        "ratio_builtin_over_sinabs": ratio,
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = args.out.with_name(f".{args.out.name}.tmp")
+    staging.write_text(json.dumps(document, indent=2) + "\n")
+    os.replace(staging, args.out)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
