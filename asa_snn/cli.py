@@ -225,6 +225,40 @@ def analyze_command(
     console.print(f"report written to {out / 'report.md'} (metrics.json, figures/)")
 
 
+@app.command("fold")
+def fold_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (.safetensors).")],
+    target: Annotated[str, typer.Option("--target", help="speck, loihi or generic.")] = "speck",
+    calib: Annotated[
+        Path | None,
+        typer.Option("--calib", help="Config naming the calibration data (default: the checkpoint's)."),
+    ] = None,
+    finetune: Annotated[
+        int, typer.Option("--finetune", help="Fold-aware fine-tuning epochs (0: static fold).")
+    ] = 3,
+    n_calib: Annotated[int, typer.Option("--n-calib", help="Calibration samples.")] = 64,
+    vanilla: Annotated[
+        Path | None, typer.Option("--vanilla", help="A vanilla checkpoint to measure for comparison.")
+    ] = None,
+    approximate: Annotated[
+        bool,
+        typer.Option(
+            "--approximate", help="Allow leaky LIF neurons to run as IAF on Speck (loses accuracy)."
+        ),
+    ] = False,
+    out: Annotated[Path, typer.Option("--out", help="Output folder: graph + fidelity.md/json.")] = Path(
+        "runs/fold"
+    ),
+) -> None:
+    """Fold attention and batch norm, fine-tune, quantize for a chip; write the graph and fidelity report."""
+    from asa_snn.simulators.fidelity import run_fold
+
+    outcome = run_fold(checkpoint, target, out, calib, finetune, n_calib, approximate, vanilla)
+    typer.echo((outcome.out_dir / "fidelity.md").read_text())
+    verdict = "met" if outcome.goal_met else "NOT met (see where the loss comes from above)"
+    console.print(f"graph and fidelity report in {outcome.out_dir}; goal {verdict}")
+
+
 @app.command("simulate")
 def simulate_command(
     graph_dir: Annotated[
