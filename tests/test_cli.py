@@ -131,6 +131,33 @@ def test_train_then_analyze_from_the_command_line(tiny_config_file, tmp_path, ca
     assert set(metrics["models"]) == {"none", "asa2"}
     assert "| NASFR (paper, Def. 1) |" in (report / "report.md").read_text()
 
+    folded = tmp_path / "folded"
+    checkpoint = str(runs / "asa2" / "best.safetensors")
+    assert (
+        main(
+            [
+                "fold",
+                checkpoint,
+                "--target",
+                "speck",
+                "--finetune",
+                "0",
+                "--n-calib",
+                "8",
+                "--out",
+                str(folded),
+            ]
+        )
+        == 0
+    )
+    fidelity = json.loads((folded / "fidelity.json").read_text())
+    assert (folded / "graph.json").is_file() and (folded / "fidelity.md").is_file()
+    stages = [stage["stage"] for stage in fidelity["stages"]]
+    assert stages[0] == "1 live attention" and stages[-1].startswith("3 quantized, speck")
+    assert all(stage["samples"] == fidelity["validation_samples"] > 0 for stage in fidelity["stages"])
+    assert main(["check", str(folded), "--target", "speck"]) == 0
+    assert main(["simulate", str(folded), "--backend", "sinabs", "--data", "synthetic:4"]) == 0
+
 
 def test_train_with_unknown_recipe_names_the_shipped_ones(capsys):
     assert main(["train", "no_such_recipe"]) == 1
