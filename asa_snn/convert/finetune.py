@@ -5,6 +5,8 @@ trained on. Fine-tuning runs :class:`~asa_snn.convert.graph_model.GraphModel` (a
 folded into the weights) with the target's fake quantization (straight-through rounding, scale
 recomputed every step) under the checkpoint's loss, Adam at a small learning rate; the epoch with the
 best validation accuracy (epoch 0 = the static fold itself included) is written back into the graph.
+The starting graph is the static fold as :func:`~asa_snn.convert.fold.fold_model` returns it, i.e.
+rate-matched by default (each attention layer's calibration spike count equal to the live model's).
 """
 
 from __future__ import annotations
