@@ -9,7 +9,8 @@ reset, min_v = -threshold)::
 Input: the first N-MNIST training recordings of /work/shared/data/nmnist/train (34x34 ATIS,
 cropped to 32x32), binned into T frames of dt microseconds. Both backends get the same frames
 [B, T, 2, 32, 32]; events per second = input events in the frames / wall seconds of one
-``backend.run`` (best of ``--repeat`` after one warm-up). The spike trains of all layers are
+``backend.run`` (median of ``--repeat`` interleaved rounds after one warm-up, ``--threads``
+torch threads). The spike trains of all layers are
 checked to be identical before any number is written.
 
 Run::
@@ -78,26 +79,35 @@ def nmnist_frames(graph: FoldedGraph, n_samples: int) -> np.ndarray:
     return np.stack(frames).astype(np.float64)
 
 
-def time_run(backend: Backend, graph: FoldedGraph, frames: np.ndarray, repeat: int) -> tuple[float, dict]:
-    """Best wall seconds of ``repeat`` runs after one warm-up, and the recorded spike trains."""
-    result = backend.run(graph, frames, record=True)
-    best = float("inf")
+def time_runs(
+    backends: dict[str, Backend], graph: FoldedGraph, frames: np.ndarray, repeat: int
+) -> tuple[dict[str, float], dict[str, dict]]:
+    """Median wall seconds per backend over ``repeat`` rounds after one warm-up each, and the
+    recorded spike trains. The backends take turns within each round, so a change of the
+    machine's load hits all of them alike."""
+    trains = {
+        label: backend.run(graph, frames, record=True).spike_trains for label, backend in backends.items()
+    }
+    times: dict[str, list[float]] = {label: [] for label in backends}
     for _ in range(repeat):
-        start = time.perf_counter()
-        backend.run(graph, frames)
-        best = min(best, time.perf_counter() - start)
-    return best, result.spike_trains
+        for label, backend in backends.items():
+            start = time.perf_counter()
+            backend.run(graph, frames)
+            times[label].append(time.perf_counter() - start)
+    return {label: float(np.median(values)) for label, values in times.items()}, trains
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=16, help="N-MNIST recordings in the batch")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs per backend (best is kept)")
+    parser.add_argument("--repeat", type=int, default=9, help="timed rounds (median is kept)")
     parser.add_argument(
         "--event-samples", type=int, default=0, help="recordings for the event-driven mode (0: skip it)"
     )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both backends")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if not DATA.is_dir():
         raise SystemExit(
             f"N-MNIST recordings not found at {DATA.resolve()} (see /work/shared/data/README.md)"
@@ -107,9 +117,9 @@ def main() -> None:
     frames = nmnist_frames(graph, args.samples)
     n_events = int(frames.sum())
     entries = {}
-    trains = {}
-    for label, backend in (("speck (time-stepped)", SpeckSimulator()), ("sinabs", SinabsBackend())):
-        seconds, trains[label] = time_run(backend, graph, frames, args.repeat)
+    backends = {"speck (time-stepped)": SpeckSimulator(), "sinabs": SinabsBackend()}
+    medians, trains = time_runs(backends, graph, frames, args.repeat)
+    for label, seconds in medians.items():
         entries[label] = {"seconds": seconds, "events_per_s": n_events / seconds}
         print(f"{label:24s} {seconds:8.3f} s  {n_events / seconds:12.0f} events/s")
     for layer, train in trains["sinabs"].items():
@@ -118,7 +128,7 @@ def main() -> None:
     spikes = {layer: int(train.sum()) for layer, train in trains["sinabs"].items()}
     if args.event_samples:
         subset = frames[: args.event_samples]
-        seconds, _ = time_run(SpeckSimulator(mode=EventDriven()), graph, subset, 1)
+        seconds = time_runs({"event": SpeckSimulator(mode=EventDriven())}, graph, subset, 1)[0]["event"]
         entries["speck (event-driven)"] = {
             "seconds": seconds,
             "events_per_s": float(subset.sum()) / seconds,

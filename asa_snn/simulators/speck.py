@@ -183,8 +183,9 @@ FLOAT32_EXACT = 2**24
 
 def _exact_in_float32(x: torch.Tensor, weight: np.ndarray) -> bool:
     """True when every partial sum of conv(x, weight) on integers stays below 2^24 in magnitude:
-    max|x| * max over output channels of sum|W| < 2^24, so float32 gives the exact integers."""
-    largest_input = float(x.abs().max()) if x.numel() else 0.0
+    max x * max over output channels of sum|W| < 2^24, so float32 gives the exact integers
+    (x holds non-negative event or spike counts)."""
+    largest_input = float(x.max()) if x.numel() else 0.0
     largest_fan_in = float(np.abs(weight).reshape(len(weight), -1).sum(axis=1).max())
     return largest_input * largest_fan_in < FLOAT32_EXACT
 
