@@ -397,43 +397,68 @@ def deploy_loihi_command(
         raise typer.Exit(1)
 
 
-@app.command("demo")
-def demo(
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/demo"),
-    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per model.")] = 20,
-) -> None:
-    """The main job on the embedded synthetic data: train vanilla and ASA-2 speck_net models, analyse both."""
+def _train_for_pipeline(recipe: str, overrides: list[str], out_dir: Path) -> dict:
+    """The pipeline's training strategy: train a recipe and return its test figures and checkpoint."""
+    from asa_snn.train import load_config, train
+
+    result = train(load_config(_config_path(recipe), overrides), out_dir, progress=True)
+    return {
+        "test_accuracy": result.test_accuracy,
+        "test_nasfr": result.test_nasfr,
+        "checkpoint": Path(result.out_dir) / "best.safetensors",
+    }
+
+
+def _analyze_for_pipeline(vanilla: Path, asa: Path, out_dir: Path) -> dict:
+    """The pipeline's analysis strategy: vanilla vs ASA on the vanilla checkpoint's test data."""
     from asa_snn.analysis.report import analyze
-    from asa_snn.train import load_config, load_model, train
+    from asa_snn.train import TrainConfig, load_model
     from asa_snn.train.data import build_data, foreground_masks
 
-    recipe = _config_path("synthetic_speck")
-    results = {}
-    for attention in ("none", "asa2"):
-        console.rule(f"training speck_net, attention {attention}")
-        config = load_config(recipe, [f"model.attention={attention}", f"train.epochs={epochs}"])
-        results[attention] = train(config, out / attention, progress=True)
-    console.rule("redundancy analysis")
-    bundle = build_data(config)
-    vanilla, asa = (load_model(out / name / "best.safetensors")[0] for name in ("none", "asa2"))
-    metrics = analyze(
-        vanilla,
+    model, metadata = load_model(vanilla)
+    recipe = TrainConfig.from_dict(metadata["config"])
+    bundle = build_data(recipe)
+    return analyze(
+        model,
         bundle.test,
-        out / "analysis",
-        compare_model=asa,
+        out_dir,
+        compare_model=load_model(asa)[0],
         labels=("vanilla", "asa2"),
         masks=foreground_masks(bundle.test),
-        duration_s=bundle.dt_us * config.data.n_steps * 1e-6,
+        duration_s=bundle.dt_us * recipe.data.n_steps * 1e-6 if bundle.dt_us else None,
     )
-    table = Table(title=f"embedded synthetic DVS data, speck_net, {epochs} epochs")
-    for column in ("model", "test accuracy", "NASFR (test)", "energy speck (uJ/inference)"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    for name, label in (("none", "vanilla"), ("asa2", "asa2")):
-        energy = metrics["models"][label]["energy"]["speck"]["total_j"] * 1e6
-        result = results[name]
-        table.add_row(label, f"{result.test_accuracy:.3f}", f"{result.test_nasfr:.4f}", f"{energy:.1f}")
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("runs/demo"),
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs per model.")] = 20,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Folder of your own recordings with labels.csv.")
+    ] = None,
+    config: Annotated[
+        str, typer.Option("--config", help="Recipe file or shipped recipe name.")
+    ] = "synthetic_speck",
+) -> None:
+    """The whole job: train vanilla and ASA, analyse, fold for Speck and Loihi, export, simulate, report."""
+    from asa_snn.deploy.pipeline import Settings, run_pipeline
+
+    result = run_pipeline(
+        out,
+        _train_for_pipeline,
+        _analyze_for_pipeline,
+        config=config,
+        data=data,
+        settings=Settings(epochs=epochs),
+        progress=lambda step, total, message: console.rule(f"[{step}/{total}] {message}"),
+    )
+    table = Table(title="asa-snn demo")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    for item, value in result.summary_rows():
+        table.add_row(item, value)
     console.print(table)
-    console.print(f"checkpoints in {out}/none and {out}/asa2; analysis in {out / 'analysis' / 'report.md'}")
+    console.print(f"report: {result.out_dir / 'report.html'} (and report.md, pipeline.json)")
 
 
 def main(argv: list[str] | None = None) -> int:

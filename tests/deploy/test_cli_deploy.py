@@ -29,7 +29,7 @@ def test_shipped_example_budget_is_valid():
     from asa_snn.deploy.budget import load_budget
 
     budget = load_budget(EXAMPLE)
-    assert budget.network["firing_rate"] == 0.1
+    assert budget.network["firing_rate"] == 0.15
 
 
 def test_budget_file_with_unknown_key_is_one_line(speck, tmp_path, capsys):
