@@ -129,22 +129,6 @@ def model_info(
     console.print(f"total parameters: {count_parameters(model):,}")
 
 
-def _config_path(text: str) -> Path:
-    """A config file path, or the name of a recipe shipped in asa_snn/configs (with or without .toml)."""
-    path = Path(text)
-    if path.is_file():
-        return path
-    shipped = (
-        Path(__file__).parent / "configs" / (text if text.endswith((".toml", ".yaml")) else f"{text}.toml")
-    )
-    if shipped.is_file():
-        return shipped
-    names = sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.toml"))
-    raise AsaSnnError(
-        f"config {text!r}: no such file, and no shipped recipe of that name ({', '.join(names)})"
-    )
-
-
 @app.command("train", context_settings={"allow_extra_args": False})
 def train_command(
     config: Annotated[str, typer.Argument(help="Config file (TOML/YAML) or a shipped recipe name.")],
@@ -158,8 +142,11 @@ def train_command(
 ) -> None:
     """Train a network from a config; checkpoints and a per-epoch log go to --out."""
     from asa_snn.train import load_config, train
+    from asa_snn.train.config import resolve_config_path
 
-    result = train(load_config(_config_path(config), overrides or []), out, resume=resume, progress=True)
+    result = train(
+        load_config(resolve_config_path(config), overrides or []), out, resume=resume, progress=True
+    )
     console.print(
         f"best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.3f}; "
         f"test accuracy {result.test_accuracy:.3f}, test NASFR {result.test_nasfr:.4f} "
@@ -178,7 +165,9 @@ def _analysis_data(checkpoint_metadata: dict, data: str) -> tuple[object, object
         config = TrainConfig.from_dict(checkpoint_metadata["config"])
         part_name = data
     else:
-        config, part_name = load_config(_config_path(data)), "test"
+        from asa_snn.train.config import resolve_config_path
+
+        config, part_name = load_config(resolve_config_path(data)), "test"
     bundle = build_data(config)
     part = getattr(bundle, part_name)
     duration = bundle.dt_us * config.data.n_steps * 1e-6 if bundle.dt_us else None
@@ -397,38 +386,6 @@ def deploy_loihi_command(
         raise typer.Exit(1)
 
 
-def _train_for_pipeline(recipe: str, overrides: list[str], out_dir: Path) -> dict:
-    """The pipeline's training strategy: train a recipe and return its test figures and checkpoint."""
-    from asa_snn.train import load_config, train
-
-    result = train(load_config(_config_path(recipe), overrides), out_dir, progress=True)
-    return {
-        "test_accuracy": result.test_accuracy,
-        "test_nasfr": result.test_nasfr,
-        "checkpoint": Path(result.out_dir) / "best.safetensors",
-    }
-
-
-def _analyze_for_pipeline(vanilla: Path, asa: Path, out_dir: Path) -> dict:
-    """The pipeline's analysis strategy: vanilla vs ASA on the vanilla checkpoint's test data."""
-    from asa_snn.analysis.report import analyze
-    from asa_snn.train import TrainConfig, load_model
-    from asa_snn.train.data import build_data, foreground_masks
-
-    model, metadata = load_model(vanilla)
-    recipe = TrainConfig.from_dict(metadata["config"])
-    bundle = build_data(recipe)
-    return analyze(
-        model,
-        bundle.test,
-        out_dir,
-        compare_model=load_model(asa)[0],
-        labels=("vanilla", "asa2"),
-        masks=foreground_masks(bundle.test),
-        duration_s=bundle.dt_us * recipe.data.n_steps * 1e-6 if bundle.dt_us else None,
-    )
-
-
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("runs/demo"),
@@ -441,12 +398,14 @@ def demo(
     ] = "synthetic_speck",
 ) -> None:
     """The whole job: train vanilla and ASA, analyse, fold for Speck and Loihi, export, simulate, report."""
+    from asa_snn.analysis.report import analyze_checkpoints
     from asa_snn.deploy.pipeline import Settings, run_pipeline
+    from asa_snn.train.trainer import train_recipe
 
     result = run_pipeline(
         out,
-        _train_for_pipeline,
-        _analyze_for_pipeline,
+        train_recipe,
+        analyze_checkpoints,
         config=config,
         data=data,
         settings=Settings(epochs=epochs),

@@ -396,3 +396,32 @@ def analyze(
         if staging.exists():
             shutil.rmtree(staging)
     return plain
+
+
+def analyze_checkpoints(
+    vanilla: str | Path,
+    other: str | Path,
+    out_dir: str | Path,
+    labels: tuple[str, str] = ("vanilla", "asa2"),
+    max_samples: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """:func:`analyze` two checkpoints on the test part of the first one's training data (with its
+    foreground masks where the data has them); the pipeline's analysis strategy."""
+    from asa_snn.train import TrainConfig, load_model
+    from asa_snn.train.data import build_data, foreground_masks
+
+    model, metadata = load_model(vanilla)
+    config = TrainConfig.from_dict(metadata["config"])
+    bundle = build_data(config)
+    return analyze(
+        model,
+        bundle.test,
+        out_dir,
+        compare_model=load_model(other)[0],
+        labels=labels,
+        masks=foreground_masks(bundle.test),
+        max_samples=max_samples,
+        duration_s=bundle.dt_us * config.data.n_steps * 1e-6 if bundle.dt_us else None,
+        progress=progress,
+    )

@@ -206,6 +206,29 @@ def apply_overrides(raw: dict[str, Any], overrides: typing.Sequence[str]) -> dic
     return result
 
 
+RECIPES = Path(__file__).resolve().parent.parent / "configs"
+"""The recipes shipped with the package (asa_snn/configs)."""
+
+
+def resolve_config_path(text: str | Path) -> Path:
+    """A config file path, or the name of a shipped recipe (with or without ``.toml``).
+
+    Raises:
+        AsaSnnError: neither a file nor a shipped recipe; the message lists the recipes.
+    """
+    path = Path(text)
+    if path.is_file():
+        return path
+    name = str(text)
+    shipped = RECIPES / (name if name.endswith((".toml", ".yaml")) else f"{name}.toml")
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in RECIPES.glob("*.toml"))
+    raise AsaSnnError(
+        f"config {name!r}: no such file, and no shipped recipe of that name ({', '.join(names)})"
+    )
+
+
 def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> TrainConfig:
     """Read, override and check a config file.
 

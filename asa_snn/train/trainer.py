@@ -304,3 +304,21 @@ def _finish(
         summary = {k: v for k, v in asdict(result).items() if k != "history"}
         (out_dir / RESULT).write_text(json.dumps({**summary, "test_windows": windows}, indent=2) + "\n")
     return result
+
+
+def train_recipe(
+    recipe: str | Path, overrides: list[str], out_dir: str | Path, progress: bool = True
+) -> dict[str, Any]:
+    """Train a config file or shipped recipe name with ``overrides``; the pipeline's training strategy.
+
+    Returns:
+        ``test_accuracy``, ``test_nasfr`` and ``checkpoint`` (the best checkpoint's path).
+    """
+    from asa_snn.train.config import load_config, resolve_config_path
+
+    result = train(load_config(resolve_config_path(recipe), overrides), out_dir, progress=progress)
+    return {
+        "test_accuracy": result.test_accuracy,
+        "test_nasfr": result.test_nasfr,
+        "checkpoint": Path(result.out_dir) / "best.safetensors",
+    }

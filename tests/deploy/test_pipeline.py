@@ -3,45 +3,22 @@ between pipeline.json and report.md, backend agreement, and the strategy contrac
 
 import json
 import re
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import pytest
 
-from asa_snn.analysis.report import analyze
+from asa_snn.analysis.report import analyze_checkpoints
 from asa_snn.deploy.pipeline import Settings, compare_counts, recordings_view, run_pipeline
 from asa_snn.errors import AsaSnnError
 from asa_snn.simulators.base import SimulationResult
-from asa_snn.train import TrainConfig, load_config, load_model, train
-from asa_snn.train.data import build_data, foreground_masks
+from asa_snn.train.trainer import train_recipe
 
 TINY_SETTINGS = Settings(epochs=1, finetune_epochs=1, n_calib=8, sim_samples=3)
 
 
-def train_tiny(config: str, overrides: list[str], out_dir: Path) -> dict:
-    result = train(load_config(Path(config), overrides), out_dir, progress=False)
-    return {
-        "test_accuracy": result.test_accuracy,
-        "test_nasfr": result.test_nasfr,
-        "checkpoint": Path(result.out_dir) / "best.safetensors",
-    }
-
-
-def analyze_tiny(vanilla: Path, asa: Path, out_dir: Path) -> dict:
-    model, metadata = load_model(vanilla)
-    config = TrainConfig.from_dict(metadata["config"])
-    bundle = build_data(config)
-    return analyze(
-        model,
-        bundle.test,
-        out_dir,
-        compare_model=load_model(asa)[0],
-        labels=("vanilla", "asa2"),
-        masks=foreground_masks(bundle.test),
-        max_samples=6,
-        duration_s=bundle.dt_us * config.data.n_steps * 1e-6,
-        progress=False,
-    )
+train_tiny = partial(train_recipe, progress=False)
+analyze_tiny = partial(analyze_checkpoints, max_samples=6, progress=False)
 
 
 @pytest.fixture(scope="module")

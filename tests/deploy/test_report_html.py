@@ -9,17 +9,17 @@ import json
 import struct
 import subprocess
 import zlib
+from functools import partial
 from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from asa_snn.analysis.report import analyze
+from asa_snn.analysis.report import analyze_checkpoints
 from asa_snn.deploy.html_report import PNG_SIGNATURE
 from asa_snn.deploy.pipeline import Settings, run_pipeline
-from asa_snn.train import TrainConfig, load_config, load_model, train
-from asa_snn.train.data import build_data
+from asa_snn.train.trainer import train_recipe
 from tests.conftest import TINY
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -29,21 +29,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def train_tiny(config: str, overrides: list[str], out_dir: Path) -> dict:
-    result = train(load_config(Path(config), overrides), out_dir, progress=False)
-    return {
-        "test_accuracy": result.test_accuracy,
-        "test_nasfr": result.test_nasfr,
-        "checkpoint": Path(result.out_dir) / "best.safetensors",
-    }
-
-
-def analyze_tiny(vanilla: Path, asa: Path, out_dir: Path) -> dict:
-    model, metadata = load_model(vanilla)
-    bundle = build_data(TrainConfig.from_dict(metadata["config"]))
-    return analyze(
-        model, bundle.test, out_dir, compare_model=load_model(asa)[0], max_samples=4, progress=False
-    )
+train_tiny = partial(train_recipe, progress=False)
+analyze_tiny = partial(analyze_checkpoints, max_samples=4, progress=False)
 
 
 @pytest.fixture(scope="module")
