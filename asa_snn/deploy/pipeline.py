@@ -423,8 +423,10 @@ def run_pipeline(
         train_fn: trains one model (:data:`TrainFn`).
         analyze_fn: analyses vanilla against ASA (:data:`AnalyzeFn`).
         config: recipe name or file handed to ``train_fn``.
-        data: a folder of the user's recordings (``data.kind=folder``, ``data.root=DATA``) instead of
-            the recipe's data; it is also the simulation input. None: the recipe's data, simulated on
+        data: a folder of the user's recordings with ``labels.csv`` (``data.kind=folder``,
+            ``data.root=DATA``, 20 % held out as the test set) instead of the recipe's data; it is
+            also the simulation input. The recipe's frame settings (``dt_us``, ``n_steps``,
+            ``downsample``) and input shape must suit the recordings. None: the recipe's data, simulated on
             the embedded synthetic test split.
         settings: sizes (:class:`Settings`); None: the defaults.
         progress: told about each of the 8 steps.
@@ -444,7 +446,7 @@ def run_pipeline(
     clock = _Clock()
     base = [f"train.epochs={settings.epochs}"]
     if data is not None:
-        base += ["data.kind=folder", f"data.root={Path(data).resolve()}"]
+        base += ["data.kind=folder", f"data.root={Path(data).resolve()}", "data.test_fraction=0.2"]
     sim_data = f"synthetic:{settings.sim_samples}"
     steps = [
         "training vanilla, ASA and Loihi ASA models",

@@ -188,10 +188,43 @@ def test_user_data_folder_and_epochs_reach_train_fn_as_overrides(tmp_path):
     assert seen == [
         (
             "my_recipe.toml",
-            ["train.epochs=1", "data.kind=folder", f"data.root={recordings}", "model.attention=none"],
+            [
+                "train.epochs=1",
+                "data.kind=folder",
+                f"data.root={recordings}",
+                "data.test_fraction=0.2",
+                "model.attention=none",
+            ],
         )
     ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["recordings"]
+
+
+def test_pipeline_runs_on_a_folder_of_recordings(tmp_path):
+    from asa_snn.data.formats import write_numpy
+    from asa_snn.data.synthetic import SyntheticDVS, SyntheticDVSConfig
+    from tests.conftest import TINY
+
+    recordings = tmp_path / "recordings"
+    recordings.mkdir()
+    source = SyntheticDVS(24, SyntheticDVSConfig(sensor_size=(16, 16, 2), n_classes=3, n_steps=4), "train")
+    rows = ["file,label"]
+    for index in range(len(source)):
+        write_numpy(source.recording(index), recordings / f"r{index:02d}.npz")
+        rows.append(f"r{index:02d}.npz,{int(source.labels[index])}")
+    (recordings / "labels.csv").write_text("\n".join(rows) + "\n")
+    config = tmp_path / "tiny.toml"
+    config.write_text(TINY.replace("n_steps = 4\n", "n_steps = 4\ndt_us = 80000\n"))
+    result = run_pipeline(
+        tmp_path / "report", train_tiny, analyze_tiny, str(config), recordings, TINY_SETTINGS
+    )
+    document = json.loads((tmp_path / "report" / "pipeline.json").read_text())
+    assert document["data"] == str(recordings) and document["simulation_input"].startswith(str(recordings))
+    assert (tmp_path / "report" / "report.html").is_file()
+    runs = document["backends"]["speck"]["runs"]
+    assert runs["speck"]["samples"] == TINY_SETTINGS.sim_samples
+    assert runs["sinabs"]["agrees"] is True
+    assert set(result.document["models"]) == {"vanilla", "asa", "loihi_asa"}
 
 
 def test_recordings_view_links_recordings_and_leaves_side_files_out(tmp_path):
