@@ -22,7 +22,7 @@ ALLOWED = {
     "simulators": {"data", "analysis", "convert"},
     "deploy": {"data", "analysis", "convert", "simulators"},
 }
-SHARED = {"errors"}
+SHARED = {"errors", "files"}
 FORBIDDEN_AT_IMPORT = ("samna", "sinabs.backend.dynapcnn")
 
 

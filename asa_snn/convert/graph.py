@@ -22,7 +22,6 @@ saying how the integers relate to the float model (``integer = float * scale``).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from asa_snn.errors import AsaSnnError, InputFormatError
+from asa_snn.files import replace_folder
 
 GRAPH_FORMAT = "asa-snn-folded-graph"
 GRAPH_VERSION = 1
@@ -247,9 +247,7 @@ def save_graph(graph: FoldedGraph, folder: str | Path) -> Path:
     try:
         (staging / "graph.json").write_text(json.dumps(graph_to_json(graph), indent=2) + "\n")
         save_file(tensors, staging / "tensors.safetensors")
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
+        replace_folder(staging, folder)
     finally:
         if staging.exists():
             shutil.rmtree(staging)

@@ -35,6 +35,7 @@ from asa_snn.convert.speck_mapping import check_speck
 from asa_snn.deploy.budget import evaluate_budget, load_budget, write_budget_report
 from asa_snn.deploy.html_report import write_report
 from asa_snn.errors import AsaSnnError, MissingDependencyError
+from asa_snn.files import replace_folder
 from asa_snn.simulators.base import SimulationResult
 from asa_snn.simulators.fidelity import run_fold
 from asa_snn.simulators.run import simulate, write_json
@@ -533,22 +534,11 @@ def run_pipeline(
         clock.lap("report", began)
         document["runtime_s"] = {**clock.seconds, "total": round(time.perf_counter() - clock.start, 2)}
         write_report(staging, document, figures)
-        _move_into_place(staging, out_dir)
+        replace_folder(staging, out_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
     return PipelineResult(out_dir, document)
-
-
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    """Replace ``out_dir`` by ``staging`` (the old folder is removed only after the move)."""
-    if out_dir.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-        os.replace(out_dir, old / "previous")
-        os.replace(staging, out_dir)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, out_dir)
 
 
 __all__ = [

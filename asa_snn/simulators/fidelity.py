@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -29,6 +28,7 @@ from typing import Any
 
 from asa_snn.convert.graph import FoldedGraph, save_graph
 from asa_snn.convert.pipeline import FoldRun, StageMetrics, fold_checkpoint, nasfr_of
+from asa_snn.files import replace_folder
 from asa_snn.simulators.loihi import LoihiSimulator
 from asa_snn.simulators.speck import SpeckSimulator
 
@@ -218,13 +218,7 @@ def write_outputs(out_dir: str | Path, graph: FoldedGraph, doc: dict[str, Any]) 
         save_graph(graph, staging)
         (staging / "fidelity.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
         (staging / "fidelity.md").write_text(fidelity_markdown(doc))
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, old / "previous")
-            os.replace(staging, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, out_dir)
+        replace_folder(staging, out_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
