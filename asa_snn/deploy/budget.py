@@ -46,14 +46,18 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import tomllib
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as a package (pyproject marker)
+    import tomli as tomllib
 from asa_snn.analysis.energy import PRESETS, energy, synaptic_ops
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.convert.loihi_mapping import check_loihi

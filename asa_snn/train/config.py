@@ -15,15 +15,19 @@ single values after the file is read (the value is parsed as a TOML literal, els
 from __future__ import annotations
 
 import json
+import sys
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
 import yaml
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as a package (pyproject marker)
+    import tomli as tomllib
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.attention import ATTENTION_KINDS
 from asa_snn.models.registry import NETWORKS, NEURONS, ModelSpec

@@ -13,7 +13,7 @@ RECIPES = sorted(p.name for p in files("asa_snn.configs").iterdir() if p.name.en
 
 
 def test_toml_and_yaml_give_the_same_config(tmp_path, tiny_config_file):
-    import tomllib
+    from asa_snn.train.config import tomllib
 
     yaml_file = tmp_path / "tiny.yaml"
     yaml_file.write_text(yaml.safe_dump(tomllib.loads(tiny_config_file.read_text())))
