@@ -42,20 +42,26 @@ def _grid(n: int) -> tuple[int, int]:
     return (n + cols - 1) // cols, cols
 
 
-def plot_spike_feature_grid(
-    nsfr: np.ndarray, step: int, stem: Path, title: str, max_channels: int = 32, warning: str = ""
-) -> list[Path]:
-    """Maps ``nsfr[step, c]`` ([T, C, H, W] input) of the first ``max_channels`` channels in a grid."""
-    channels = min(nsfr.shape[1], max_channels)
-    rows, cols = _grid(channels)
+def _map_grid(maps: list[np.ndarray], labels: list[str]) -> plt.Figure:
+    """One N-SFR map per panel (colour scale 0..1), labelled, with one shared colour bar."""
+    rows, cols = _grid(len(maps))
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols + 1, 1.6 * rows + 0.8), squeeze=False)
     image = None
     for index, ax in enumerate(axes.flat):
         ax.axis("off")
-        if index < channels:
-            image = ax.imshow(nsfr[step, index], vmin=0, vmax=1, cmap="jet")
-            ax.set_title(f"ch {index}", fontsize=8)
+        if index < len(maps):
+            image = ax.imshow(maps[index], vmin=0, vmax=1, cmap="jet")
+            ax.set_title(labels[index], fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.8, label=RATE_LABEL)
+    return fig
+
+
+def plot_spike_feature_grid(
+    nsfr: np.ndarray, step: int, stem: Path, title: str, max_channels: int = 32, warning: str = ""
+) -> list[Path]:
+    """Maps ``nsfr[step, c]`` ([T, C, H, W] input) of the first ``max_channels`` channels in a grid."""
+    channels = range(min(nsfr.shape[1], max_channels))
+    fig = _map_grid([nsfr[step, c] for c in channels], [f"ch {c}" for c in channels])
     return _save(fig, stem, f"{title}: spike features at step t={step}", warning)
 
 
@@ -63,16 +69,8 @@ def plot_channel_over_time(
     nsfr: np.ndarray, channel: int, stem: Path, title: str, warning: str = ""
 ) -> list[Path]:
     """Maps ``nsfr[t, channel]`` for every step t ([T, C, H, W] input)."""
-    steps = nsfr.shape[0]
-    rows, cols = _grid(steps)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols + 1, 1.6 * rows + 0.8), squeeze=False)
-    image = None
-    for index, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if index < steps:
-            image = ax.imshow(nsfr[index, channel], vmin=0, vmax=1, cmap="jet")
-            ax.set_title(f"t={index}", fontsize=8)
-    fig.colorbar(image, ax=axes, shrink=0.8, label=RATE_LABEL)
+    steps = range(nsfr.shape[0])
+    fig = _map_grid([nsfr[t, channel] for t in steps], [f"t={t}" for t in steps])
     return _save(fig, stem, f"{title}: channel {channel} across steps", warning)
 
 

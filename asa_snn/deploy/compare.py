@@ -10,9 +10,8 @@ import numpy as np
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.data.events import EventStream
 from asa_snn.data.formats import read_events
-from asa_snn.data.synthetic import SyntheticDVS, SyntheticDVSConfig
 from asa_snn.errors import AsaSnnError
-from asa_snn.simulators.run import frames_from_events
+from asa_snn.simulators.run import frames_from_events, synthetic_for_graph
 
 
 def load_recording(graph: FoldedGraph, events: str | Path | None) -> tuple[EventStream, np.ndarray]:
@@ -27,14 +26,7 @@ def load_recording(graph: FoldedGraph, events: str | Path | None) -> tuple[Event
         (stream, frames [1, T, C, H, W] event counts).
     """
     if events is None:
-        spec = graph.input
-        config = SyntheticDVSConfig(
-            sensor_size=tuple(spec.sensor_size),
-            n_steps=spec.n_steps,
-            dt_us=spec.dt_us,
-            n_classes=graph.num_classes,
-        )
-        stream = SyntheticDVS(1, config, split="test").recording(0)
+        stream = synthetic_for_graph(graph, 1).recording(0)
     else:
         if not Path(events).is_file():
             raise AsaSnnError(f"{events}: no such event file")

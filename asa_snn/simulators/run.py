@@ -99,6 +99,19 @@ class SimulationInput:
     names: list[str]
 
 
+def synthetic_for_graph(graph: FoldedGraph, count: int) -> SyntheticDVS:
+    """``count`` recordings of the embedded synthetic data's test split, made for the graph's
+    sensor size, frame length, number of steps and number of classes."""
+    spec = graph.input
+    config = SyntheticDVSConfig(
+        sensor_size=tuple(spec.sensor_size),
+        n_steps=spec.n_steps,
+        dt_us=spec.dt_us,
+        n_classes=graph.num_classes,
+    )
+    return SyntheticDVS(count, config, split="test")
+
+
 def load_input(graph: FoldedGraph, data: str, max_samples: int | None = None) -> SimulationInput:
     """Frames for ``graph`` from ``data``: an event file, a folder of event files, or
     ``synthetic`` / ``synthetic:N`` (the embedded data's test split, N samples, default 32).
@@ -108,16 +121,7 @@ def load_input(graph: FoldedGraph, data: str, max_samples: int | None = None) ->
     """
     if data.startswith("synthetic"):
         count = int(data.split(":", 1)[1]) if ":" in data else 32
-        spec = graph.input
-        config = SyntheticDVSConfig(
-            sensor_size=tuple(spec.sensor_size),
-            n_steps=spec.n_steps,
-            dt_us=spec.dt_us,
-            n_classes=graph.num_classes,
-        )
-        dataset = SyntheticDVS(
-            count if max_samples is None else min(count, max_samples), config, split="test"
-        )
+        dataset = synthetic_for_graph(graph, count if max_samples is None else min(count, max_samples))
         streams = [dataset.recording(i) for i in range(len(dataset))]
         labels = np.asarray(dataset.labels, dtype=np.int64)
     else:
