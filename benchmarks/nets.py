@@ -62,31 +62,44 @@ def _per_frame_layers(activation: Callable[[], nn.Module]) -> list[nn.Module]:
     ]
 
 
-def asa_snn(attention: str) -> Net:
-    """asa-snn's registry model ``arch_a`` with the given attention kind."""
+def asa_snn(attention: str, memory_format: torch.memory_format = torch.channels_last) -> Net:
+    """asa-snn's registry model ``arch_a`` with the given attention kind.
+
+    ``memory_format``: the frame layout of its conv blocks (channels-last is asa-snn's default;
+    contiguous shows what that choice gains).
+    """
+    from asa_snn.models.blocks import ConvBlock
     from asa_snn.models.registry import ModelSpec, build_model
 
     model = build_model(ModelSpec("arch_a", attention, 16, (2, 32, 32), CLASSES))
+    for block in model.modules():
+        if isinstance(block, ConvBlock):
+            block.memory_format = memory_format
     return Net(model, model)
 
 
-def relu_batched() -> Net:
-    """ReLU in place of every neuron; every layer runs once on the T*B frames stacked together."""
-    stack = nn.Sequential(*_per_frame_layers(nn.ReLU))
+def relu_batched(memory_format: torch.memory_format = torch.contiguous_format) -> Net:
+    """ReLU in place of every neuron; every layer runs once on the T*B frames stacked together.
+
+    ``memory_format``: the layout of the frames and conv weights (contiguous, or channels-last as
+    asa-snn's conv blocks use).
+    """
+    stack = nn.Sequential(*_per_frame_layers(nn.ReLU)).to(memory_format=memory_format)
 
     def forward(x: Tensor) -> Tensor:
         steps, batch = x.shape[:2]
-        return stack(x.flatten(0, 1)).unflatten(0, (steps, batch)).mean(0)
+        frames = x.flatten(0, 1).contiguous(memory_format=memory_format)
+        return stack(frames).unflatten(0, (steps, batch)).mean(0)
 
     return Net(stack, forward)
 
 
-def relu_stepwise() -> Net:
+def relu_stepwise(memory_format: torch.memory_format = torch.contiguous_format) -> Net:
     """ReLU in place of every neuron; the whole net runs once per time step on B frames."""
-    stack = nn.Sequential(*_per_frame_layers(nn.ReLU))
+    stack = nn.Sequential(*_per_frame_layers(nn.ReLU)).to(memory_format=memory_format)
 
     def forward(x: Tensor) -> Tensor:
-        return torch.stack([stack(x_t) for x_t in x]).mean(0)
+        return torch.stack([stack(x_t.contiguous(memory_format=memory_format)) for x_t in x]).mean(0)
 
     return Net(stack, forward)
 
@@ -223,11 +236,14 @@ def norse() -> Net:
 BUILDERS: dict[str, Callable[[], Net]] = {
     "asa-snn (none)": lambda: asa_snn("none"),
     "asa-snn (asa2)": lambda: asa_snn("asa2"),
+    "asa-snn (none, NCHW)": lambda: asa_snn("none", torch.contiguous_format),
     "spikingjelly": spikingjelly,
     "snntorch": snntorch,
     "norse": norse,
     "relu (batched)": relu_batched,
     "relu (step by step)": relu_stepwise,
+    "relu (batched, NHWC)": lambda: relu_batched(torch.channels_last),
+    "relu (step, NHWC)": lambda: relu_stepwise(torch.channels_last),
 }
 """Benchmark entries by display name; each builds its net fresh (imports its library lazily)."""
 

@@ -3,7 +3,10 @@
 One step = forward of the paper's 3-layer net (arch A, see ``nets.py``) on x [T=16, B=8, 2, 32, 32],
 cross-entropy on the [B, 11] scores, ``loss.backward()`` (no optimizer). Each entry runs in its own
 process with ``torch.set_num_threads(2)``; after warm-up steps the entries take turns (a few timed
-steps each per round), so drifts in the machine's load hit all of them alike. Reported: the median
+steps each per round, the order rotating), so drifts in the machine's load hit all of them alike.
+Every worker gets the same allocator setting: by default ``THP_MEM_ALLOC_ENABLE=1`` (tensors of
+2 MiB and more on transparent huge pages, as the ``asa-snn`` command sets it), or PyTorch's plain
+allocator with ``--allocator default``. Reported: the median
 wall-clock seconds per step (``time.perf_counter``) and the median process CPU seconds per step.
 Peak memory: ``ru_maxrss`` of the process after all steps minus its resident set size
 (``/proc/self/statm``) just before the first step, i.e. the extra memory the steps needed at their
@@ -13,6 +16,8 @@ installed are skipped with a note.
 Usage::
 
     python benchmarks/train_step.py            # full run, writes benchmarks/results/train_step.json
+    python benchmarks/train_step.py --allocator default \
+        --out benchmarks/results/train_step_default_allocator.json
     python benchmarks/train_step.py --quick    # smoke run, fewer steps, under a minute
 """
 
@@ -36,9 +41,11 @@ REPO = HERE.parent
 RESULTS = HERE / "results" / "train_step.json"
 SHAPE = (16, 8, 2, 32, 32)
 THREADS = 2
-FLOOR_LAYOUTS = ("relu (batched)", "relu (step by step)")
+FLOOR_LAYOUTS = ("relu (batched)", "relu (step by step)", "relu (batched, NHWC)", "relu (step, NHWC)")
 PEERS = ("spikingjelly", "snntorch", "norse")
-OURS = ("asa-snn (none)", "asa-snn (asa2)")
+OURS = ("asa-snn (none)", "asa-snn (asa2)", "asa-snn (none, NCHW)")
+ON_REQUEST = ("asa-snn (none, NCHW)",)
+"""Entries run only when named with ``--only`` (what a design choice gains, not a comparison)."""
 
 
 def _rss_bytes() -> int:
@@ -117,12 +124,24 @@ def _ask(process: subprocess.Popen, name: str, command: str) -> dict:
     return json.loads(line)
 
 
-def measure(names: list[str], rounds: int, warmup: int, steps: int) -> dict[str, dict]:
+def worker_environment(allocator: str) -> dict[str, str]:
+    """The environment of every worker: ``thp`` sets ``THP_MEM_ALLOC_ENABLE=1`` (what the
+    ``asa-snn`` command does before importing torch), ``default`` removes it."""
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if allocator == "thp":
+        env["THP_MEM_ALLOC_ENABLE"] = "1"
+    return env
+
+
+def measure(names: list[str], rounds: int, warmup: int, steps: int, allocator: str) -> dict[str, dict]:
     """Time every entry in its own process, the entries taking turns.
 
     Each process builds its net and runs ``warmup`` steps; then ``rounds`` times, each entry in
     turn runs ``steps`` timed steps while the others wait, so slow drifts of the machine's load
-    hit all entries alike. Peak memory is read from each process at the end.
+    hit all entries alike. The order of the turns rotates by one entry each round, so no entry
+    always follows the same neighbour (whose memory use changes what the kernel has at hand).
+    Every process gets the same allocator setting (:func:`worker_environment`). Peak memory is
+    read from each process at the end.
     """
     script = str(Path(__file__).resolve())
     processes = {
@@ -132,6 +151,7 @@ def measure(names: list[str], rounds: int, warmup: int, steps: int) -> dict[str,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            env=worker_environment(allocator),
         )
         for n in names
     }
@@ -142,7 +162,8 @@ def measure(names: list[str], rounds: int, warmup: int, steps: int) -> dict[str,
             _ask(processes[name], name, f"steps {warmup}")
         for round_index in range(rounds):
             print(f"  round {round_index + 1}/{rounds}", flush=True)
-            for name in names:
+            shift = round_index % len(names)
+            for name in names[shift:] + names[:shift]:
                 answer = _ask(processes[name], name, f"steps {steps}")
                 results[name]["times_s"] += answer["times_s"]
                 results[name]["cpu_s"] += answer["cpu_s"]
@@ -206,6 +227,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=6, help="turns each entry takes (default 6)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per turn (default 3)")
+    parser.add_argument(
+        "--allocator",
+        choices=("thp", "default"),
+        default="thp",
+        help="thp: every entry backs tensors >= 2 MiB with huge pages, as the asa-snn command does "
+        "(default); default: PyTorch's plain allocator for every entry",
+    )
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE))
     if args.worker:
@@ -215,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
 
     rounds, warmup, steps = (2, 1, 1) if args.quick else (args.rounds, 2, args.steps)
     names, versions = [], {}
-    for name in args.only or list(BUILDERS):
+    for name in args.only or [n for n in BUILDERS if n not in ON_REQUEST]:
         version = _installed(name)
         if version is None:
             print(f"note: skipping {name}: package not installed (pip install -e .[bench])")
@@ -225,8 +253,11 @@ def main(argv: list[str] | None = None) -> None:
             versions[name] = version
     if not any(n in names for n in FLOOR_LAYOUTS):
         names.append(FLOOR_LAYOUTS[0])
-    print(f"training step, x {SHAPE}, {THREADS} threads: {warmup} warm-up, {rounds} rounds x {steps} steps")
-    results = measure(names, rounds, warmup, steps)
+    print(
+        f"training step, x {SHAPE}, {THREADS} threads, allocator {args.allocator}: "
+        f"{warmup} warm-up, {rounds} rounds x {steps} steps"
+    )
+    results = measure(names, rounds, warmup, steps, args.allocator)
     summary = summarise(results)
     print_table(summary)
     import torch
@@ -236,6 +267,7 @@ def main(argv: list[str] | None = None) -> None:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "threads": THREADS,
+        "allocator": args.allocator,
         "input_shape_TBCHW": list(SHAPE),
         "quick": args.quick,
         "rounds": rounds,

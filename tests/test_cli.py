@@ -1,6 +1,7 @@
 """The command line: help, data inspect, one-line errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,36 @@ def test_console_script_runs_as_a_module():
     )
     assert result.returncode == 0
     assert "inspect" in result.stdout
+
+
+_REPORT_ALLOCATOR = """
+import os, sys
+from asa_snn.cli import main
+status = main(["model-info", "speck_net", "--timesteps", "4", "--input", "2,32,32", "--classes", "10"])
+import torch
+big = torch.ones(64 * 2**20 // 4)
+with open("/proc/self/smaps_rollup") as handle:
+    huge_kib = [int(line.split()[1]) for line in handle if line.startswith("AnonHugePages")][0]
+print(status, os.environ.get("THP_MEM_ALLOC_ENABLE"), huge_kib, file=sys.stderr)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="transparent huge pages are Linux-only")
+@pytest.mark.parametrize("preset", [None, "0"])
+def test_cli_backs_large_tensors_with_huge_pages_unless_the_user_says_no(preset):
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    if preset is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = preset
+    run = subprocess.run([sys.executable, "-c", _REPORT_ALLOCATOR], env=env, capture_output=True, text=True)
+    status, setting, huge_kib = run.stderr.split()[-3:]
+    assert status == "0"
+    assert setting == (preset or "1")
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    mode = thp.read_text() if thp.exists() else "[never]"
+    if preset is None and "[never]" not in mode:
+        assert int(huge_kib) >= 32 * 1024
+    if preset == "0" and "[madvise]" in mode:
+        assert int(huge_kib) < 32 * 1024
 
 
 def test_inspect_prints_the_summary_and_writes_a_png(small_recording, tmp_path, capsys):

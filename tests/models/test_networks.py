@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from asa_snn.errors import AsaSnnError, InputFormatError
-from asa_snn.models.blocks import SumPool2d
+from asa_snn.models.blocks import ConvBlock, SumPool2d
 from asa_snn.models.neurons import IAF, LIF, CubaLIF, ParametricLIF
 from asa_snn.models.registry import NETWORKS, ModelSpec, build_model, count_parameters, model_table
 
@@ -66,6 +66,36 @@ def test_loihi_net_has_no_pooling():
     model = build_model(ModelSpec("loihi_net", "none", 4, (2, 32, 32), 7))
     pools = (torch.nn.AvgPool2d, torch.nn.MaxPool2d, SumPool2d)
     assert not any(isinstance(m, pools) for m in model.modules())
+
+
+def test_channels_last_frames_compute_the_same_network():
+    """The channels-last layout of conv blocks changes strides only: same spikes, same gradients."""
+    torch.manual_seed(3)
+    spec = ModelSpec("arch_a", "asa2", 6, (2, 16, 16), 5)
+    fast = build_model(spec).double()
+    plain = build_model(spec).double()
+    plain.load_state_dict(fast.state_dict())
+    for block in plain.modules():
+        if isinstance(block, ConvBlock):
+            block.memory_format = torch.contiguous_format
+    for dropout in [*fast.modules(), *plain.modules()]:
+        if isinstance(dropout, torch.nn.Dropout):
+            dropout.eval()
+    x = (torch.rand(6, 3, 2, 16, 16, dtype=torch.float64) < 0.5).double()
+    weight = torch.rand(6, 3, 128, 4, 4, dtype=torch.float64)
+    features = []
+    for model in (fast, plain):
+        conv_stack = model.blocks[2](model.blocks[1](model.blocks[0](x)))
+        (conv_stack * weight).sum().backward()
+        features.append(conv_stack)
+    assert features[0].flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    assert not features[0].is_contiguous()
+    assert features[0].sum() > 0
+    torch.testing.assert_close(features[0], features[1], rtol=0, atol=0)
+    assert fast.blocks[0].conv.weight.grad.abs().sum() > 0
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        if a.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-12, msg=name)
 
 
 def test_sum_pool_sums_windows():
