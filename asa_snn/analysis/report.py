@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +34,7 @@ from asa_snn.analysis.figures import (
 from asa_snn.analysis.operations import model_layer_ops
 from asa_snn.analysis.recorder import LayerStats, MaskSource, Measurements, measure
 from asa_snn.errors import AsaSnnError
+from asa_snn.files import staged_folder
 
 GHOST_THRESHOLD = 0.95
 """Cosine similarity of two N-SFR maps at or above which they are a ghost pair."""
@@ -309,18 +307,6 @@ def _figures(folder: Path, measured: dict[str, Measurements], metrics: dict[str,
     return [str(Path(folder.name) / path.name) for path in written]
 
 
-def _move_into_place(staging: Path, out_dir: Path) -> None:
-    if not out_dir.exists():
-        os.replace(staging, out_dir)
-        return
-    for item in staging.iterdir():
-        target = out_dir / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        os.replace(item, target)
-    staging.rmdir()
-
-
 def analyze(
     model: nn.Module,
     dataset: Sequence,
@@ -383,18 +369,11 @@ def analyze(
             for p in presets
             if isinstance(PRESETS[p], OpEnergy)
         }
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".analysis-", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as staging:
         plain = _plain(metrics)
         plain["figures"] = _figures(staging / "figures", measured, plain)
         (staging / "metrics.json").write_text(json.dumps(plain, indent=1))
         (staging / "report.md").write_text(render_report(plain))
-        _move_into_place(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return plain
 
 

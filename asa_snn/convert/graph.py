@@ -22,8 +22,6 @@ saying how the integers relate to the float model (``integer = float * scale``).
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from asa_snn.errors import AsaSnnError, InputFormatError
-from asa_snn.files import replace_folder
+from asa_snn.files import staged_folder
 
 GRAPH_FORMAT = "asa-snn-folded-graph"
 GRAPH_VERSION = 1
@@ -237,20 +235,14 @@ def save_graph(graph: FoldedGraph, folder: str | Path) -> Path:
     from safetensors.numpy import save_file
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     tensors = {
         f"{layer.name}.{key}": np.ascontiguousarray(value)
         for layer in graph.layers
         for key, value in layer.tensors.items()
     }
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with staged_folder(folder) as staging:
         (staging / "graph.json").write_text(json.dumps(graph_to_json(graph), indent=2) + "\n")
         save_file(tensors, staging / "tensors.safetensors")
-        replace_folder(staging, folder)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return folder
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from asa_snn.convert.speck_mapping import check_speck
 from asa_snn.deploy.budget import evaluate_budget, load_budget, write_budget_report
 from asa_snn.deploy.html_report import write_report
 from asa_snn.errors import AsaSnnError, MissingDependencyError
-from asa_snn.files import replace_folder
+from asa_snn.files import staged_folder
 from asa_snn.simulators.base import SimulationResult
 from asa_snn.simulators.fidelity import run_fold
 from asa_snn.simulators.run import simulate, write_json
@@ -442,8 +441,6 @@ def run_pipeline(
     if data is not None and not Path(data).is_dir():
         raise AsaSnnError(f"pipeline --data {data}: not a folder of recordings")
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     clock = _Clock()
     base = [f"train.epochs={settings.epochs}"]
     if data is not None:
@@ -464,7 +461,7 @@ def run_pipeline(
         progress(index + 1, len(steps), steps[index])
         return time.perf_counter()
 
-    try:
+    with staged_folder(out_dir) as staging:
         if data is not None:
             sim_data = str(recordings_view(Path(data).resolve(), staging / ".recordings"))
         began = step(0)
@@ -534,10 +531,6 @@ def run_pipeline(
         clock.lap("report", began)
         document["runtime_s"] = {**clock.seconds, "total": round(time.perf_counter() - clock.start, 2)}
         write_report(staging, document, figures)
-        replace_folder(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return PipelineResult(out_dir, document)
 
 

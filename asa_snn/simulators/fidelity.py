@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from asa_snn.convert.graph import FoldedGraph, save_graph
 from asa_snn.convert.pipeline import FoldRun, StageMetrics, fold_checkpoint, nasfr_of
-from asa_snn.files import replace_folder
+from asa_snn.files import staged_folder
 from asa_snn.simulators.loihi import LoihiSimulator
 from asa_snn.simulators.speck import SpeckSimulator
 
@@ -212,16 +210,10 @@ def write_outputs(out_dir: str | Path, graph: FoldedGraph, doc: dict[str, Any]) 
     """Write graph + fidelity.md + fidelity.json into a temporary folder beside ``out_dir``, then move it
     into place (an existing ``out_dir`` is replaced only once everything is written)."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with staged_folder(out_dir) as staging:
         save_graph(graph, staging)
         (staging / "fidelity.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
         (staging / "fidelity.md").write_text(fidelity_markdown(doc))
-        replace_folder(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return out_dir
 
 

@@ -29,6 +29,7 @@ def test_fold_writes_graph_and_fidelity_files_with_the_expected_keys(tiny_checkp
     out = tmp_path / "folded"
     outcome = run_fold(checkpoint, "speck", out, finetune_epochs=1, n_calib=8)
     assert sorted(p.name for p in out.iterdir()) == [
+        ".asa-snn-output",
         "fidelity.json",
         "fidelity.md",
         "graph.json",
