@@ -13,13 +13,17 @@ input and output. A training step of arch A took 0.79x the time of NCHW frames o
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 
 from asa_snn.errors import InputFormatError
+from asa_snn.models.batch_norm_pool import batch_norm_then_avg_pool
 
 
-def over_time(module: nn.Module, x: Tensor) -> Tensor:
+def over_time(module: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     """Apply a stateless per-frame ``module`` to every step of ``x`` [T, B, ...] at once."""
     steps, batch = x.shape[:2]
     y = module(x.flatten(0, 1))
@@ -51,12 +55,30 @@ class SumPool2d(nn.Module):
         return f"kernel_size={self.kernel_size}"
 
 
+def pool_window(pool: nn.Module | None) -> tuple[int, float] | None:
+    """(k, gain) when ``pool`` is ``gain`` times an average over non-overlapping k x k windows
+    (an ``AvgPool2d`` with stride = kernel, no padding, or a :class:`SumPool2d`), else None."""
+    gain = 1.0
+    if isinstance(pool, SumPool2d):
+        pool, gain = pool.pool, float(pool.kernel_size**2)
+    if not isinstance(pool, nn.AvgPool2d) or not isinstance(pool.kernel_size, int):
+        return None
+    k = pool.kernel_size
+    windows = pool.stride in (k, (k, k)) and pool.padding in (0, (0, 0)) and not pool.ceil_mode
+    return (k, gain) if windows else None
+
+
 def make_pool(kind: str | None, kernel_size: int) -> nn.Module | None:
     """``"avg"``, ``"max"``, ``"sum"`` pooling over k x k windows, or None for ``None``."""
     if kind is None:
         return None
     pools = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d, "sum": SumPool2d}
     return pools[kind](kernel_size)
+
+
+def _hooked(module: nn.Module) -> bool:
+    """True when ``module`` has forward hooks or forward pre-hooks."""
+    return bool(module._forward_hooks or module._forward_pre_hooks)
 
 
 class ConvBlock(nn.Module):
@@ -67,6 +89,8 @@ class ConvBlock(nn.Module):
     ``pool`` (before the neuron) is where the paper's nets average-pool; ``post_pool`` (after the
     neuron) is where a Speck core sum-pools its spikes; ``pre_pool`` is the 5-layer net's max-pool
     in front of the conv. Attention scales the input current after batch norm, before the neuron.
+    Batch norm then an average or sum pool run as one step (:mod:`asa_snn.models.batch_norm_pool`):
+    pooling first, then the affine, with the same values and gradients.
 
     Shape:
         [T, B, C_in, H, W] -> [T, B, C_out, H', W'].
@@ -97,14 +121,26 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = to_memory_format(x, self.memory_format)
-        for stage in (self.pre_pool, self.conv, self.bn, self.pool):
-            if stage is not None:
-                x = over_time(stage, x)
+        for stage in self._stages_before_attention():
+            x = over_time(stage, x)
         x = self.neuron(self.attention(x))
         for stage in (self.post_pool, self.dropout):
             if stage is not None:
                 x = over_time(stage, x)
         return x
+
+    def _stages_before_attention(self) -> list[Callable[[Tensor], Tensor]]:
+        """pre_pool, conv, then batch norm and pool: as one step when they fuse (not when a hook
+        watches either module, which then must see its own call)."""
+        stages = [self.pre_pool, self.conv]
+        window = pool_window(self.pool)
+        bn = self.bn
+        fusable = bn is not None and bn.affine and bn.track_running_stats
+        if window is not None and fusable and not (_hooked(bn) or _hooked(self.pool)):
+            stages.append(partial(batch_norm_then_avg_pool, bn=self.bn, k=window[0], gain=window[1]))
+        else:
+            stages += [self.bn, self.pool]
+        return [stage for stage in stages if stage is not None]
 
 
 class LinearBlock(nn.Module):
