@@ -62,11 +62,15 @@ def _per_frame_layers(activation: Callable[[], nn.Module]) -> list[nn.Module]:
     ]
 
 
-def asa_snn(attention: str, memory_format: torch.memory_format = torch.channels_last) -> Net:
+def asa_snn(
+    attention: str, memory_format: torch.memory_format = torch.channels_last, fuse_bn_pool: bool = True
+) -> Net:
     """asa-snn's registry model ``arch_a`` with the given attention kind.
 
     ``memory_format``: the frame layout of its conv blocks (channels-last is asa-snn's default;
-    contiguous shows what that choice gains).
+    contiguous shows what that choice gains). ``fuse_bn_pool=False`` puts a no-op forward hook on
+    every batch norm, which makes a conv block run batch norm and pooling as two modules (a hooked
+    module must see its own call), to show what the fused step gains.
     """
     from asa_snn.models.blocks import ConvBlock
     from asa_snn.models.registry import ModelSpec, build_model
@@ -75,6 +79,8 @@ def asa_snn(attention: str, memory_format: torch.memory_format = torch.channels_
     for block in model.modules():
         if isinstance(block, ConvBlock):
             block.memory_format = memory_format
+            if not fuse_bn_pool and block.bn is not None:
+                block.bn.register_forward_hook(lambda _module, _inputs, _output: None)
     return Net(model, model)
 
 
@@ -237,6 +243,7 @@ BUILDERS: dict[str, Callable[[], Net]] = {
     "asa-snn (none)": lambda: asa_snn("none"),
     "asa-snn (asa2)": lambda: asa_snn("asa2"),
     "asa-snn (none, NCHW)": lambda: asa_snn("none", torch.contiguous_format),
+    "asa-snn (none, unfused)": lambda: asa_snn("none", fuse_bn_pool=False),
     "spikingjelly": spikingjelly,
     "snntorch": snntorch,
     "norse": norse,

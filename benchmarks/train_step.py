@@ -4,6 +4,9 @@ One step = forward of the paper's 3-layer net (arch A, see ``nets.py``) on x [T=
 cross-entropy on the [B, 11] scores, ``loss.backward()`` (no optimizer). Each entry runs in its own
 process with ``torch.set_num_threads(2)``; after warm-up steps the entries take turns (a few timed
 steps each per round, the order rotating), so drifts in the machine's load hit all of them alike.
+Each turn starts with an untimed settling step: the first step after another process has run
+re-faults the memory that process took over (with huge pages, after compacting it), which cost
+batched entries up to 0.8 s once per turn and made their medians depend on the turn length.
 Every worker gets the same allocator setting: by default ``THP_MEM_ALLOC_ENABLE=1`` (tensors of
 2 MiB and more on transparent huge pages, as the ``asa-snn`` command sets it), or PyTorch's plain
 allocator with ``--allocator default``. Reported: the median
@@ -43,8 +46,8 @@ SHAPE = (16, 8, 2, 32, 32)
 THREADS = 2
 FLOOR_LAYOUTS = ("relu (batched)", "relu (step by step)", "relu (batched, NHWC)", "relu (step, NHWC)")
 PEERS = ("spikingjelly", "snntorch", "norse")
-OURS = ("asa-snn (none)", "asa-snn (asa2)", "asa-snn (none, NCHW)")
-ON_REQUEST = ("asa-snn (none, NCHW)",)
+OURS = ("asa-snn (none)", "asa-snn (asa2)", "asa-snn (none, NCHW)", "asa-snn (none, unfused)")
+ON_REQUEST = ("asa-snn (none, NCHW)", "asa-snn (none, unfused)")
 """Entries run only when named with ``--only`` (what a design choice gains, not a comparison)."""
 
 
@@ -133,13 +136,16 @@ def worker_environment(allocator: str) -> dict[str, str]:
     return env
 
 
-def measure(names: list[str], rounds: int, warmup: int, steps: int, allocator: str) -> dict[str, dict]:
+def measure(
+    names: list[str], rounds: int, warmup: int, steps: int, allocator: str, settle: int = 1
+) -> dict[str, dict]:
     """Time every entry in its own process, the entries taking turns.
 
     Each process builds its net and runs ``warmup`` steps; then ``rounds`` times, each entry in
-    turn runs ``steps`` timed steps while the others wait, so slow drifts of the machine's load
-    hit all entries alike. The order of the turns rotates by one entry each round, so no entry
-    always follows the same neighbour (whose memory use changes what the kernel has at hand).
+    turn runs ``settle`` untimed steps (kept as ``settle_s``), then ``steps`` timed steps while the
+    others wait, so slow drifts of the machine's load hit all entries alike. The order of the
+    turns rotates by one entry each round, so no entry always follows the same neighbour (whose
+    memory use changes what the kernel has at hand).
     Every process gets the same allocator setting (:func:`worker_environment`). Peak memory is
     read from each process at the end.
     """
@@ -155,7 +161,7 @@ def measure(names: list[str], rounds: int, warmup: int, steps: int, allocator: s
         )
         for n in names
     }
-    results: dict[str, dict] = {n: {"times_s": [], "cpu_s": []} for n in names}
+    results: dict[str, dict] = {n: {"times_s": [], "cpu_s": [], "settle_s": []} for n in names}
     try:
         for name in names:
             print(f"  warm-up: {name}", flush=True)
@@ -164,6 +170,8 @@ def measure(names: list[str], rounds: int, warmup: int, steps: int, allocator: s
             print(f"  round {round_index + 1}/{rounds}", flush=True)
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
+                if settle:
+                    results[name]["settle_s"] += _ask(processes[name], name, f"steps {settle}")["times_s"]
                 answer = _ask(processes[name], name, f"steps {steps}")
                 results[name]["times_s"] += answer["times_s"]
                 results[name]["cpu_s"] += answer["cpu_s"]
@@ -227,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=6, help="turns each entry takes (default 6)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per turn (default 3)")
+    parser.add_argument("--settle", type=int, default=1, help="untimed steps opening each turn (default 1)")
     parser.add_argument(
         "--allocator",
         choices=("thp", "default"),
@@ -255,9 +264,9 @@ def main(argv: list[str] | None = None) -> None:
         names.append(FLOOR_LAYOUTS[0])
     print(
         f"training step, x {SHAPE}, {THREADS} threads, allocator {args.allocator}: "
-        f"{warmup} warm-up, {rounds} rounds x {steps} steps"
+        f"{warmup} warm-up, {rounds} rounds x ({args.settle} settling + {steps} timed) steps"
     )
-    results = measure(names, rounds, warmup, steps, args.allocator)
+    results = measure(names, rounds, warmup, steps, args.allocator, args.settle)
     summary = summarise(results)
     print_table(summary)
     import torch
@@ -273,6 +282,7 @@ def main(argv: list[str] | None = None) -> None:
         "rounds": rounds,
         "warmup_steps": warmup,
         "timed_steps_per_round": steps,
+        "settling_steps_per_round": args.settle,
         "load_average_1_5_15min_at_end": list(os.getloadavg()),
         "peer_versions": versions,
         "time_method": "median over all timed steps of time.perf_counter (wall) and time.process_time (cpu)",
