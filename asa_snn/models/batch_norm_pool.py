@@ -67,6 +67,8 @@ class _BatchNormThenAvgPool(torch.autograd.Function):
         dims = (0, 2, 3)
         grad_bias = grad.sum(dims)
         grad_weight = invstd * ((grad * pooled).sum(dims) - mean * grad_bias)
+        if not ctx.needs_input_grad[0]:
+            return None, grad_weight, grad_bias, None, None, None, None
         count = x.shape[0] * x.shape[2] * x.shape[3]
         on_windows = weight * invstd / (k * k)
         on_x = -weight * invstd * invstd * grad_weight / count

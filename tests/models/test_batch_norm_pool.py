@@ -56,6 +56,16 @@ def test_training_matches_batch_norm_then_pool(memory_format, k, gain, pool, mom
     assert int(fused_bn.num_batches_tracked) == 2
 
 
+def test_parameter_gradients_without_an_input_gradient():
+    fused_bn, plain_bn = _pair(3)
+    x = torch.randn(4, 3, 6, 6, dtype=torch.float64)
+    batch_norm_then_avg_pool(x, fused_bn, 2).pow(2).sum().backward()
+    nn.AvgPool2d(2)(plain_bn(x)).pow(2).sum().backward()
+    assert fused_bn.weight.grad.abs().sum() > 0
+    torch.testing.assert_close(fused_bn.weight.grad, plain_bn.weight.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fused_bn.bias.grad, plain_bn.bias.grad, rtol=1e-10, atol=1e-12)
+
+
 def test_gradient_is_the_derivative_of_the_forward_pass():
     torch.manual_seed(1)
     bn = _batch_norm(3, 0.1, 2)
