@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.attention.spatial import SpatialMap, check_input, check_reduction, mean_max_map
+from asa_snn.models.attention.stepwise import channel_pools, masked_spatial_pools, mix
 
 TopK = Callable[[Tensor, int, int], Tensor]
 """(scores, k, dim) -> 0/1 mask of the k largest scores along dim, same shape as scores."""
@@ -140,6 +141,9 @@ class BatchUnionSelector:
 
 Selector = StraightThroughSelector | BatchUnionSelector
 
+BACKENDS = ("stepwise", "reference")
+"""How :class:`AdvancedSpatialAttention` computes its passes over X (see its ``backend``)."""
+
 
 class PooledImportance(nn.Module):
     """ASA-2's importance: I = F_add directly (no parameters).
@@ -217,6 +221,10 @@ class AdvancedSpatialAttention(nn.Module):
             :class:`BatchUnionSelector` (the released code's behaviour).
         lam: lambda in (0, 1).
         name: kind shown in error messages.
+        backend: ``"stepwise"`` (default) computes the passes over X one time step at a time with a
+            hand-written backward (:mod:`asa_snn.models.attention.stepwise`); ``"reference"`` writes
+            the equations above as whole-tensor PyTorch operations, the definition the stepwise
+            backend is tested against. Same values and gradients, to rounding.
 
     Shape:
         [T, B, C, H, W] -> [T, B, C, H, W].
@@ -230,11 +238,15 @@ class AdvancedSpatialAttention(nn.Module):
         selector: Selector,
         lam: float = 0.5,
         name: str = "asa",
+        backend: str = "stepwise",
     ) -> None:
         super().__init__()
         self.label = f"AdvancedSpatialAttention({name})"
         if not 0.0 < lam < 1.0:
             raise AsaSnnError(f"{self.label}: lambda={lam}, expected a value strictly between 0 and 1")
+        if backend not in BACKENDS:
+            raise AsaSnnError(f"{self.label}: backend={backend!r}, expected one of {', '.join(BACKENDS)}")
+        self.backend = backend
         selection_size(self.label, "channels", channels, lam)
         selection_size(self.label, "timesteps", timesteps, lam)
         self.channels = channels
@@ -249,8 +261,11 @@ class AdvancedSpatialAttention(nn.Module):
 
     def importance_scores(self, x: Tensor) -> Tensor:
         """I, shape [B, T, C], for X [T, B, C, H, W]."""
-        f_avg = x.mean(dim=(3, 4)).transpose(0, 1)
-        f_max = x.amax(dim=(3, 4)).transpose(0, 1)
+        if self.backend == "stepwise":
+            f_avg, f_max = (pooled.transpose(0, 1) for pooled in channel_pools(x))
+        else:
+            f_avg = x.mean(dim=(3, 4)).transpose(0, 1)
+            f_max = x.amax(dim=(3, 4)).transpose(0, 1)
         f_add = (0.5 + self.alpha) * f_avg + (0.5 + self.beta) * f_max
         return self.importance(f_add)
 
@@ -262,6 +277,12 @@ class AdvancedSpatialAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Return Y = A1 * (X M1) + A2 * (X M2), shape [T, B, C, H, W]."""
         important, subimportant = self.masks(x)
+        if self.backend == "stepwise":
+            mask = important.transpose(0, 1).contiguous()
+            mean1, max1, mean2, max2 = masked_spatial_pools(x, mask, self.lam)
+            a1 = self.important_map(torch.stack([mean1, max1], dim=1))
+            a2 = self.subimportant_map(torch.stack([mean2, max2], dim=1))
+            return mix(x, mask, a1[:, 0], a2[:, 0])
         x_important = x * important.transpose(0, 1)[..., None, None]
         x_subimportant = x * subimportant.transpose(0, 1)[..., None, None]
         a1 = self.important_map(mean_max_map(x_important, (0, 2), self.lam))
