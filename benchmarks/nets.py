@@ -63,14 +63,18 @@ def _per_frame_layers(activation: Callable[[], nn.Module]) -> list[nn.Module]:
 
 
 def asa_snn(
-    attention: str, memory_format: torch.memory_format = torch.channels_last, fuse_bn_pool: bool = True
+    attention: str,
+    memory_format: torch.memory_format = torch.channels_last,
+    fuse_bn_pool: bool = True,
+    attention_backend: str = "stepwise",
 ) -> Net:
     """asa-snn's registry model ``arch_a`` with the given attention kind.
 
     ``memory_format``: the frame layout of its conv blocks (channels-last is asa-snn's default;
     contiguous shows what that choice gains). ``fuse_bn_pool=False`` puts a no-op forward hook on
     every batch norm, which makes a conv block run batch norm and pooling as two modules (a hooked
-    module must see its own call), to show what the fused step gains.
+    module must see its own call), to show what the fused step gains. ``attention_backend``: ASA's
+    ``"stepwise"`` (default) or whole-tensor ``"reference"`` computation.
     """
     from asa_snn.models.blocks import ConvBlock
     from asa_snn.models.registry import ModelSpec, build_model
@@ -81,6 +85,8 @@ def asa_snn(
             block.memory_format = memory_format
             if not fuse_bn_pool and block.bn is not None:
                 block.bn.register_forward_hook(lambda _module, _inputs, _output: None)
+            if hasattr(block.attention, "backend"):
+                block.attention.backend = attention_backend
     return Net(model, model)
 
 
@@ -244,6 +250,7 @@ BUILDERS: dict[str, Callable[[], Net]] = {
     "asa-snn (asa2)": lambda: asa_snn("asa2"),
     "asa-snn (none, NCHW)": lambda: asa_snn("none", torch.contiguous_format),
     "asa-snn (none, unfused)": lambda: asa_snn("none", fuse_bn_pool=False),
+    "asa-snn (asa2, reference)": lambda: asa_snn("asa2", attention_backend="reference"),
     "spikingjelly": spikingjelly,
     "snntorch": snntorch,
     "norse": norse,

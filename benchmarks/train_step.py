@@ -46,8 +46,14 @@ SHAPE = (16, 8, 2, 32, 32)
 THREADS = 2
 FLOOR_LAYOUTS = ("relu (batched)", "relu (step by step)", "relu (batched, NHWC)", "relu (step, NHWC)")
 PEERS = ("spikingjelly", "snntorch", "norse")
-OURS = ("asa-snn (none)", "asa-snn (asa2)", "asa-snn (none, NCHW)", "asa-snn (none, unfused)")
-ON_REQUEST = ("asa-snn (none, NCHW)", "asa-snn (none, unfused)")
+OURS = (
+    "asa-snn (none)",
+    "asa-snn (asa2)",
+    "asa-snn (none, NCHW)",
+    "asa-snn (none, unfused)",
+    "asa-snn (asa2, reference)",
+)
+ON_REQUEST = ("asa-snn (none, NCHW)", "asa-snn (none, unfused)", "asa-snn (asa2, reference)")
 """Entries run only when named with ``--only`` (what a design choice gains, not a comparison)."""
 
 
