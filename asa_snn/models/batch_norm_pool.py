@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 
 def _per_channel(values: Tensor) -> Tensor:
@@ -60,13 +61,14 @@ class _BatchNormThenAvgPool(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         x, pooled, weight, mean, invstd = ctx.saved_tensors
         k = ctx.k
         grad = grad_out * ctx.gain
         dims = (0, 2, 3)
         grad_bias = grad.sum(dims)
-        grad_weight = invstd * ((grad * pooled).sum(dims) - mean * grad_bias)
+        grad_weight = invstd * (grad * (pooled - _per_channel(mean))).sum(dims)
         if not ctx.needs_input_grad[0]:
             return None, grad_weight, grad_bias, None, None, None, None
         count = x.shape[0] * x.shape[2] * x.shape[3]
@@ -90,21 +92,24 @@ def batch_norm_then_avg_pool(x: Tensor, bn: nn.BatchNorm2d, k: int, gain: float 
     Same values, gradients (to rounding) and running-statistics updates as ``bn`` then
     ``nn.AvgPool2d(k)`` (times ``gain``: k^2 for a sum pool), in about 0.7x the time (module
     docstring). ``bn`` must have affine parameters and running statistics. Returns
-    [N, C, H // k, W // k] in ``x``'s memory format; when H or W is not a multiple of k the two
-    modules simply run one after the other.
+    [N, C, H // k, W // k] in ``x``'s memory format. The two modules simply run one after the
+    other when H or W is not a multiple of k, when ``x``'s dtype is not the parameters' (batch norm
+    then computes in the parameters' precision), or for a single value per channel (which batch
+    norm refuses). Differentiable once (no gradient of the gradient).
     """
     if not (bn.affine and bn.track_running_stats):
         raise ValueError(f"{bn}: batch_norm_then_avg_pool needs affine=True and track_running_stats=True")
-    if x.shape[2] % k or x.shape[3] % k:
+    single_value = x.shape[0] * x.shape[2] * x.shape[3] <= 1
+    if x.shape[2] % k or x.shape[3] % k or x.dtype != bn.weight.dtype or single_value:
         return F.avg_pool2d(bn(x), k) * gain
     if not bn.training:
         invstd = torch.rsqrt(bn.running_var + bn.eps)
         scale = bn.weight * invstd * gain
         shift = (bn.bias - bn.running_mean * bn.weight * invstd) * gain
         return torch.addcmul(_per_channel(shift), F.avg_pool2d(x, k), _per_channel(scale))
-    bn.num_batches_tracked.add_(1)
-    momentum = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    momentum = 1.0 / float(bn.num_batches_tracked + 1) if bn.momentum is None else bn.momentum
     with torch.no_grad():
         mean, var = torch.ops.aten.batch_norm_update_stats(x, bn.running_mean, bn.running_var, momentum)
         invstd = torch.rsqrt(var + bn.eps)
+    bn.num_batches_tracked.add_(1)
     return _BatchNormThenAvgPool.apply(x, bn.weight, bn.bias, mean, invstd, k, gain)

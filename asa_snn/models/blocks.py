@@ -57,15 +57,16 @@ class SumPool2d(nn.Module):
 
 def pool_window(pool: nn.Module | None) -> tuple[int, float] | None:
     """(k, gain) when ``pool`` is ``gain`` times an average over non-overlapping k x k windows
-    (an ``AvgPool2d`` with stride = kernel, no padding, or a :class:`SumPool2d`), else None."""
+    (exactly an ``AvgPool2d`` with stride = kernel, no padding and no divisor override, or a
+    :class:`SumPool2d`), else None."""
     gain = 1.0
-    if isinstance(pool, SumPool2d):
+    if type(pool) is SumPool2d:
         pool, gain = pool.pool, float(pool.kernel_size**2)
-    if not isinstance(pool, nn.AvgPool2d) or not isinstance(pool.kernel_size, int):
+    if type(pool) is not nn.AvgPool2d or not isinstance(pool.kernel_size, int):
         return None
     k = pool.kernel_size
     windows = pool.stride in (k, (k, k)) and pool.padding in (0, (0, 0)) and not pool.ceil_mode
-    return (k, gain) if windows else None
+    return (k, gain) if windows and pool.divisor_override is None else None
 
 
 def make_pool(kind: str | None, kernel_size: int) -> nn.Module | None:
@@ -76,9 +77,16 @@ def make_pool(kind: str | None, kernel_size: int) -> nn.Module | None:
     return pools[kind](kernel_size)
 
 
+_GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks")
+_MODULE_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
 def _hooked(module: nn.Module) -> bool:
-    """True when ``module`` has forward hooks or forward pre-hooks."""
-    return bool(module._forward_hooks or module._forward_pre_hooks)
+    """True when a hook (forward, pre-forward or backward; of the module, one of its submodules,
+    or every module) would expect ``module``'s own call."""
+    if any(getattr(torch.nn.modules.module, name, None) for name in _GLOBAL_HOOKS):
+        return True
+    return any(getattr(m, name, None) for m in module.modules() for name in _MODULE_HOOKS)
 
 
 class ConvBlock(nn.Module):
@@ -135,7 +143,7 @@ class ConvBlock(nn.Module):
         stages = [self.pre_pool, self.conv]
         window = pool_window(self.pool)
         bn = self.bn
-        fusable = bn is not None and bn.affine and bn.track_running_stats
+        fusable = type(bn) is nn.BatchNorm2d and bn.affine and bn.track_running_stats
         if window is not None and fusable and not (_hooked(bn) or _hooked(self.pool)):
             stages.append(partial(batch_norm_then_avg_pool, bn=self.bn, k=window[0], gain=window[1]))
         else:

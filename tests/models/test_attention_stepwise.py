@@ -86,3 +86,24 @@ def test_mix_keeps_the_frame_layout():
 def test_unknown_backend_is_named():
     with pytest.raises(AsaSnnError, match=r"backend='fast'.*stepwise, reference"):
         AdvancedSpatialAttention(8, 6, PooledImportance(), StraightThroughSelector(), backend="fast")
+
+
+def test_bfloat16_counts_every_tie_of_the_max():
+    """2048 masked zeros tie for the max of X M1 where X < 0: bfloat16 cannot count that far."""
+    torch.manual_seed(0)
+    x = (-torch.rand(32, 1, 128, 1, 1) - 0.1).bfloat16().requires_grad_()
+    mask = (torch.rand(32, 1, 128) < 0.5).bfloat16().requires_grad_()
+    _, peak, _, _ = masked_spatial_pools(x, mask, 0.5)
+    peak.sum().backward()
+    ties = int((mask == 0).sum())
+    assert ties > 256
+    expected = torch.where(mask == 0, x.detach().float()[..., 0, 0] / ties, 0.0)
+    torch.testing.assert_close(mask.grad.float(), expected, rtol=1e-2, atol=1e-6)
+
+
+def test_second_derivatives_are_refused():
+    x = torch.randn(2, 1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    _, f_max = channel_pools(x)
+    (grad,) = torch.autograd.grad(f_max.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"once_differentiable|does not require grad"):
+        grad.sum().backward()

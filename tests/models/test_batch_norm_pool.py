@@ -151,3 +151,48 @@ def test_a_hook_on_the_batch_norm_sees_its_call_and_the_block_computes_the_same(
     spikes_fused.sum().backward()
     spikes_hooked.sum().backward()
     torch.testing.assert_close(fused.conv.weight.grad, hooked.conv.weight.grad, rtol=1e-9, atol=1e-12)
+
+
+def test_average_pool_with_a_divisor_override_is_not_fused():
+    assert pool_window(nn.AvgPool2d(2, divisor_override=1)) is None
+
+
+class _ShiftedBatchNorm(nn.BatchNorm2d):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + 100.0
+
+
+@pytest.mark.parametrize(
+    "watch",
+    [
+        lambda block: block.bn.register_full_backward_hook(lambda *_: None),
+        lambda block: block.pool.register_forward_pre_hook(lambda *_: None),
+        lambda block: torch.nn.modules.module.register_module_forward_hook(lambda *_: None),
+        lambda block: setattr(block, "bn", _ShiftedBatchNorm(3)),
+    ],
+    ids=["backward hook", "pool pre-hook", "global hook", "batch norm subclass"],
+)
+def test_hooks_and_batch_norm_subclasses_get_the_two_modules(watch):
+    block = ConvBlock(nn.Conv2d(2, 3, 3, padding=1), LIF(), nn.Identity(), pool=nn.AvgPool2d(2))
+    handle = watch(block)
+    try:
+        stages = block._stages_before_attention()
+    finally:
+        if handle is not None:
+            handle.remove()
+    assert block.bn in stages
+    assert block.pool in stages
+
+
+def test_low_precision_input_keeps_its_dtype_as_batch_norm_does():
+    fused_bn, plain_bn = _batch_norm(3, 0.1, 5).float(), _batch_norm(3, 0.1, 5).float()
+    x = torch.randn(4, 3, 4, 4).bfloat16()
+    fused = batch_norm_then_avg_pool(x, fused_bn, 2)
+    assert fused.dtype == torch.bfloat16
+    torch.testing.assert_close(fused, nn.AvgPool2d(2)(plain_bn(x)), rtol=0, atol=0)
+
+
+def test_one_value_per_channel_is_refused_as_batch_norm_refuses_it():
+    bn = nn.BatchNorm2d(2)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        batch_norm_then_avg_pool(torch.randn(1, 2, 1, 1), bn, 1)

@@ -7,6 +7,8 @@ copies, max-tie masks, partial gradients) that stream through memory. The functi
 the same values and the same gradients (``amax``'s rule included: a gradient is shared evenly by
 all entries equal to the max) with a loop over the time steps, whose [B, C, H, W] temporaries
 stay in cache, and a backward pass written out by hand. Masks may take any value; ASA's are 0/1.
+Sums over steps accumulate in at least float32 and tie counts in int64, as PyTorch's reductions
+do, so bfloat16 and float16 inputs lose no more than the reference. Differentiable once.
 
 - :func:`channel_pools`: F_avg, F_max [T, B, C] = mean and max over (H, W).
 - :func:`masked_spatial_pools`: the mean and max over (T, C) of X M1 and of X (1 - M1), [B, H, W].
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 
 def _planes(values: Tensor) -> Tensor:
@@ -34,6 +37,7 @@ class _ChannelPools(torch.autograd.Function):
         return x.mean(dim=(3, 4)), f_max
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_avg, grad_max):
         x, f_max = ctx.saved_tensors
         area = x.shape[3] * x.shape[4]
@@ -57,22 +61,24 @@ class _MaskedSpatialPools(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, mask, divisors: tuple[float, float]):
         sums, peaks = [None, None], [None, None]
+        accumulate = torch.promote_types(x.dtype, torch.float32)
         for t in range(x.shape[0]):
             for group, part in enumerate(_parts(x[t], mask[t])):
-                total, peak = part.sum(1), part.amax(1)
+                total, peak = part.sum(1, dtype=accumulate), part.amax(1)
                 sums[group] = total if sums[group] is None else sums[group].add_(total)
                 peaks[group] = peak if peaks[group] is None else torch.maximum(peaks[group], peak)
         steps_channels = x.shape[0] * x.shape[2]
-        means = [total / steps_channels / divisor for total, divisor in zip(sums, divisors, strict=True)]
+        means = [(total / steps_channels / d).to(x.dtype) for total, d in zip(sums, divisors, strict=True)]
         ctx.save_for_backward(x, mask, *peaks)
         ctx.scale = [1.0 / steps_channels / divisor for divisor in divisors]
         return means[0], peaks[0], means[1], peaks[1]
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_mean1, grad_max1, grad_mean2, grad_max2):
         x, mask, *peaks = ctx.saved_tensors
         grad_means = [g * scale for g, scale in zip((grad_mean1, grad_mean2), ctx.scale, strict=True)]
-        ties = [torch.zeros_like(peak) for peak in peaks]
+        ties = [torch.zeros_like(peak, dtype=torch.int64) for peak in peaks]
         for t in range(x.shape[0]):
             for group, part in enumerate(_parts(x[t], mask[t])):
                 ties[group] += torch.eq(part, peaks[group][:, None]).sum(1)
@@ -122,12 +128,14 @@ class _Mix(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_y):
         x, mask, map2, difference = ctx.saved_tensors
         grad_x = torch.empty_like(x)
         grad_mask = torch.empty_like(mask) if ctx.needs_input_grad[1] else None
-        grad_map1 = torch.zeros_like(map2)
-        grad_total = torch.zeros_like(map2)
+        accumulate = torch.promote_types(x.dtype, torch.float32)
+        grad_map1 = torch.zeros_like(map2, dtype=accumulate)
+        grad_total = torch.zeros_like(map2, dtype=accumulate)
         for t in range(x.shape[0]):
             torch.mul(grad_y[t], _gain(mask[t], map2, difference), out=grad_x[t])
             weighted = grad_y[t] * x[t]
@@ -135,7 +143,7 @@ class _Mix(torch.autograd.Function):
             grad_total += weighted.sum(1)
             if grad_mask is not None:
                 torch.sum(weighted.mul_(difference[:, None]), dim=(2, 3), out=grad_mask[t])
-        return grad_x, grad_mask, grad_map1, grad_total - grad_map1
+        return grad_x, grad_mask, grad_map1.to(map2.dtype), (grad_total - grad_map1).to(map2.dtype)
 
 
 def _gain(mask_t: Tensor, map2: Tensor, difference: Tensor) -> Tensor:
