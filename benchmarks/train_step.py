@@ -232,6 +232,18 @@ def print_table(summary: dict) -> None:
             print(f"{name} is {ratio:.2f}x faster than {peer}")
 
 
+def _at_least(low: int):
+    """An argparse type: an integer >= ``low``, else a usage error naming the bound."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: the full benchmark, ``--quick`` smoke run, or one ``--worker`` entry."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -239,9 +251,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="+", help="run only these entries (names as printed)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON result file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--rounds", type=int, default=6, help="turns each entry takes (default 6)")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per turn (default 3)")
-    parser.add_argument("--settle", type=int, default=1, help="untimed steps opening each turn (default 1)")
+    parser.add_argument("--rounds", type=_at_least(1), default=6, help="turns each entry takes (default 6)")
+    parser.add_argument("--steps", type=_at_least(1), default=3, help="timed steps per turn (default 3)")
+    parser.add_argument(
+        "--settle", type=_at_least(0), default=1, help="untimed steps opening each turn (default 1)"
+    )
     parser.add_argument(
         "--allocator",
         choices=("thp", "default"),

@@ -18,13 +18,13 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from asa_snn.convert.graph import FoldedGraph
+from asa_snn.convert.graph import FoldedGraph, Violation
 from asa_snn.convert.loihi_mapping import check_loihi
 from asa_snn.convert.netx_export import write_netx
 from asa_snn.convert.nir_export import write_nir
@@ -275,44 +275,29 @@ def simulate_all(graph: FoldedGraph, data: str, samples: int, folder: Path) -> d
     return {"reference": reference_name, "samples": samples, "runs": runs}
 
 
+def _violation_lines(violations: list[Violation]) -> list[str]:
+    """One line per broken chip limit: layer, limit = value (fix)."""
+    return [f"{v.layer}: {v.limit} = {v.value} ({v.fix})" for v in violations]
+
+
 def speck_mapping_doc(graph: FoldedGraph) -> dict[str, Any]:
-    """check_speck as JSON: ok, per core layer rows, violations."""
+    """check_speck as JSON: ok, one row per core layer (every CoreRow field), violations, cores."""
     report = check_speck(graph)
     return {
         "ok": report.ok,
-        "rows": [
-            {
-                "layer": r.layer,
-                "core": r.core,
-                "kernel_words": r.kernel_words,
-                "neuron_words": r.neuron_words,
-                "pooling": r.pooling,
-            }
-            for r in report.rows
-        ],
-        "violations": [f"{v.layer}: {v.limit} = {v.value} ({v.fix})" for v in report.violations],
+        "rows": [asdict(row) for row in report.rows],
+        "violations": _violation_lines(report.violations),
         "cores": len([r for r in report.rows if r.core is not None]),
     }
 
 
 def loihi_mapping_doc(graph: FoldedGraph) -> dict[str, Any]:
-    """check_loihi as JSON: ok, per layer rows, violations, cores and chips."""
+    """check_loihi as JSON: ok, one row per layer (every LayerMapping field), violations, cores, chips."""
     report = check_loihi(graph)
     return {
         "ok": report.fits,
-        "rows": [
-            {
-                "layer": m.name,
-                "kind": m.kind,
-                "neurons": m.neurons,
-                "fan_in": m.fan_in,
-                "synapses": m.synapses,
-                "weight_bits": m.weight_bits,
-                "cores": m.cores,
-            }
-            for m in report.layers
-        ],
-        "violations": [f"{v.layer}: {v.limit} = {v.value} ({v.fix})" for v in report.violations],
+        "rows": [asdict(layer) for layer in report.layers],
+        "violations": _violation_lines(report.violations),
         "cores": report.total_cores,
         "chips": report.chips,
     }

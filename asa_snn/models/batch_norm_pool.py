@@ -22,9 +22,8 @@ smaller. With :math:`g` the gradient of the loss with respect to the pooled outp
 
 (sums over N and the pooled H, W per channel; :math:`\\mathrm{up}_k` repeats each pooled value
 over its window): the batch norm gradient of :class:`torch.nn.BatchNorm2d` with the pooling's
-gradient folded in, written in one pass over [N, C, H, W]. On a 2-core CPU this took 0.7x the
-time of ``BatchNorm2d`` then ``AvgPool2d`` (forward and backward) for the 3-layer net's second
-conv layer, [128, 128, 32, 32] channels-last.
+gradient folded in, written in one pass over [N, C, H, W]. What it changes in a training step is
+measured in benchmarks/README.md (``asa-snn (none, unfused)``).
 
 Running statistics are updated as :class:`torch.nn.BatchNorm2d` updates them (momentum, or the
 cumulative average when ``momentum`` is None; unbiased variance), by the same ATen kernel.
@@ -90,8 +89,8 @@ def batch_norm_then_avg_pool(x: Tensor, bn: nn.BatchNorm2d, k: int, gain: float 
     """``gain * avgpool_k(bn(x))`` for ``x`` [N, C, H, W], pooling over non-overlapping k x k windows.
 
     Same values, gradients (to rounding) and running-statistics updates as ``bn`` then
-    ``nn.AvgPool2d(k)`` (times ``gain``: k^2 for a sum pool), in about 0.7x the time (module
-    docstring). ``bn`` must have affine parameters and running statistics. Returns
+    ``nn.AvgPool2d(k)`` (times ``gain``: k^2 for a sum pool), without writing the normalised
+    [N, C, H, W] map. ``bn`` must have affine parameters and running statistics. Returns
     [N, C, H // k, W // k] in ``x``'s memory format. The two modules simply run one after the
     other when H or W is not a multiple of k, when ``x``'s dtype is not the parameters' (batch norm
     then computes in the parameters' precision), or for a single value per channel (which batch

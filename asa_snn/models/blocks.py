@@ -7,7 +7,7 @@ loop over time.
 
 Conv blocks keep their frames channels-last in memory (strides of [T, B, H, W, C], the logical
 shape stays [T, B, C, H, W]): oneDNN, PyTorch's CPU convolution, then needs no reorder of its
-input and output. A training step of arch A took 0.79x the time of NCHW frames on a 2-core CPU
+input and output. A training step of arch A took 0.80x the time of NCHW frames on a 2-core CPU
 (benchmarks/README.md).
 """
 

@@ -8,41 +8,21 @@ import nir
 import numpy as np
 import pytest
 import torch
+from graph_builders import chain_graph
 
-from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
+from asa_snn.convert.graph import InputSpec, Layer, NeuronSpec
 from asa_snn.convert.nir_export import to_nir, write_nir
 from asa_snn.errors import AsaSnnError
 from asa_snn.simulators.speck import SpeckSimulator
 
-CONV = {"kernel_size": [3, 3], "stride": [1, 1], "padding": [1, 1]}
 HAS_NORSE = importlib.util.find_spec("norse") is not None
 
 
-def chain_graph(thresholds=(150.0, 120.0, 100.0), reset="subtract", min_v=True, multi=True) -> FoldedGraph:
-    """Float graph with integer values: conv(2->4) -> sumpool2 -> conv(4->4) -> flatten -> linear(64->3)."""
-    rng = np.random.default_rng(7)
-
-    def weights(shape):
-        return np.clip(rng.normal(10, 30, shape).round(), -128, 127)
-
-    def neuron(theta):
-        return NeuronSpec("iaf", theta, reset, -theta if min_v else None, multi)
-
-    layers = [
-        Layer(
-            "c0",
-            "conv2d",
-            CONV,
-            (4, 8, 8),
-            {"weight": weights((4, 2, 3, 3)), "bias": np.array([3.0, -4, 0, 5])},
-            neuron(thresholds[0]),
-        ),
-        Layer("pool", "sumpool2d", {"kernel_size": [2, 2]}, (4, 4, 4)),
-        Layer("c1", "conv2d", CONV, (4, 4, 4), {"weight": weights((4, 4, 3, 3))}, neuron(thresholds[1])),
-        Layer("flat", "flatten", {}, (64,)),
-        Layer("fc", "linear", {}, (3,), {"weight": weights((3, 64))}, neuron(thresholds[2])),
-    ]
-    return FoldedGraph(layers, InputSpec((2, 8, 8), (8, 8, 2), dt_us=2000, n_steps=12), 3, "speck")
+def nir_chain_graph(thresholds=(150.0, 120.0, 100.0), reset="subtract", min_v=True, multi=True):
+    """The shared float chain graph (``graph_builders.chain_graph``), iaf neurons of one kind, 2 ms steps."""
+    neurons = [NeuronSpec("iaf", theta, reset, -theta if min_v else None, multi) for theta in thresholds]
+    spec = InputSpec((2, 8, 8), (8, 8, 2), dt_us=2000, n_steps=12)
+    return chain_graph(neurons, quantized=False, input_spec=spec)
 
 
 def frames(batch=3, steps=12):
@@ -50,7 +30,7 @@ def frames(batch=3, steps=12):
 
 
 def test_nodes_edges_and_parameters():
-    graph = chain_graph()
+    graph = nir_chain_graph()
     ng = to_nir(graph)
     names = ["input", "c0", "c0_neuron", "pool", "c1", "c1_neuron", "flat", "fc", "fc_neuron", "output"]
     assert ng.edges == list(itertools.pairwise(names))
@@ -78,7 +58,7 @@ def test_nodes_edges_and_parameters():
 
 
 def test_time_constants_follow_the_euler_convention():
-    graph = chain_graph()
+    graph = nir_chain_graph()
     fc = graph.layers[-1]
     cuba = replace(
         graph,
@@ -106,7 +86,7 @@ def test_time_constants_follow_the_euler_convention():
 
 
 def test_residual_add_is_refused_with_the_layer_name():
-    graph = chain_graph()
+    graph = nir_chain_graph()
     graph.layers.append(Layer("join", "add", {}, (3,), inputs=("fc", "fc")))
     with pytest.raises(AsaSnnError, match="'join'"):
         to_nir(graph)
@@ -115,10 +95,10 @@ def test_residual_add_is_refused_with_the_layer_name():
 def test_file_round_trip_is_atomic(tmp_path):
     path = tmp_path / "net.nir"
     path.write_text("old")
-    assert write_nir(chain_graph(), path) == path
+    assert write_nir(nir_chain_graph(), path) == path
     assert [p.name for p in tmp_path.iterdir()] == ["net.nir"]  # no staging file left over
     loaded = nir.read(path)
-    original = to_nir(chain_graph())
+    original = to_nir(nir_chain_graph())
     assert set(loaded.nodes) == set(original.nodes) and loaded.edges == original.edges
     np.testing.assert_array_equal(loaded.nodes["c1"].weight, original.nodes["c1"].weight)
     np.testing.assert_array_equal(
@@ -139,15 +119,15 @@ def _sinabs_run(nir_graph, x):
 
 def test_sinabs_from_nir_reproduces_the_speck_simulator(tmp_path):
     # sinabs imports IF as IAFSqueeze(MultiSpike, MembraneSubtract, min_v_mem = -theta): exact for that neuron
-    graph = chain_graph(reset="subtract", min_v=True, multi=True)
+    graph = nir_chain_graph(reset="subtract", min_v=True, multi=True)
     x = frames()
     reference = SpeckSimulator().run(graph, x)
     out = _sinabs_run(nir.read(write_nir(graph, tmp_path / "net.nir")), x)
     np.testing.assert_array_equal(out, reference.outputs)
     assert reference.outputs.sum() > 100 and reference.outputs.max() > 1  # multi-spike output was exercised
     # a single-spike graph is not what sinabs' importer builds: the spikes differ (documented)
-    single = SpeckSimulator().run(chain_graph(multi=False), x)
-    assert not np.array_equal(_sinabs_run(to_nir(chain_graph(multi=False)), x), single.outputs)
+    single = SpeckSimulator().run(nir_chain_graph(multi=False), x)
+    assert not np.array_equal(_sinabs_run(to_nir(nir_chain_graph(multi=False)), x), single.outputs)
 
 
 @pytest.mark.skipif(
@@ -158,7 +138,7 @@ def test_norse_from_nir_reproduces_zero_reset_iaf(tmp_path):
 
     # Norse's IF: v += I, spike on v > theta, reset to 0, no floor;
     # half-integer thresholds keep > and >= equal
-    graph = chain_graph(thresholds=(150.5, 120.5, 100.5), reset="zero", min_v=False, multi=False)
+    graph = nir_chain_graph(thresholds=(150.5, 120.5, 100.5), reset="zero", min_v=False, multi=False)
     x = frames()
     reference = SpeckSimulator().run(graph, x)
     model = norse.torch.from_nir(nir.read(write_nir(graph, tmp_path / "net.nir")))

@@ -4,34 +4,13 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from graph_builders import chain_graph
 
-from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec
+from asa_snn.convert.graph import NeuronSpec
 from asa_snn.errors import InputFormatError
 from asa_snn.simulators.onnx_backend import OnnxBackend
 from asa_snn.simulators.run import get_backend
 from asa_snn.simulators.speck import SpeckSimulator
-
-QUANT = LayerQuant(scale=1.0, weight_bits=8, state_bits=16)
-CONV = {"kernel_size": [3, 3], "stride": [1, 1], "padding": [1, 1]}
-
-
-def quantized_graph(neurons) -> FoldedGraph:
-    """int8 conv(2->4) -> sumpool2 -> conv(4->4) -> flatten -> linear(64->3), iaf neurons."""
-    rng = np.random.default_rng(7)
-
-    def weights(shape):
-        return np.clip(rng.normal(10, 30, shape).round(), -128, 127).astype(np.int8)
-
-    n0, n1, n2 = neurons
-    layers = [
-        Layer("c0", "conv2d", CONV, (4, 8, 8), {"weight": weights((4, 2, 3, 3)),
-              "bias": np.array([3, -4, 0, 5], np.int16)}, n0, quant=QUANT),
-        Layer("pool", "sumpool2d", {"kernel_size": [2, 2]}, (4, 4, 4)),
-        Layer("c1", "conv2d", CONV, (4, 4, 4), {"weight": weights((4, 4, 3, 3))}, n1, quant=QUANT),
-        Layer("flat", "flatten", {}, (64,)),
-        Layer("fc", "linear", {}, (3,), {"weight": weights((3, 64))}, n2, quant=QUANT),
-    ]  # fmt: skip
-    return FoldedGraph(layers, InputSpec((2, 8, 8), (8, 8, 2), n_steps=12), 3, "speck", quantized=True)
 
 
 def frames(rate=0.6):
@@ -48,7 +27,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_identical_spike_trains_to_speck_simulator(case):
-    graph = quantized_graph(CASES[case])
+    graph = chain_graph(CASES[case])
     x = frames()
     ours = OnnxBackend().run(graph, x, record=True)
     reference = SpeckSimulator().run(graph, x, record=True)
@@ -62,7 +41,7 @@ def test_identical_spike_trains_to_speck_simulator(case):
 
 def test_saturation_matches_speck_simulator():
     # dense input drives membranes into the int16 limit: the ONNX model clips like the chip
-    graph = quantized_graph([NeuronSpec("iaf", 30000.0), NeuronSpec("iaf", 120.0), NeuronSpec("iaf", 100.0)])
+    graph = chain_graph([NeuronSpec("iaf", 30000.0), NeuronSpec("iaf", 120.0), NeuronSpec("iaf", 100.0)])
     graph.layers[0].tensors["weight"][:] = 127
     x = frames(rate=4.0)
     ours = OnnxBackend().run(graph, x, record=True)
@@ -75,10 +54,10 @@ def test_saturation_matches_speck_simulator():
 def test_result_layout_and_lookup():
     backend = get_backend("onnx")
     assert isinstance(backend, OnnxBackend) and backend.unavailable_reason() is None
-    result = backend.run(quantized_graph(CASES["zero-single"]), frames())
+    result = backend.run(chain_graph(CASES["zero-single"]), frames())
     assert result.backend == "onnx" and result.spike_trains == {}
     assert result.spike_counts["c0"].shape == (3, 12) and result.spike_counts["c0"].dtype == np.int64
     assert result.outputs.shape == (3, 12, 3)
     np.testing.assert_array_equal(result.outputs.sum(axis=2), result.spike_counts["fc"])
     with pytest.raises(InputFormatError, match="C,H,W"):
-        backend.run(quantized_graph(CASES["zero-single"]), np.zeros((1, 2, 2, 4, 4)))
+        backend.run(chain_graph(CASES["zero-single"]), np.zeros((1, 2, 2, 4, 4)))

@@ -4,14 +4,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from graph_builders import QUANT, chain_graph
 
-from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec
+from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 from asa_snn.errors import AsaSnnError, InputFormatError
 from asa_snn.simulators.sinabs_backend import SinabsBackend
 from asa_snn.simulators.speck import EventDriven, SpeckSimulator
-
-QUANT = LayerQuant(scale=1.0, weight_bits=8, state_bits=16)
-CONV = {"kernel_size": [3, 3], "stride": [1, 1], "padding": [1, 1]}
 
 
 def one_neuron(weights, neuron, bias=None, quantized=True) -> FoldedGraph:
@@ -128,31 +126,6 @@ def test_event_driven_passes_spikes_on_within_the_step():
 # ---------------------------------------------------------------- agreement with sinabs
 
 
-def quantized_graph(n0, n1, n2, weight_mean=10) -> FoldedGraph:
-    """conv(2->4, 3x3) -> sumpool2 -> conv(4->4, 3x3) -> flatten -> linear(64->3), int8, iaf."""
-    rng = np.random.default_rng(7)
-
-    def weights(shape):
-        return np.clip(rng.normal(weight_mean, 30, shape).round(), -128, 127).astype(np.int8)
-
-    layers = [
-        Layer(
-            "c0",
-            "conv2d",
-            CONV,
-            (4, 8, 8),
-            {"weight": weights((4, 2, 3, 3)), "bias": np.array([3, -4, 0, 5], np.int16)},
-            n0,
-            quant=QUANT,
-        ),
-        Layer("pool", "sumpool2d", {"kernel_size": [2, 2]}, (4, 4, 4)),
-        Layer("c1", "conv2d", CONV, (4, 4, 4), {"weight": weights((4, 4, 3, 3))}, n1, quant=QUANT),
-        Layer("flat", "flatten", {}, (64,)),
-        Layer("fc", "linear", {}, (3,), {"weight": weights((3, 64))}, n2, quant=QUANT),
-    ]
-    return FoldedGraph(layers, InputSpec((2, 8, 8), (8, 8, 2), n_steps=12), 3, "speck", quantized=True)
-
-
 def frames(batch=3, steps=12):
     return np.random.default_rng(3).poisson(0.6, (batch, steps, 2, 8, 8)).astype(np.float64)
 
@@ -192,7 +165,7 @@ def neurons(case, thresholds=(150.0, 120.0, 100.0)):
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_speck_and_sinabs_identical_layer_by_layer(name):
-    trains = agree(quantized_graph(*neurons(CASES[name])), frames())
+    trains = agree(chain_graph(neurons(CASES[name])), frames())
     assert trains["c0"].shape == (12, 3, 4, 8, 8) and trains["fc"].shape == (12, 3, 3)
     if "multi" in name:
         assert trains["c1"].max() > 1  # the multi-spike path was taken
@@ -211,13 +184,13 @@ def test_agreement_cases_exercise_each_feature(change):
     """Each feature changes the spikes on this input, so the agreement tests would catch a mismatch."""
     base = neurons(CASES["subtract-multi"] if change[0] == "multi_spike" else CASES["subtract-single-minv"])
     x = frames()
-    original = agree(quantized_graph(*base), x)
-    changed = agree(quantized_graph(*[change[1](n) for n in base]), x)
+    original = agree(chain_graph(base), x)
+    changed = agree(chain_graph([change[1](n) for n in base]), x)
     assert any(not np.array_equal(original[k], changed[k]) for k in original)
 
 
 def test_float_graph_agrees_on_dyadic_values():
-    graph = quantized_graph(*neurons(CASES["subtract-single-minv"]))
+    graph = chain_graph(neurons(CASES["subtract-single-minv"]))
     layers = []
     for layer in graph.layers:
         tensors = {k: v.astype(np.float64) / 64.0 for k, v in layer.tensors.items()}
@@ -238,7 +211,7 @@ def test_float_graph_agrees_on_dyadic_values():
 
 
 def test_batch_is_vectorised_not_mixed():
-    graph = quantized_graph(*neurons(CASES["zero-multi-minv"]))
+    graph = chain_graph(neurons(CASES["zero-multi-minv"]))
     x = frames()
     for mode in (None, EventDriven()):
         sim = SpeckSimulator() if mode is None else SpeckSimulator(mode=mode)
@@ -250,7 +223,7 @@ def test_batch_is_vectorised_not_mixed():
 
 
 def test_result_shapes_counts_and_notes():
-    graph = quantized_graph(*neurons(CASES["subtract-multi"]))
+    graph = chain_graph(neurons(CASES["subtract-multi"]))
     result = SpeckSimulator(mode=EventDriven()).run(graph, frames(), record=False)
     assert result.backend == "speck" and result.spike_trains == {}
     assert set(result.spike_counts) == {"c0", "c1", "fc"}
@@ -261,15 +234,15 @@ def test_result_shapes_counts_and_notes():
 
 
 def test_bad_input_is_refused():
-    graph = quantized_graph(*neurons(CASES["subtract-multi"]))
+    graph = chain_graph(neurons(CASES["subtract-multi"]))
     with pytest.raises(InputFormatError, match="C,H,W"):
         SpeckSimulator().run(graph, np.zeros((1, 2, 2, 4, 4)))
     with pytest.raises(InputFormatError, match="integer"):
         SpeckSimulator().run(graph, np.full((1, 2, 2, 8, 8), 0.5))
-    fractional = quantized_graph(*neurons(CASES["subtract-multi"], thresholds=(150.5, 120.0, 100.0)))
+    fractional = chain_graph(neurons(CASES["subtract-multi"], thresholds=(150.5, 120.0, 100.0)))
     with pytest.raises(InputFormatError, match="'c0': threshold"):
         SpeckSimulator().run(fractional, frames())
-    residual = quantized_graph(*neurons(CASES["subtract-multi"]))
+    residual = chain_graph(neurons(CASES["subtract-multi"]))
     residual.layers.append(Layer("join", "add", {}, (3,), inputs=("fc", "fc")))
     with pytest.raises(AsaSnnError, match="'join'"):
         SpeckSimulator().run(residual, frames())
