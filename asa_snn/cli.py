@@ -241,7 +241,7 @@ def fold_command(
     ),
 ) -> None:
     """Fold attention and batch norm, fine-tune, quantize for a chip; write the graph and fidelity report."""
-    from asa_snn.simulators.fidelity import run_fold
+    from asa_snn.workflows.fold import run_fold
 
     outcome = run_fold(checkpoint, target, out, calib, finetune, n_calib, approximate, vanilla)
     typer.echo((outcome.out_dir / "fidelity.md").read_text())
@@ -265,7 +265,7 @@ def simulate_command(
 ) -> None:
     """Run a folded graph on a backend: per-layer spikes, synaptic operations and energy per preset."""
     from asa_snn.convert.graph import load_graph
-    from asa_snn.simulators.run import simulate, write_json
+    from asa_snn.simulators.inputs import simulate, write_json
 
     graph = load_graph(graph_dir)
     _, summary = simulate(graph, data, backend, max_samples, progress=console.print)
@@ -299,11 +299,11 @@ def check_command(
 
     graph = load_graph(graph_dir)
     if target == "speck":
-        from asa_snn.convert.speck_mapping import check_speck
+        from asa_snn.chips.speck.mapping import check_speck
 
         report = check_speck(graph)
     elif target == "loihi":
-        from asa_snn.convert.loihi_mapping import check_loihi
+        from asa_snn.chips.loihi.mapping import check_loihi
 
         report = check_loihi(graph)
     else:
@@ -333,7 +333,7 @@ def budget_command(
     Exits 1 when any limit is exceeded, so it can gate a CI job.
     """
     from asa_snn.convert.graph import load_graph
-    from asa_snn.deploy.budget import evaluate_budget, load_budget, write_budget_report
+    from asa_snn.workflows.budget import evaluate_budget, load_budget, write_budget_report
 
     report = evaluate_budget(load_graph(graph_dir), load_budget(budget), data, backend, max_samples)
     written = write_budget_report(report, out)
@@ -359,7 +359,7 @@ def deploy_speck_command(
 ) -> None:
     """Configure Speck through samna, stream events, compare per-layer counts with the built-in simulator."""
     from asa_snn.convert.graph import load_graph
-    from asa_snn.deploy.speck import deploy_speck
+    from asa_snn.chips.speck.board import deploy_speck
 
     report = deploy_speck(load_graph(graph_dir), device=device, events=events, dry_run=dry_run, out_dir=out)
     typer.echo(report.summary())
@@ -378,7 +378,7 @@ def deploy_loihi_command(
 ) -> None:
     """Export netx, run it in Lava (or the built-in Loihi simulator where Lava is missing), compare."""
     from asa_snn.convert.graph import load_graph
-    from asa_snn.deploy.loihi import deploy_loihi
+    from asa_snn.chips.loihi.board import deploy_loihi
 
     report = deploy_loihi(load_graph(graph_dir), events=events, hardware=hardware, out_dir=out)
     typer.echo(report.summary())
@@ -400,7 +400,7 @@ def demo(
 ) -> None:
     """The whole job: train vanilla and ASA, analyse, fold for Speck and Loihi, export, simulate, report."""
     from asa_snn.analysis.report import analyze_checkpoints
-    from asa_snn.deploy.pipeline import Settings, run_pipeline
+    from asa_snn.workflows.demo import Settings, run_pipeline
     from asa_snn.train.trainer import train_recipe
 
     result = run_pipeline(

@@ -34,8 +34,8 @@ from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, Neu
 from asa_snn.data.formats import read_events
 from asa_snn.data.frames import to_frames
 from asa_snn.simulators.base import Backend
-from asa_snn.simulators.sinabs_backend import SinabsBackend
-from asa_snn.simulators.speck import EventDriven, SpeckSimulator
+from asa_snn.chips.speck.sinabs_backend import SinabsBackend
+from asa_snn.chips.speck.simulator import EventDriven, SpeckSimulator
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nmnist" / "train"
 RESULTS = Path(__file__).resolve().parent / "results" / "speck_events.json"

@@ -36,3 +36,17 @@ def tiny_config_file(tmp_path):
     path = tmp_path / "tiny.toml"
     path.write_text(TINY)
     return path
+
+
+@pytest.fixture(scope="session")
+def speck():
+    from graph_builders import speck_graph
+
+    return speck_graph()
+
+
+@pytest.fixture(scope="session")
+def loihi():
+    from graph_builders import loihi_graph
+
+    return loihi_graph()

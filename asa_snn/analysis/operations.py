@@ -1,4 +1,4 @@
-"""Per-layer operation descriptions (:class:`~asa_snn.analysis.energy.LayerOps`) of a measured model.
+"""Per-layer operation descriptions (:class:`~asa_snn.energy.model.LayerOps`) of a measured model.
 
 Every ``Conv2d`` / ``Linear`` outside an attention module becomes one conv / linear entry, in call
 order; the attention slot of a block (a module named ``*.attention`` with ``extra_macs``) becomes an
@@ -8,7 +8,7 @@ module whose input was not always a non-negative integer count are real-valued-i
 
 The exact per-position fan-out of a conv (the number of synapses an input position reaches, smaller
 on the border of a padded conv) is the gradient of ``sum(conv_ones(x))`` with respect to ``x``; summed
-against the measured input counts it gives ``event_fanout_sum`` (:mod:`asa_snn.analysis.energy`).
+against the measured input counts it gives ``event_fanout_sum`` (:mod:`asa_snn.energy.model`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asa_snn.analysis.energy import LayerOps
+from asa_snn.energy.model import LayerOps
 from asa_snn.analysis.recorder import Measurements, SynapseStats
 from asa_snn.errors import AsaSnnError
 

@@ -23,7 +23,7 @@ import numpy as np
 from torch import nn
 
 from asa_snn.analysis import features, firing, membrane
-from asa_snn.analysis.energy import PRESETS, OpEnergy, energy, energy_difference
+from asa_snn.energy.model import PRESETS, OpEnergy, energy, energy_difference
 from asa_snn.analysis.figures import (
     plot_channel_over_time,
     plot_feature_comparison,
@@ -332,7 +332,7 @@ def analyze(
         masks: sample index -> bool [T, H, W] object masks (e.g. ``SyntheticDVS.foreground_masks``).
         max_samples: number of samples (default: all).
         batch_size: samples per forward pass.
-        presets: energy presets (keys of :data:`asa_snn.analysis.energy.PRESETS`).
+        presets: energy presets (keys of :data:`asa_snn.energy.model.PRESETS`).
         duration_s: duration of one inference in seconds (Speck resting power), or None.
         progress: show progress bars.
 

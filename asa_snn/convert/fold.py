@@ -5,7 +5,7 @@ Per block, in the released code's order conv -> BN -> (avg-pool) -> attention ->
 1. batch norm into the conv / linear (exact, :mod:`asa_snn.convert.bn_fold`);
 2. an average pool before the neuron (the paper's nets) becomes conv (weights / k^2, no neuron)
    -> sumpool2d carrying the neuron; Speck cannot run a conv without neurons, which
-   :func:`~asa_snn.convert.speck_mapping.check_speck` reports; an average pool after the neuron
+   :func:`~asa_snn.chips.speck.mapping.check_speck` reports; an average pool after the neuron
    becomes a sum pool with the next layer's weights scaled by 1 / k^2;
 3. attention into static per-channel gains folded into the weights, from a calibration pass
    (:mod:`asa_snn.convert.attention_fold`, which documents the algebra); the generic target also

@@ -25,7 +25,7 @@ flatten -> Flatten. Neurons, per step with ``I = W x_t + b`` (``theta`` the thre
 then reset ``v <- v - s theta`` (``"subtract"``) or ``v <- 0`` where ``s > 0`` (``"zero"``), then
 ``v <- max(v, min_v)`` when the layer has ``min_v``. ``sat`` clips to the signed
 ``quant.state_bits`` range in a quantized graph (int16 on Speck) and is absent in a float graph:
-the iaf update is the one of :class:`asa_snn.simulators.speck.SpeckSimulator` (time-stepped mode).
+the iaf update is the one of :class:`asa_snn.chips.speck.simulator.SpeckSimulator` (time-stepped mode).
 All arithmetic is float32, exact for integer-valued graphs while every value stays below 2^24.
 """
 

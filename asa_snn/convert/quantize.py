@@ -16,7 +16,7 @@ the layer when fewer than ``min_weight_bits`` bits remain. sinabs' own rule (``d
 takes the same minimum but over 8-bit weight / bias scales and a 16-bit scale of (min_v, theta)
 with min_v = -2^15 when unset, which is where pitfall (1) comes from.
 
-Loihi (FACTS.md section 4, :mod:`asa_snn.convert.netx_export`): weights, bias and vThMant in one
+Loihi (FACTS.md section 4, :mod:`asa_snn.chips.loihi.netx_export`): weights, bias and vThMant in one
 integer unit per layer, ``s = min(127 / max|W|, (2^17 - 1) / theta, 4095 / max|b|)`` (8-bit signed
 weights, 17-bit unsigned vThMant, 13-bit signed bias mantissa); du, dv stay fractions rounded
 to 1/4096 (netx writes iDecay = 4096 du, vDecay = 4096 dv). No min_v (netx has none).

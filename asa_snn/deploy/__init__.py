@@ -2,5 +2,5 @@
 
 Only the CLI imports this package. Nothing here imports ``samna`` or ``sinabs.backend.dynapcnn``
 at module import time: they are imported inside the function that drives hardware, after
-:func:`asa_snn.deploy.samna_detect.detect_samna` found the real samna package.
+:func:`asa_snn.chips.speck.samna_detect.detect_samna` found the real samna package.
 """

@@ -3,7 +3,7 @@
 The model of :func:`asa_snn.convert.onnx_export.to_onnx_model` takes the frame of step t and every
 spiking layer's state, and returns the new states and the spikes; this backend starts all states
 at 0 and feeds them back for T steps. float32 on the CPU execution provider: on an integer-valued
-graph it gives the spikes of :class:`asa_snn.simulators.speck.SpeckSimulator` (time-stepped) exactly.
+graph it gives the spikes of :class:`asa_snn.chips.speck.simulator.SpeckSimulator` (time-stepped) exactly.
 """
 
 from __future__ import annotations

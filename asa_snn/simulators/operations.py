@@ -1,15 +1,15 @@
 """Operation counts of a simulated folded graph, in the one energy model's terms.
 
 :func:`graph_layer_ops` turns a :class:`~asa_snn.simulators.base.SimulationResult` into one
-:class:`~asa_snn.analysis.energy.LayerOps` per conv / linear layer, so the simulators and the
-training-side analysis price work with the same rules (:mod:`asa_snn.analysis.energy`).
+:class:`~asa_snn.energy.model.LayerOps` per conv / linear layer, so the simulators and the
+training-side analysis price work with the same rules (:mod:`asa_snn.energy.model`).
 
 Input events of a layer are the spikes of the spiking layer before it (sum pooling and flatten
 move spikes without changing their number); the first layer's input events are the frames' event
 counts, which a neuromorphic chip receives as events, so they count as spiking input. The
 mean-fan-out form ``events * FLOPs / input size`` is used (the simulators do not record which
 positions the events came from), so events on the border of a padded conv are over-counted
-slightly; see :mod:`asa_snn.analysis.energy`. Active neuron-steps are taken as the spike count
+slightly; see :mod:`asa_snn.energy.model`. Active neuron-steps are taken as the spike count
 (exact for binary spikes; a multi-spike step of n spikes counts n).
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asa_snn.analysis.energy import LayerOps
+from asa_snn.energy.model import LayerOps
 from asa_snn.convert.graph import FoldedGraph, Layer
 from asa_snn.simulators.base import SimulationResult
 

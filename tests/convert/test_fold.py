@@ -10,7 +10,7 @@ from asa_snn.convert.bn_fold import avg_to_sum_scale, fold_batch_norm
 from asa_snn.convert.fold import channel_spikes, fold_model
 from asa_snn.convert.graph import NeuronSpec
 from asa_snn.convert.graph_model import GraphModel, make_neuron
-from asa_snn.convert.speck_mapping import check_speck
+from asa_snn.chips.speck.mapping import check_speck
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.blocks import SumPool2d
 from asa_snn.models.neurons import CubaLIF

@@ -12,12 +12,12 @@ import torch
 from asa_snn.convert.fold import fold_model
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 from asa_snn.convert.graph_model import GraphModel
-from asa_snn.convert.netx_export import read_netx, write_netx
+from asa_snn.chips.loihi.netx_export import read_netx, write_netx
 from asa_snn.convert.quantize import LoihiQuantizer, SpeckQuantizer, check_range, quantize_graph
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.registry import ModelSpec, build_model
-from asa_snn.simulators.loihi import LoihiSimulator
-from asa_snn.simulators.speck import SpeckSimulator
+from asa_snn.chips.loihi.simulator import LoihiSimulator
+from asa_snn.chips.speck.simulator import SpeckSimulator
 
 
 def _sinabs_discretize():

@@ -6,7 +6,7 @@ from pathlib import Path
 from asa_snn.cli import main
 from asa_snn.convert.graph import save_graph
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "asa_snn" / "deploy" / "examples" / "speck_budget.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "asa_snn" / "workflows" / "examples" / "speck_budget.toml"
 
 
 def test_budget_command_passes_then_fails(speck, tmp_path, capsys):
@@ -26,7 +26,7 @@ def test_budget_command_passes_then_fails(speck, tmp_path, capsys):
 
 
 def test_shipped_example_budget_is_valid():
-    from asa_snn.deploy.budget import load_budget
+    from asa_snn.workflows.budget import load_budget
 
     budget = load_budget(EXAMPLE)
     assert budget.network["firing_rate"] == 0.15

@@ -12,7 +12,7 @@ from asa_snn.data.formats import write_numpy
 from asa_snn.errors import AsaSnnError, InputFormatError, MissingDependencyError
 from asa_snn.simulators.base import SimulationResult
 from asa_snn.simulators.operations import dense_flops, graph_layer_ops
-from asa_snn.simulators.run import frames_from_events, get_backend, load_input, simulate
+from asa_snn.simulators.inputs import frames_from_events, get_backend, load_input, simulate
 
 
 def speck_graph(kernel: int = 3) -> FoldedGraph:

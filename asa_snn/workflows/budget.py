@@ -1,0 +1,610 @@
+"""Spike budgets: limits on what a network may spend per inference, checked by simulation.
+
+A budget file (TOML, or YAML with the same structure) holds limits for the whole network and per
+spiking layer; every limit is optional::
+
+    description = "Speck dev kit, 2 mW envelope"        # optional, free text
+
+    [network]
+    firing_rate = 0.05                  # spikes per neuron per step, all spiking neurons together
+    spikes_per_inference = 20000        # spikes of all layers in one inference (one recording)
+    synops_per_second_per_core = 2e6    # synaptic operations per second on the busiest core
+    energy_uj = { speck = 500, loihi = 50 }   # microjoules per inference, by energy preset
+    latency_steps = 16                  # decision latency, in time steps
+    kernel_memory_per_core = 16384      # Speck: kernel words; Loihi: synapses, on the fullest core
+    neuron_memory_per_core = 65536      # Speck: neuron words; Loihi: neurons, on the fullest core
+
+    [layers.conv1]                      # a spiking layer of the graph, by name
+    firing_rate = 0.1
+    spikes_per_inference = 8000
+    synops_per_second_per_core = 1e6
+    energy_uj = { speck = 100 }         # the layer's own terms (no resting power)
+    kernel_memory_per_core = 4096
+    neuron_memory_per_core = 16384
+
+Definitions (``T`` steps of ``dt_us`` microseconds per inference, ``duration = dt_us * T``):
+
+- firing rate of a layer: spikes / (neurons * T); of the network: all spikes / (all neurons * T).
+- synaptic operations: :func:`asa_snn.energy.model.synaptic_ops` of the layer's
+  :class:`~asa_snn.energy.model.LayerOps` (input events x mean fan-out). Per core: Speck runs one
+  layer per core (the layer -> core table of :func:`~asa_snn.chips.speck.mapping.check_speck`);
+  Loihi splits a layer evenly over its cores (:func:`~asa_snn.chips.loihi.mapping.check_loihi`),
+  so a layer's rate is ``synops / cores / duration``. The network figure is the busiest core's.
+- energy: :func:`asa_snn.energy.model.energy` under the named preset (:data:`PRESETS`), in
+  microjoules; the network figure includes the static (resting-power) term.
+- decision latency: ``1 + `` the first step in which the output layer spikes (the earliest step a
+  spike readout can decide); ``T`` when it never spikes (the rate readout then decides only at the
+  end). On Loihi this includes the one-step delay of every synapse layer.
+- memory per core: Speck kernel / neuron words of the layer's core (check_speck); Loihi synapses /
+  neurons per core of the layer (split evenly, rounded up). The network figure is the fullest core's.
+
+Each figure is measured per recording; a limit holds when the WORST recording stays within it
+(``measured <= limit``); the margin is ``limit - worst``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as a package (pyproject marker)
+    import tomli as tomllib
+from asa_snn.energy.model import PRESETS, energy, synaptic_ops
+from asa_snn.convert.graph import FoldedGraph
+from asa_snn.chips.loihi.mapping import check_loihi
+from asa_snn.chips.speck.mapping import check_speck
+from asa_snn.errors import AsaSnnError, InputFormatError
+from asa_snn.simulators.base import SimulationResult
+from asa_snn.simulators.operations import graph_layer_ops
+from asa_snn.simulators.inputs import get_backend, load_input, write_json
+
+METRICS: dict[str, str] = {
+    "firing_rate": "spikes per neuron per step",
+    "spikes_per_inference": "spikes per inference",
+    "synops_per_second_per_core": "synaptic operations per second per core",
+    "energy_uj": "microjoules per inference, a table {preset = number}",
+    "latency_steps": "time steps",
+    "kernel_memory_per_core": "Speck kernel words / Loihi synapses per core",
+    "neuron_memory_per_core": "Speck neuron words / Loihi neurons per core",
+}
+"""Budget key -> its unit (what the number means)."""
+NETWORK_METRICS = tuple(METRICS)
+LAYER_METRICS = tuple(key for key in METRICS if key != "latency_steps")
+TOP_LEVEL = ("description", "network", "layers")
+SPECK_BACKENDS = ("speck", "speck-events", "sinabs")
+LOIHI_BACKENDS = ("loihi", "lava")
+
+
+# ---------------------------------------------------------------- the budget file
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits read from a budget file.
+
+    Attributes:
+        network: metric -> limit (``energy_uj``: preset -> microjoules).
+        layers: layer name -> metric -> limit.
+        source: the file (used in messages).
+        description: free text from the file.
+    """
+
+    network: dict[str, Any]
+    layers: dict[str, dict[str, Any]]
+    source: str = "<budget>"
+    description: str = ""
+
+
+def _number(value: object, where: str, unit: str) -> float:
+    """A finite number >= 0, else an error naming ``where`` and the expected unit."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InputFormatError(f"{where} is {value!r}; expected a number in {unit} (no unit text)")
+    if value < 0:
+        raise InputFormatError(f"{where} is {value}; expected a number >= 0 in {unit}")
+    return float(value)
+
+
+def _limits(table: object, allowed: tuple[str, ...], where: str) -> dict[str, Any]:
+    """Check one [network] / [layers.X] table: known keys, numbers, energy presets."""
+    if not isinstance(table, dict):
+        raise InputFormatError(f"{where} is {table!r}; expected a table of limits ({', '.join(allowed)})")
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise InputFormatError(f"{where}: unknown key(s) {unknown}; expected some of {list(allowed)}")
+    limits: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "energy_uj":
+            if not isinstance(value, dict):
+                raise InputFormatError(
+                    f"{where}.energy_uj is {value!r}; expected a table {{preset = microjoules}} "
+                    f"with presets from {list(PRESETS)}"
+                )
+            bad = sorted(set(value) - set(PRESETS))
+            if bad:
+                raise InputFormatError(
+                    f"{where}.energy_uj: unknown preset(s) {bad}; expected some of {list(PRESETS)}"
+                )
+            limits[key] = {
+                preset: _number(number, f"{where}.energy_uj.{preset}", "microjoules")
+                for preset, number in value.items()
+            }
+        else:
+            limits[key] = _number(value, f"{where}.{key}", METRICS[key])
+    return limits
+
+
+def parse_budget(document: object, source: str = "<budget>") -> Budget:
+    """A :class:`Budget` from a parsed TOML / YAML document (format in the module docstring).
+
+    Raises:
+        InputFormatError: naming ``source`` and the key, for unknown keys, non-numbers, negative
+            limits, unknown energy presets.
+    """
+    if not isinstance(document, dict):
+        raise InputFormatError(f"{source}: expected a table with keys {list(TOP_LEVEL)}, got {document!r}")
+    unknown = sorted(set(document) - set(TOP_LEVEL))
+    if unknown:
+        raise InputFormatError(
+            f"{source}: unknown top-level key(s) {unknown}; expected some of {list(TOP_LEVEL)}"
+        )
+    description = document.get("description", "")
+    if not isinstance(description, str):
+        raise InputFormatError(f"{source}: description is {description!r}; expected text")
+    network = _limits(document.get("network", {}), NETWORK_METRICS, f"{source}: network")
+    layers_table = document.get("layers", {})
+    if not isinstance(layers_table, dict):
+        raise InputFormatError(f"{source}: layers is {layers_table!r}; expected tables [layers.<name>]")
+    layers = {
+        name: _limits(table, LAYER_METRICS, f"{source}: layers.{name}")
+        for name, table in layers_table.items()
+    }
+    return Budget(network, layers, source, description)
+
+
+def load_budget(path: str | Path) -> Budget:
+    """Read a budget file: ``.toml``, or ``.yaml`` / ``.yml``.
+
+    Raises:
+        AsaSnnError: the file does not exist.
+        InputFormatError: unknown extension, a syntax error, or anything :func:`parse_budget` rejects.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AsaSnnError(f"{path}: no such budget file")
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise InputFormatError(f"{path}: budget files end in .toml, .yaml or .yml, not {suffix!r}")
+    if suffix == ".toml":
+        try:
+            document = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InputFormatError(f"{path}: not valid TOML ({exc})") from exc
+    else:
+        import yaml
+
+        try:
+            document = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise InputFormatError(f"{path}: not valid YAML ({exc})") from exc
+    return parse_budget(document, str(path))
+
+
+def check_budget_layers(budget: Budget, graph: FoldedGraph) -> None:
+    """Every ``[layers.X]`` of the budget must be a spiking layer of ``graph``."""
+    names = [layer.name for layer in graph.spiking_layers()]
+    for name in budget.layers:
+        if name not in names:
+            raise InputFormatError(
+                f"{budget.source}: layers.{name}: the graph has no spiking layer {name!r}; "
+                f"spiking layers: {', '.join(names)}"
+            )
+
+
+# ---------------------------------------------------------------- cores of a chip
+
+
+@dataclass(frozen=True)
+class CoreUse:
+    """How a spiking layer sits on a chip: cores it takes and memory per core (units in METRICS)."""
+
+    cores: int
+    kernel_memory: int
+    neuron_memory: int
+
+
+class Chip(Protocol):
+    """Where each spiking layer runs: :class:`SpeckCores` or :class:`LoihiCores`."""
+
+    name: str
+
+    def layout(self, graph: FoldedGraph) -> dict[str, CoreUse]:
+        """Spiking layer name -> its cores and memory per core."""
+
+
+@dataclass(frozen=True)
+class SpeckCores:
+    """One layer per core; memory in kernel / neuron words (``check_speck``'s core table)."""
+
+    name: str = "speck"
+
+    def layout(self, graph: FoldedGraph) -> dict[str, CoreUse]:
+        """From :func:`~asa_snn.chips.speck.mapping.check_speck` rows."""
+        return {row.layer: CoreUse(1, row.kernel_words, row.neuron_words) for row in check_speck(graph).rows}
+
+
+@dataclass(frozen=True)
+class LoihiCores:
+    """A layer split evenly over ``cores``; memory in synapses / neurons per core (``check_loihi``)."""
+
+    name: str = "loihi"
+
+    def layout(self, graph: FoldedGraph) -> dict[str, CoreUse]:
+        """From :func:`~asa_snn.chips.loihi.mapping.check_loihi` layers."""
+        report = check_loihi(graph)
+        if not report.layers:
+            problems = "; ".join(f"{v.layer}: {v.limit} = {v.value}" for v in report.violations)
+            raise AsaSnnError(f"graph cannot be mapped to Loihi cores ({problems})")
+        return {
+            m.name: CoreUse(m.cores, math.ceil(m.synapses / m.cores), math.ceil(m.neurons / m.cores))
+            for m in report.layers
+        }
+
+
+def chip_for(backend: str, graph: FoldedGraph) -> Chip:
+    """The chip whose cores the per-core limits refer to: by backend, else by the graph's target."""
+    if backend in LOIHI_BACKENDS or (backend not in SPECK_BACKENDS and graph.target == "loihi"):
+        return LoihiCores()
+    if backend in SPECK_BACKENDS or graph.target == "speck":
+        return SpeckCores()
+    raise AsaSnnError(
+        f"backend {backend!r} on a graph folded for {graph.target!r}: per-core budgets need a chip; "
+        f"use a backend among {', '.join(SPECK_BACKENDS + LOIHI_BACKENDS)} or a graph folded for speck/loihi"
+    )
+
+
+# ---------------------------------------------------------------- measurement
+
+
+def decision_latency(outputs: np.ndarray) -> np.ndarray:
+    """Steps until the first output spike, per sample: outputs [B, T, K] -> int64 [B] in 1..T.
+
+    ``1 + first step with an output spike``; ``T`` when the output never spikes.
+    """
+    steps = outputs.shape[1]
+    active = outputs.reshape(outputs.shape[0], steps, -1).sum(axis=2) > 0
+    return np.where(active.any(axis=1), active.argmax(axis=1) + 1, steps).astype(np.int64)
+
+
+def _sample(result: SimulationResult, index: int) -> SimulationResult:
+    counts = {name: c[index : index + 1] for name, c in result.spike_counts.items()}
+    return SimulationResult(result.backend, counts, result.outputs[index : index + 1])
+
+
+def measure(
+    graph: FoldedGraph,
+    result: SimulationResult,
+    frames: np.ndarray,
+    layout: dict[str, CoreUse],
+    presets: tuple[str, ...],
+) -> dict[tuple[str, str], np.ndarray]:
+    """Every budget figure per recording.
+
+    Args:
+        graph: the simulated graph.
+        result: spike counts [B, T] per spiking layer and outputs [B, T, K].
+        frames: the input [B, T, C, H, W].
+        layout: spiking layer -> :class:`CoreUse`.
+        presets: energy presets to price.
+
+    Returns:
+        (scope, metric) -> float64 [B], scope ``"network"`` or a layer name, metric a key of
+        :data:`METRICS` (``energy_uj.<preset>`` for energy). Units in the module docstring.
+    """
+    batch, steps = frames.shape[:2]
+    duration_s = graph.input.dt_us * steps * 1e-6
+    spiking = graph.spiking_layers()
+    neurons = {layer.name: int(np.prod(layer.output_shape)) for layer in spiking}
+    spikes = {name: result.spike_counts[name].sum(axis=1).astype(np.float64) for name in neurons}
+    figures: dict[tuple[str, str], np.ndarray] = {}
+    for name, count in spikes.items():
+        figures[name, "spikes_per_inference"] = count
+        figures[name, "firing_rate"] = count / (neurons[name] * steps)
+    total = sum(spikes.values())
+    figures["network", "spikes_per_inference"] = total
+    figures["network", "firing_rate"] = total / (sum(neurons.values()) * steps)
+    figures["network", "latency_steps"] = decision_latency(result.outputs).astype(np.float64)
+    per_sample = [graph_layer_ops(graph, _sample(result, b), frames[b : b + 1]) for b in range(batch)]
+    synops = {
+        ops.name: np.array([synaptic_ops(sample[i]) for sample in per_sample])
+        for i, ops in enumerate(per_sample[0])
+    }
+    core_names = [name for name in layout if name in synops]
+    for name in core_names:
+        figures[name, "synops_per_second_per_core"] = synops[name] / layout[name].cores / duration_s
+        figures[name, "kernel_memory_per_core"] = np.full(batch, float(layout[name].kernel_memory))
+        figures[name, "neuron_memory_per_core"] = np.full(batch, float(layout[name].neuron_memory))
+    for metric in ("synops_per_second_per_core", "kernel_memory_per_core", "neuron_memory_per_core"):
+        stacked = [figures[name, metric] for name in core_names]
+        figures["network", metric] = np.max(stacked, axis=0) if stacked else np.zeros(batch)
+    for preset in presets:
+        reports = [energy(sample, preset, duration_s) for sample in per_sample]
+        figures["network", f"energy_uj.{preset}"] = np.array([r.total_j * 1e6 for r in reports])
+        for name in synops:
+            figures[name, f"energy_uj.{preset}"] = np.array([r.layer_total_j[name] * 1e6 for r in reports])
+    return figures
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """One limit and what was measured against it.
+
+    Attributes:
+        scope: ``"network"`` or a spiking layer's name.
+        metric: key of :data:`METRICS` (``energy_uj.<preset>`` for energy).
+        unit: what the numbers mean.
+        worst, mean: the largest and the mean figure over the recordings.
+        limit: the budget's limit.
+        margin: ``limit - worst`` (negative when exceeded).
+        ok: ``worst <= limit``.
+        worst_recording: the recording with the largest figure.
+        over: the recordings whose figure exceeds the limit.
+    """
+
+    scope: str
+    metric: str
+    unit: str
+    worst: float
+    mean: float
+    limit: float
+    margin: float
+    ok: bool
+    worst_recording: str
+    over: tuple[str, ...] = ()
+
+    @property
+    def ratio(self) -> float:
+        """worst / limit (inf for a zero limit exceeded, 0 for a zero limit met)."""
+        if self.limit > 0:
+            return self.worst / self.limit
+        return math.inf if self.worst > 0 else 0.0
+
+
+@dataclass
+class BudgetReport:
+    """Result of :func:`evaluate_budget`: one row per limit in the budget file."""
+
+    rows: list[BudgetRow]
+    backend: str
+    chip: str
+    recordings: list[str]
+    budget_source: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every limit holds (the CLI exits 0), False otherwise (the CLI exits 1)."""
+        return all(row.ok for row in self.rows)
+
+    @property
+    def failures(self) -> list[BudgetRow]:
+        """The rows whose limit is exceeded, worst (largest worst / limit) first."""
+        return sorted((row for row in self.rows if not row.ok), key=lambda row: -row.ratio)
+
+    def worst_layers(self, count: int = 3) -> list[str]:
+        """Up to ``count`` layer names, closest to or furthest over their limits first (by worst / limit)."""
+        ranked: list[str] = []
+        for row in sorted((r for r in self.rows if r.scope != "network"), key=lambda r: -r.ratio):
+            if row.scope not in ranked:
+                ranked.append(row.scope)
+        return ranked[:count]
+
+    def table(self) -> str:
+        """Aligned text: one line per limit, then the verdict, worst layers and offending recordings."""
+        header = ("scope", "metric", "worst", "mean", "limit", "margin", "verdict", "worst recording")
+        lines = [header] + [
+            (
+                row.scope,
+                row.metric,
+                f"{row.worst:.4g}",
+                f"{row.mean:.4g}",
+                f"{row.limit:.4g}",
+                f"{row.margin:+.4g}",
+                "PASS" if row.ok else "FAIL",
+                row.worst_recording,
+            )
+            for row in self.rows
+        ]
+        widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+        text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines]
+        failures = self.failures
+        verdict = "PASS: every limit holds" if not failures else f"FAIL: {len(failures)} limit(s) exceeded"
+        text.append(
+            f"{verdict} ({self.backend} backend, {self.chip} cores, {len(self.recordings)} recordings)"
+        )
+        if self.worst_layers():
+            text.append(f"worst layers: {', '.join(self.worst_layers())}")
+        for row in failures:
+            text.append(f"over {row.scope} {row.metric} ({row.limit:.4g}): {', '.join(row.over)}")
+        return "\n".join(text + [f"note: {note}" for note in self.notes])
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (what ``budget.json`` holds)."""
+        return {
+            "ok": self.ok,
+            "backend": self.backend,
+            "chip": self.chip,
+            "budget": self.budget_source,
+            "recordings": self.recordings,
+            "worst_layers": self.worst_layers(),
+            "rows": [
+                {
+                    "scope": r.scope,
+                    "metric": r.metric,
+                    "unit": r.unit,
+                    "worst": r.worst,
+                    "mean": r.mean,
+                    "limit": r.limit,
+                    "margin": r.margin,
+                    "ok": r.ok,
+                    "worst_recording": r.worst_recording,
+                    "over": list(r.over),
+                }
+                for r in self.rows
+            ],
+            "notes": self.notes,
+        }
+
+
+def _flat_limits(limits: dict[str, Any]) -> list[tuple[str, float, str]]:
+    """(metric, limit, unit) with ``energy_uj`` expanded to ``energy_uj.<preset>``."""
+    flat = []
+    for key, value in limits.items():
+        if key == "energy_uj":
+            flat += [
+                (f"energy_uj.{preset}", limit, "microjoules per inference") for preset, limit in value.items()
+            ]
+        else:
+            flat.append((key, value, METRICS[key]))
+    return flat
+
+
+def compare_with_budget(
+    budget: Budget, figures: dict[tuple[str, str], np.ndarray], recordings: list[str]
+) -> list[BudgetRow]:
+    """One :class:`BudgetRow` per limit of ``budget``, from per-recording ``figures`` (see :func:`measure`).
+
+    Raises:
+        AsaSnnError: a limit on a layer that has no such figure (e.g. memory of a layer with no core).
+    """
+    rows = []
+    scopes = [("network", budget.network), *budget.layers.items()]
+    for scope, limits in scopes:
+        for metric, limit, unit in _flat_limits(limits):
+            values = figures.get((scope, metric))
+            if values is None:
+                raise AsaSnnError(
+                    f"{budget.source}: {scope}.{metric}: no such figure is measured for {scope!r}"
+                )
+            worst_index = int(np.argmax(values))
+            worst = float(values[worst_index])
+            over = tuple(name for name, value in zip(recordings, values, strict=True) if value > limit)
+            rows.append(
+                BudgetRow(
+                    scope,
+                    metric,
+                    unit,
+                    worst,
+                    float(values.mean()),
+                    limit,
+                    limit - worst,
+                    worst <= limit,
+                    recordings[worst_index],
+                    over,
+                )
+            )
+    return rows
+
+
+def evaluate_budget(
+    graph: FoldedGraph,
+    budget: Budget,
+    data: str,
+    backend: str = "speck",
+    max_samples: int | None = None,
+) -> BudgetReport:
+    """Simulate ``graph`` on ``data`` with ``backend`` and check every limit of ``budget``.
+
+    Args:
+        graph: the folded graph.
+        budget: limits (:func:`load_budget`); its layer names must be spiking layers of ``graph``.
+        data: an event file, a folder of them, or ``synthetic[:N]`` (see
+            :func:`asa_snn.simulators.inputs.load_input`).
+        backend: simulator backend name (:data:`asa_snn.simulators.inputs.BACKENDS`).
+        max_samples: at most this many recordings.
+
+    Returns:
+        A :class:`BudgetReport`; ``report.ok`` is the verdict.
+
+    Raises:
+        InputFormatError: a budget layer that is not a spiking layer of the graph.
+        AsaSnnError / MissingDependencyError: from the backend or the input.
+    """
+    check_budget_layers(budget, graph)
+    chip = chip_for(backend, graph)
+    runner = get_backend(backend)
+    batch = load_input(graph, data, max_samples)
+    result = runner.run(graph, batch.frames)
+    presets = tuple(
+        sorted(
+            {p for limits in [budget.network, *budget.layers.values()] for p in limits.get("energy_uj", {})}
+        )
+    )
+    figures = measure(graph, result, batch.frames, chip.layout(graph), presets)
+    rows = compare_with_budget(budget, figures, batch.names)
+    return BudgetReport(rows, backend, chip.name, batch.names, budget.source, list(result.notes))
+
+
+# ---------------------------------------------------------------- output
+
+
+def _rate_figure(report: BudgetReport, path: Path) -> None:
+    """Bar chart of per-layer firing rates (mean bar, worst dot) with the limits as red ticks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {r.scope: r for r in report.rows if r.metric == "firing_rate"}
+    layers = [r.scope for r in report.rows if r.scope != "network"]
+    layers = list(dict.fromkeys(layers))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(layers) + 2), 3.5))
+    for index, name in enumerate(layers):
+        row = rows.get(name)
+        if row is None:
+            continue
+        colour = "tab:blue" if row.ok else "tab:red"
+        ax.bar(index, row.mean, color=colour, alpha=0.6)
+        ax.plot(index, row.worst, "o", color=colour)
+        ax.hlines(row.limit, index - 0.4, index + 0.4, colors="red")
+    if "network" in rows:
+        ax.axhline(rows["network"].limit, color="red", linestyle="--", label="network limit")
+        ax.legend(loc="upper right")
+    ax.set_xticks(range(len(layers)), layers, rotation=30, ha="right")
+    ax.set_ylabel("spikes per neuron per step")
+    verdict = "PASS" if report.ok else "FAIL"
+    ax.set_title(f"firing rate vs budget ({verdict}): bar mean, dot worst recording, red limit")
+    handle, temporary = tempfile.mkstemp(suffix=".png", dir=path.parent)
+    os.close(handle)
+    try:
+        fig.savefig(temporary, dpi=110, bbox_inches="tight")
+        os.replace(temporary, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def write_budget_report(report: BudgetReport, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``budget.json`` and ``budget_rates.png`` into ``out_dir`` (each atomically).
+
+    Returns:
+        {"json": path, "figure": path}.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = write_json(report.to_dict(), out / "budget.json")
+    figure_path = out / "budget_rates.png"
+    _rate_figure(report, figure_path)
+    return {"json": json_path, "figure": figure_path}

@@ -1,0 +1,138 @@
+"""Energy presets and Eq. 11 on hand-computed operation counts, and synaptic-op counts against sinabs."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from asa_snn.energy.model import LayerOps, energy, energy_difference, mac_ops, synaptic_ops
+from asa_snn.analysis.operations import model_layer_ops
+from asa_snn.analysis.recorder import measure
+from asa_snn.errors import AsaSnnError
+from asa_snn.models.blocks import ConvBlock, LinearBlock
+from asa_snn.models.networks import MeanRate, SpikingNetwork
+from asa_snn.models.neurons import IAF
+
+FIRST = LayerOps(
+    "l1",
+    "conv",
+    flops=100,
+    input_size=10,
+    input_events=5,
+    input_is_spiking=False,
+    timesteps=2,
+    neurons=3,
+    active_neuron_steps=2,
+    output_spikes=2,
+)
+SECOND = LayerOps("l2", "linear", flops=50, input_size=10, input_events=4, timesteps=2, neurons=1)
+ATTENTION = LayerOps("att", "attention", timesteps=2, attention_macs=30)
+
+
+def test_operation_counts():
+    assert mac_ops(FIRST) == 200 and synaptic_ops(FIRST) == 0  # real-valued input: T * FLOPs MACs
+    assert synaptic_ops(SECOND) == 20 and mac_ops(SECOND) == 0  # 4 events * 50 / 10 mean fan-out
+    assert (
+        synaptic_ops(LayerOps("x", "conv", flops=50, input_size=10, input_events=4, event_fanout_sum=7)) == 7
+    )
+    assert mac_ops(ATTENTION) == 30
+
+
+@pytest.mark.parametrize(
+    ("preset", "expected_j"),
+    [
+        ("fp32_45nm", (4.6 * 230 + 0.9 * 20) * 1e-12),
+        ("int8_45nm", (0.23 * 230 + 0.03 * 20) * 1e-12),
+        # synops (200 + 20 + 30) * 23.6; l1: 2 active * 81 + 4 inactive * 52; l2: 2 inactive * 52
+        ("loihi", (250 * 23.6 + 2 * 81 + 4 * 52 + 2 * 52) * 1e-12),
+        ("speck", 2 * 9.5e-9),  # 2 output spikes, 9.5 nJ each, no duration
+    ],
+)
+def test_presets_on_hand_counts(preset, expected_j):
+    report = energy([FIRST, SECOND, ATTENTION], preset)
+    assert report.total_j == pytest.approx(expected_j)
+    assert sum(report.layer_total_j.values()) == pytest.approx(expected_j)
+
+
+def test_speck_resting_power_needs_the_duration():
+    assert "duration unknown" in energy([FIRST], "speck").note
+    assert energy([FIRST], "speck", duration_s=0.1).total_j == pytest.approx(0.42e-3 * 0.1 + 2 * 9.5e-9)
+
+
+def test_eq_11_energy_difference():
+    asa_second = LayerOps("l2", "linear", flops=50, input_size=10, input_events=2, timesteps=2, neurons=1)
+    diff = energy_difference([FIRST, SECOND], [FIRST, asa_second, ATTENTION], "fp32_45nm")
+    assert diff.delta_mac == 30 and diff.delta_ac == 10  # 20 - 10 saved SOPs
+    assert diff.mac_cost_j == pytest.approx(138e-12) and diff.ac_saving_j == pytest.approx(9e-12)
+    assert diff.delta_e_j == pytest.approx(129e-12)
+    with pytest.raises(AsaSnnError, match="loihi"):
+        energy_difference([FIRST], [FIRST], "loihi")
+    with pytest.raises(AsaSnnError, match="fp32_45nm"):
+        energy([FIRST], "fp64")
+
+
+def test_bad_layer_ops_are_rejected():
+    with pytest.raises(AsaSnnError, match="kind"):
+        LayerOps("x", "dense")
+    with pytest.raises(AsaSnnError, match="input_events"):
+        LayerOps("x", "conv", input_events=-1)
+
+
+def test_synops_agree_with_sinabs_snn_analyzer():
+    sinabs_layers = pytest.importorskip("sinabs.layers")
+    from sinabs import SNNAnalyzer
+    from sinabs.activation import SingleSpike
+
+    steps, batch = 5, 3
+    generator = torch.Generator().manual_seed(0)
+
+    def weight(*shape):  # multiples of 0.25: every sum is exact in float32
+        return torch.randint(-3, 6, shape, generator=generator).float() * 0.25
+
+    conv1 = nn.Conv2d(2, 4, 3, padding=1, bias=False)
+    conv2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+    linear = nn.Linear(4 * 8 * 8, 5, bias=False)
+    for module in (conv1, conv2, linear):
+        module.weight.data = weight(*module.weight.shape)
+    ours = SpikingNetwork(
+        [
+            ConvBlock(conv1, IAF(v_th=1.0), nn.Identity(), batch_norm=False),
+            ConvBlock(conv2, IAF(v_th=1.0), nn.Identity(), batch_norm=False),
+            LinearBlock(linear, IAF(v_th=1.0)),
+        ],
+        (2, 8, 8),
+        MeanRate(),
+    )
+
+    def squeeze_iaf():
+        return sinabs_layers.IAFSqueeze(batch_size=batch, spike_fn=SingleSpike)
+
+    theirs = nn.Sequential(conv1, squeeze_iaf(), conv2, squeeze_iaf(), nn.Flatten(), linear, squeeze_iaf())
+    spikes = (torch.rand((steps, batch, 2, 8, 8), generator=generator) < 0.3).float()  # [T, B, C, H, W]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        analyzer = SNNAnalyzer(theirs)
+    with torch.no_grad():
+        out = theirs(
+            spikes.transpose(0, 1).reshape(batch * steps, 2, 8, 8)
+        )  # sinabs: [B*T, ...], batch major
+    sinabs_synops = {
+        name: float(v["synops"]) for name, v in analyzer.get_layer_statistics()["parameter"].items()
+    }
+
+    dataset = [(spikes[:, b], 0) for b in range(batch)]
+    ops = model_layer_ops(ours, measure(ours, dataset, batch_size=batch, progress=False))
+    with torch.no_grad():
+        ours_out = ours.blocks[2](ours.blocks[1](ours.blocks[0](spikes)))
+    np.testing.assert_array_equal(out.reshape(batch, steps, 5).transpose(0, 1).numpy(), ours_out.numpy())
+    assert out.sum() > 0
+
+    exact = [op.event_fanout_sum for op in ops]
+    np.testing.assert_allclose(exact, [sinabs_synops["0"], sinabs_synops["2"], sinabs_synops["5"]], rtol=1e-6)
+    assert [op.input_is_spiking for op in ops] == [False, True, True]
+    # the mean-fan-out form counts a border event as if it reached all k^2 * C_out synapses
+    dense_form = ops[1].input_events * ops[1].flops / ops[1].input_size
+    assert dense_form > ops[1].event_fanout_sum
+    assert ops[2].event_fanout_sum == pytest.approx(ops[2].input_events * 5)

@@ -1,0 +1,210 @@
+"""Spike budgets: figures checked by hand, PASS / FAIL verdicts at the measured values, bad budget files."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asa_snn.workflows.budget import (
+    LoihiCores,
+    SpeckCores,
+    decision_latency,
+    evaluate_budget,
+    load_budget,
+    parse_budget,
+    write_budget_report,
+)
+from asa_snn.errors import AsaSnnError, InputFormatError
+from asa_snn.simulators.inputs import load_input
+from asa_snn.chips.speck.simulator import SpeckSimulator
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "asa_snn" / "workflows" / "examples" / "speck_budget.toml"
+DATA = "synthetic:3"
+BIG = 1e12
+
+
+@pytest.fixture(scope="module")
+def measured(speck):
+    """Every figure of the tiny Speck graph on 3 synthetic recordings, via a budget that always passes."""
+    graph = speck
+    probe = {
+        "network": {
+            "firing_rate": BIG,
+            "spikes_per_inference": BIG,
+            "synops_per_second_per_core": BIG,
+            "energy_uj": {"speck": BIG},
+            "latency_steps": BIG,
+        },
+        "layers": {name: {"firing_rate": BIG, "spikes_per_inference": BIG} for name in ("conv1", "fc")},
+    }
+    report = evaluate_budget(graph, parse_budget(probe, "probe.toml"), DATA)
+    return graph, report, {(r.scope, r.metric): r for r in report.rows}
+
+
+def test_figures_match_an_independent_computation(measured):
+    graph, report, rows = measured
+    batch = load_input(graph, DATA)
+    counts = SpeckSimulator().run(graph, batch.frames).spike_counts
+    conv_spikes = counts["conv1"].sum(axis=1)
+    fc_spikes = counts["fc"].sum(axis=1)
+    assert rows["conv1", "spikes_per_inference"].worst == conv_spikes.max()
+    assert rows["conv1", "firing_rate"].worst == pytest.approx(conv_spikes.max() / (4 * 8 * 8 * 8))
+    assert rows["fc", "firing_rate"].mean == pytest.approx(fc_spikes.mean() / (3 * 8))
+    total = conv_spikes + fc_spikes
+    assert rows["network", "firing_rate"].worst == pytest.approx(total.max() / ((256 + 3) * 8))
+    assert rows["network", "spikes_per_inference"].worst_recording == batch.names[int(total.argmax())]
+    # conv1: FLOPs 3*3*8*8*2*4 = 4608 over 128 inputs -> 36 synops per input event; fc: 64*3 / 64 = 3
+    # per conv1 spike after pooling. One layer per core; duration 8 * 20 ms = 0.16 s.
+    conv_rate = batch.frames.reshape(3, -1).sum(axis=1) * 36 / 0.16
+    fc_rate = conv_spikes * 3 / 0.16
+    assert rows["network", "synops_per_second_per_core"].worst == pytest.approx(
+        np.maximum(conv_rate, fc_rate).max()
+    )
+    # speck energy: 0.42 mW * 0.16 s + 9.5 nJ per spike, in microjoules
+    energy = 0.42e-3 * 0.16 * 1e6 + total * (5.7e-3 / 0.6e6) * 1e6
+    assert rows["network", "energy_uj.speck"].worst == pytest.approx(energy.max())
+    assert report.ok
+
+
+def test_decision_latency_by_hand():
+    outputs = np.zeros((3, 5, 2))
+    outputs[0, 2, 1] = 1  # first output spike at step 2 -> 3 steps
+    outputs[1, 0, 0] = 1  # step 0 -> 1 step
+    assert decision_latency(outputs).tolist() == [3, 1, 5]  # never spikes -> T = 5
+
+
+def test_core_layouts_come_from_the_mapping_checks(speck, loihi):
+    speck_layout = SpeckCores().layout(speck)
+    # conv1: kernel 2 * 2^(ceil log2 9 + ceil log2 4) = 128, neurons 4 * 2^(3 + 3) = 256;
+    # fc as a 4x4 conv: 4 * 2^(4 + 2) = 256 kernel words, 3 * 2^0 = 3 neuron words
+    assert [(u.cores, u.kernel_memory, u.neuron_memory) for u in speck_layout.values()] == [
+        (1, 128, 256),
+        (1, 256, 3),
+    ]
+    loihi_layout = LoihiCores().layout(loihi)
+    assert (loihi_layout["fc0"].kernel_memory, loihi_layout["fc0"].neuron_memory) == (8 * 32, 8)
+
+
+def _limits_around(rows, factor):
+    """A budget with every measured figure's limit at worst * factor (layer and network)."""
+    network, layers = {}, {}
+    for (scope, metric), row in rows.items():
+        target = network if scope == "network" else layers.setdefault(scope, {})
+        if metric.startswith("energy_uj."):
+            target.setdefault("energy_uj", {})[metric.split(".", 1)[1]] = row.worst * factor
+        else:
+            target[metric] = row.worst * factor
+    return {"network": network, "layers": layers}
+
+
+def test_pass_just_above_the_measured_values(measured):
+    graph, _, rows = measured
+    report = evaluate_budget(graph, parse_budget(_limits_around(rows, 1.001), "above.toml"), DATA)
+    assert report.ok and not report.failures
+    for row in report.rows:
+        assert row.margin == pytest.approx(row.limit - row.worst)
+        assert row.margin > 0 and row.over == ()
+    assert "PASS: every limit holds" in report.table()
+
+
+def test_fail_just_below_names_rows_layers_and_recordings(measured):
+    graph, _, rows = measured
+    budget = _limits_around(rows, 0.999)
+    budget["layers"]["conv1"]["spikes_per_inference"] = rows["conv1", "spikes_per_inference"].worst / 2
+    report = evaluate_budget(graph, parse_budget(budget, "below.toml"), DATA)
+    assert not report.ok
+    assert len(report.failures) == len(report.rows)
+    worst = report.failures[0]
+    assert (worst.scope, worst.metric) == ("conv1", "spikes_per_inference")
+    assert worst.margin == pytest.approx(-worst.worst / 2)
+    assert report.worst_layers()[0] == "conv1"
+    assert set(report.worst_layers()) == {"conv1", "fc"}
+    batch = load_input(graph, DATA)
+    conv_spikes = SpeckSimulator().run(graph, batch.frames).spike_counts["conv1"].sum(axis=1)
+    limit = worst.limit
+    assert worst.over == tuple(name for name, v in zip(batch.names, conv_spikes, strict=True) if v > limit)
+    text = report.table()
+    assert "FAIL" in text and "worst layers: conv1" in text
+    assert f"over conv1 spikes_per_inference ({limit:.4g}): {', '.join(worst.over)}" in text
+
+
+def test_report_files(measured, tmp_path):
+    _, report, _ = measured
+    paths = write_budget_report(report, tmp_path / "out")
+    import json
+
+    document = json.loads(paths["json"].read_text())
+    assert document["ok"] is True
+    assert {(r["scope"], r["metric"]) for r in document["rows"]} == {(r.scope, r.metric) for r in report.rows}
+    assert paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_example_budget_applies_to_any_graph(speck):
+    budget = load_budget(EXAMPLE)
+    assert budget.layers == {}
+    assert budget.network["energy_uj"] == {"speck": 500.0}
+    report = evaluate_budget(speck, budget, "synthetic:1")
+    assert {r.metric for r in report.rows} == {
+        "firing_rate",
+        "spikes_per_inference",
+        "synops_per_second_per_core",
+        "energy_uj.speck",
+        "latency_steps",
+        "kernel_memory_per_core",
+        "neuron_memory_per_core",
+    }
+
+
+def test_yaml_and_toml_read_alike(tmp_path):
+    (tmp_path / "b.toml").write_text("[network]\nfiring_rate = 0.2\n[layers.fc]\nenergy_uj = { loihi = 3 }\n")
+    (tmp_path / "b.yaml").write_text(
+        "network:\n  firing_rate: 0.2\nlayers:\n  fc:\n    energy_uj: {loihi: 3}\n"
+    )
+    toml, yaml = load_budget(tmp_path / "b.toml"), load_budget(tmp_path / "b.yaml")
+    assert (
+        (toml.network, toml.layers)
+        == (yaml.network, yaml.layers)
+        == ({"firing_rate": 0.2}, {"fc": {"energy_uj": {"loihi": 3.0}}})
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[network]\nfiring_rates = 0.1\n", ["b.toml", "firing_rates", "firing_rate", "latency_steps"]),
+        (
+            '[network]\nenergy_uj = { speck = "500 uJ" }\n',
+            ["b.toml", "energy_uj.speck", "'500 uJ'", "microjoules"],
+        ),
+        ("[network]\nfiring_rate = -0.1\n", ["network.firing_rate", "-0.1", ">= 0"]),
+        ("[network]\nlatency_steps = true\n", ["network.latency_steps", "True", "time steps"]),
+        ("[network]\nenergy_uj = 500\n", ["network.energy_uj", "preset", "speck"]),
+        ("[network]\nenergy_uj = { tpu = 5 }\n", ["energy_uj", "'tpu'", "loihi"]),
+        ("[layers.conv1]\nlatency_steps = 3\n", ["layers.conv1", "latency_steps", "firing_rate"]),
+        ("[limits]\nfiring_rate = 1\n", ["b.toml", "'limits'", "network", "layers"]),
+        ("[network\n", ["b.toml", "not valid TOML"]),
+    ],
+)
+def test_bad_budget_files_say_what_is_wrong(tmp_path, text, expected):
+    path = tmp_path / "b.toml"
+    path.write_text(text)
+    with pytest.raises(InputFormatError) as error:
+        load_budget(path)
+    for part in expected:
+        assert part in str(error.value)
+
+
+def test_unknown_layer_lists_the_graph_layers(speck, tmp_path):
+    path = tmp_path / "b.toml"
+    path.write_text("[layers.conv9]\nfiring_rate = 0.1\n")
+    with pytest.raises(InputFormatError) as error:
+        evaluate_budget(speck, load_budget(path), "synthetic:1")
+    assert "b.toml" in str(error.value) and "conv9" in str(error.value) and "conv1, fc" in str(error.value)
+
+
+def test_missing_file_and_unknown_extension(tmp_path):
+    with pytest.raises(AsaSnnError, match="no such budget file"):
+        load_budget(tmp_path / "none.toml")
+    (tmp_path / "b.json").write_text("{}")
+    with pytest.raises(InputFormatError, match=r"\.toml, \.yaml or \.yml"):
+        load_budget(tmp_path / "b.json")
