@@ -155,26 +155,6 @@ def train_command(
     )
 
 
-def _analysis_data(checkpoint_metadata: dict, data: str) -> tuple[object, object, float | None]:
-    """(dataset, masks or None, inference duration in s) for ``asa-snn analyze --data``."""
-    from asa_snn.train import TrainConfig, load_config
-    from asa_snn.train.data import build_data, foreground_masks
-
-    if data in ("val", "test"):
-        if "config" not in checkpoint_metadata:
-            raise AsaSnnError("checkpoint holds no training config; pass --data CONFIG to name the data")
-        config = TrainConfig.from_dict(checkpoint_metadata["config"])
-        part_name = data
-    else:
-        from asa_snn.train.config import resolve_config_path
-
-        config, part_name = load_config(resolve_config_path(data)), "test"
-    bundle = build_data(config)
-    part = getattr(bundle, part_name)
-    duration = bundle.dt_us * config.data.n_steps * 1e-6 if bundle.dt_us else None
-    return part, foreground_masks(part), duration
-
-
 @app.command("analyze")
 def analyze_command(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (.safetensors) of the model to analyse.")],
@@ -190,28 +170,9 @@ def analyze_command(
     batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
 ) -> None:
     """Firing rates, ghost features, background spikes, MPD/PTD/QE, energy; writes a report folder."""
-    from asa_snn.analysis.report import analyze
-    from asa_snn.train import load_model
+    from asa_snn.workflows.analyze import analyze_checkpoints
 
-    model, metadata = load_model(checkpoint)
-    other = load_model(compare)[0] if compare else None
-    dataset, masks, duration = _analysis_data(metadata, data)
-    labels = (checkpoint.parent.name or "model", compare.parent.name if compare else "other")
-    if labels[0] == labels[1]:
-        labels = (checkpoint.stem, compare.stem if compare else "other")
-    if labels[0] == labels[1]:
-        labels = ("model_a", "model_b")
-    analyze(
-        model,
-        dataset,
-        out,
-        compare_model=other,
-        labels=labels,
-        masks=masks,
-        max_samples=max_samples,
-        batch_size=batch_size,
-        duration_s=duration,
-    )
+    analyze_checkpoints(checkpoint, compare, out, data, max_samples=max_samples, batch_size=batch_size)
     console.print(f"report written to {out / 'report.md'} (metrics.json, figures/)")
 
 
@@ -255,7 +216,7 @@ def simulate_command(
         Path, typer.Argument(help="Folded graph folder (graph.json + tensors.safetensors).")
     ],
     backend: Annotated[
-        str, typer.Option("--backend", help="speck, speck-events, loihi, sinabs, lava, norse or onnx.")
+        str, typer.Option("--backend", help="speck, speck-events, sinabs, loihi, lava, norse or onnx.")
     ] = "speck",
     data: Annotated[
         str, typer.Option("--data", help="Event file, folder of event files, or synthetic[:N].")
@@ -265,7 +226,8 @@ def simulate_command(
 ) -> None:
     """Run a folded graph on a backend: per-layer spikes, synaptic operations and energy per preset."""
     from asa_snn.convert.graph import load_graph
-    from asa_snn.simulators.inputs import simulate, write_json
+    from asa_snn.files import write_json
+    from asa_snn.workflows.simulate import simulate
 
     graph = load_graph(graph_dir)
     _, summary = simulate(graph, data, backend, max_samples, progress=console.print)
@@ -295,19 +257,11 @@ def check_command(
     target: Annotated[str, typer.Option("--target", help="speck or loihi.")] = "speck",
 ) -> None:
     """Check a folded graph against a chip's limits; exit 1 with the violations when it does not fit."""
+    from asa_snn.chips.registry import get_chip
     from asa_snn.convert.graph import load_graph
 
     graph = load_graph(graph_dir)
-    if target == "speck":
-        from asa_snn.chips.speck.mapping import check_speck
-
-        report = check_speck(graph)
-    elif target == "loihi":
-        from asa_snn.chips.loihi.mapping import check_loihi
-
-        report = check_loihi(graph)
-    else:
-        raise AsaSnnError(f"--target must be 'speck' or 'loihi', got {target!r}")
+    report = get_chip(target).check(graph)
     typer.echo(report.table())
     if report.violations:
         typer.echo(f"{len(report.violations)} violation(s): the graph does not fit {target}", err=True)
@@ -358,8 +312,8 @@ def deploy_speck_command(
     ),
 ) -> None:
     """Configure Speck through samna, stream events, compare per-layer counts with the built-in simulator."""
-    from asa_snn.convert.graph import load_graph
     from asa_snn.chips.speck.board import deploy_speck
+    from asa_snn.convert.graph import load_graph
 
     report = deploy_speck(load_graph(graph_dir), device=device, events=events, dry_run=dry_run, out_dir=out)
     typer.echo(report.summary())
@@ -377,8 +331,8 @@ def deploy_loihi_command(
     ),
 ) -> None:
     """Export netx, run it in Lava (or the built-in Loihi simulator where Lava is missing), compare."""
-    from asa_snn.convert.graph import load_graph
     from asa_snn.chips.loihi.board import deploy_loihi
+    from asa_snn.convert.graph import load_graph
 
     report = deploy_loihi(load_graph(graph_dir), events=events, hardware=hardware, out_dir=out)
     typer.echo(report.summary())
@@ -399,14 +353,14 @@ def demo(
     ] = "synthetic_speck",
 ) -> None:
     """The whole job: train vanilla and ASA, analyse, fold for Speck and Loihi, export, simulate, report."""
-    from asa_snn.analysis.report import analyze_checkpoints
-    from asa_snn.workflows.demo import Settings, run_pipeline
     from asa_snn.train.trainer import train_recipe
+    from asa_snn.workflows.analyze import analyze_pair
+    from asa_snn.workflows.demo import Settings, run_pipeline
 
     result = run_pipeline(
         out,
         train_recipe,
-        analyze_checkpoints,
+        analyze_pair,
         config=config,
         data=data,
         settings=Settings(epochs=epochs),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from asa_snn.errors import AsaSnnError
 
@@ -59,3 +61,18 @@ def staged_folder(target: str | Path) -> Iterator[Path]:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
+
+
+def write_json(document: dict[str, Any], path: str | Path) -> Path:
+    """Write ``document`` as JSON to ``path`` via a temporary file in the same folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as file:
+            json.dump(document, file, indent=2)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path

@@ -45,7 +45,13 @@ def chain_graph(
     return FoldedGraph(layers, spec, 3, "speck", quantized=quantized)
 
 
-DEPLOY_CONV = {"kernel_size": [3, 3], "stride": [1, 1], "padding": [1, 1], "in_channels": 2, "out_channels": 4}
+DEPLOY_CONV = {
+    "kernel_size": [3, 3],
+    "stride": [1, 1],
+    "padding": [1, 1],
+    "in_channels": 2,
+    "out_channels": 4,
+}
 
 
 def speck_graph() -> FoldedGraph:

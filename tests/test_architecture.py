@@ -1,28 +1,38 @@
-"""The stage order of the architecture, checked on the source: a stage imports only from stages
-before it, nothing but the CLI imports deploy, and no module imports samna or the sinabs Speck
-backend at import time."""
+"""The stage order of the architecture, checked on the source and on what really gets imported:
+a stage imports only from stages before it, chips never import each other, loading a chip-side
+module loads neither the training code nor the models, and no module imports samna or the sinabs
+Speck backend at import time."""
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "asa_snn"
 
-# stage -> the stages it may import from (besides itself and the shared top-level modules)
-# Training side: data -> models -> train -> analysis. Chip side: convert folds a trained model
-# (it loads checkpoints and fine-tunes, so it may use train); simulators and deploy read only the
-# folded graph from convert, plus the one energy model in analysis.energy, never models or train.
+# stage -> the stages it may import from (besides itself and the shared top-level modules).
+# Training side: data -> models -> train -> analysis. Chip side: convert (the folded graph and the
+# fold, which reads trained models) -> simulators (generic backends) -> chips (one folder per chip)
+# -> deploy. Workflows (fold, simulate, budget, analyze, demo) span both sides; only the CLI and
+# the workflows sit above everything.
 ALLOWED = {
     "data": set(),
     "models": {"data"},
     "train": {"data", "models"},
     "analysis": {"data", "models", "train"},
     "convert": {"data", "models", "train"},
-    "simulators": {"data", "analysis", "convert"},
-    "deploy": {"data", "analysis", "convert", "simulators"},
+    "simulators": {"data", "convert"},
+    "chips": {"data", "convert", "simulators"},
+    "deploy": {"data", "convert", "simulators", "chips"},
+    "workflows": {"data", "models", "train", "analysis", "convert", "simulators", "chips", "deploy"},
 }
-SHARED = {"errors", "files"}
+SHARED = {"errors", "files", "energy"}
+# Modules of convert that are chip-side (read or write folded graphs only); the rest of convert
+# folds trained models.
+CHIP_SIDE_CONVERT = ("graph", "graph_check", "layer_attrs", "quantize", "nir_export", "onnx_export")
 FORBIDDEN_AT_IMPORT = ("samna", "sinabs.backend.dynapcnn")
 
 
@@ -73,3 +83,49 @@ def test_no_hardware_stack_at_import_time(path):
     for module, at_top in _imports(tree):
         if at_top:
             assert not module.startswith(FORBIDDEN_AT_IMPORT), f"{path.name} imports {module} at import time"
+
+
+def _chip_side_modules() -> list[str]:
+    names = [f"asa_snn.convert.{name}" for name in CHIP_SIDE_CONVERT]
+    for stage in ("simulators", "chips", "deploy", "energy"):
+        for path in sorted((PACKAGE / stage).rglob("*.py")):
+            parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+            names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_chip_side_never_loads_training_or_models():
+    """Import every chip-side module in a fresh interpreter, look up every chip and backend, and
+    check sys.modules: no asa_snn.train or asa_snn.models (transitively), no samna, no sinabs Speck."""
+    modules = _chip_side_modules()
+    code = (
+        "import importlib, json, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "from asa_snn.chips.registry import chips, backend_names\n"
+        "names = (sorted(chips()), backend_names())\n"
+        "loaded = [m for m in sys.modules if m.startswith(('asa_snn.train', 'asa_snn.models', 'asa_snn.analysis',"
+        " 'samna', 'sinabs.backend.dynapcnn'))]\n"
+        "print(json.dumps([names, loaded]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    (chip_names, backends), loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded == []
+    assert chip_names == ["loihi", "speck"] and {"speck", "loihi", "sinabs", "onnx"} <= set(backends)
+    assert len(modules) > 25
+
+
+@pytest.mark.parametrize(
+    "chip", sorted(p.name for p in (PACKAGE / "chips").iterdir() if (p / "chip.py").is_file())
+)
+def test_a_chip_imports_no_other_chip(chip):
+    others = {p.name for p in (PACKAGE / "chips").iterdir() if p.is_dir()} - {chip}
+    for path in sorted((PACKAGE / "chips" / chip).rglob("*.py")):
+        for module, _ in _imports(ast.parse(path.read_text())):
+            parts = module.split(".")
+            assert not (parts[:2] == ["asa_snn", "chips"] and len(parts) > 2 and parts[2] in others), (
+                f"chips/{chip}/{path.name} imports {module}: a chip's folder holds everything about that chip"
+            )

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asa_snn.energy.model import LayerOps
 from asa_snn.analysis.recorder import Measurements, SynapseStats
+from asa_snn.energy.model import LayerOps
 from asa_snn.errors import AsaSnnError
 
 

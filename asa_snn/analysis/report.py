@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ import numpy as np
 from torch import nn
 
 from asa_snn.analysis import features, firing, membrane
-from asa_snn.energy.model import PRESETS, OpEnergy, energy, energy_difference
 from asa_snn.analysis.figures import (
     plot_channel_over_time,
     plot_feature_comparison,
@@ -33,6 +32,7 @@ from asa_snn.analysis.figures import (
 )
 from asa_snn.analysis.operations import model_layer_ops
 from asa_snn.analysis.recorder import LayerStats, MaskSource, Measurements, measure
+from asa_snn.energy.model import GENERIC_PRESETS, EnergyModel, OpEnergy, energy, energy_difference
 from asa_snn.errors import AsaSnnError
 from asa_snn.files import staged_folder
 
@@ -87,7 +87,7 @@ def layer_metrics(
 
 
 def model_metrics(
-    model: nn.Module, measured: Measurements, presets: Sequence[str], duration_s: float | None
+    model: nn.Module, measured: Measurements, presets: Mapping[str, EnergyModel], duration_s: float | None
 ) -> dict[str, Any]:
     """Network, per-layer, operation and energy metrics of one measured model (plain Python / NumPy)."""
     n = measured.n_samples
@@ -110,7 +110,7 @@ def model_metrics(
         },
         "layers": {name: layer_metrics(stats, n) for name, stats in measured.layers.items()},
         "operations": [op.__dict__ for op in ops],
-        "energy": {p: energy(ops, p, duration_s).to_dict() for p in presets},
+        "energy": {name: energy(ops, p, duration_s).to_dict() for name, p in presets.items()},
         "_ops": ops,
     }
 
@@ -317,7 +317,7 @@ def analyze(
     masks: MaskSource | None = None,
     max_samples: int | None = None,
     batch_size: int = 16,
-    presets: Sequence[str] = tuple(PRESETS),
+    presets: Mapping[str, EnergyModel] = GENERIC_PRESETS,
     duration_s: float | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -332,16 +332,14 @@ def analyze(
         masks: sample index -> bool [T, H, W] object masks (e.g. ``SyntheticDVS.foreground_masks``).
         max_samples: number of samples (default: all).
         batch_size: samples per forward pass.
-        presets: energy presets (keys of :data:`asa_snn.energy.model.PRESETS`).
+        presets: energy models by name (the CLI passes every chip's model too,
+            :func:`asa_snn.chips.registry.energy_presets`).
         duration_s: duration of one inference in seconds (Speck resting power), or None.
         progress: show progress bars.
 
     Returns:
         The metrics dictionary written to metrics.json.
     """
-    unknown = [p for p in presets if p not in PRESETS]
-    if unknown:
-        raise AsaSnnError(f"analyze: unknown energy preset(s) {unknown}; expected some of {list(PRESETS)}")
     if len(labels) != 2 or labels[0] == labels[1]:
         raise AsaSnnError(f"analyze: labels must be two different names, got {labels}")
     models = (
@@ -365,9 +363,9 @@ def analyze(
     if compare_model is not None:
         vanilla, asa = (results[label]["_ops"] for label in labels)
         metrics["eq11"] = {
-            p: energy_difference(vanilla, asa, p).to_dict()
-            for p in presets
-            if isinstance(PRESETS[p], OpEnergy)
+            name: energy_difference(vanilla, asa, p).to_dict()
+            for name, p in presets.items()
+            if isinstance(p, OpEnergy)
         }
     with staged_folder(out_dir) as staging:
         plain = _plain(metrics)
@@ -375,32 +373,3 @@ def analyze(
         (staging / "metrics.json").write_text(json.dumps(plain, indent=1))
         (staging / "report.md").write_text(render_report(plain))
     return plain
-
-
-def analyze_checkpoints(
-    vanilla: str | Path,
-    other: str | Path,
-    out_dir: str | Path,
-    labels: tuple[str, str] = ("vanilla", "asa2"),
-    max_samples: int | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """:func:`analyze` two checkpoints on the test part of the first one's training data (with its
-    foreground masks where the data has them); the pipeline's analysis strategy."""
-    from asa_snn.train import TrainConfig, load_model
-    from asa_snn.train.data import build_data, foreground_masks
-
-    model, metadata = load_model(vanilla)
-    config = TrainConfig.from_dict(metadata["config"])
-    bundle = build_data(config)
-    return analyze(
-        model,
-        bundle.test,
-        out_dir,
-        compare_model=load_model(other)[0],
-        labels=labels,
-        masks=foreground_masks(bundle.test),
-        max_samples=max_samples,
-        duration_s=bundle.dt_us * config.data.n_steps * 1e-6 if bundle.dt_us else None,
-        progress=progress,
-    )

@@ -50,15 +50,13 @@ from asa_snn.models.firing import MultiSpike, ResetToZero
 from asa_snn.models.networks import GroupVote, SpikingNetwork
 from asa_snn.models.neurons import IAF, LIF, CubaLIF
 
-TARGET_NAMES = ("speck", "loihi", "generic")
-
 
 @dataclass(frozen=True)
 class Target:
     """What a fold target can hold.
 
     Attributes:
-        name: ``speck``, ``loihi`` or ``generic``.
+        name: a chip's name (:mod:`asa_snn.chips`) or ``generic``.
         neuron_kinds: graph neuron kinds the target runs exactly.
         keep_gain_map: True when the target holds a per-neuron gain map (generic only; Speck and
             Loihi hold one threshold per layer and no per-neuron gain, so the map is averaged away).
@@ -69,18 +67,8 @@ class Target:
     keep_gain_map: bool
 
 
-TARGETS = {
-    "speck": Target("speck", ("iaf",), False),
-    "loihi": Target("loihi", ("cuba",), False),
-    "generic": Target("generic", ("iaf", "lif", "cuba"), True),
-}
-
-
-def get_target(name: str) -> Target:
-    """The :class:`Target` called ``name``; an unknown name is an error listing the targets."""
-    if name not in TARGETS:
-        raise AsaSnnError(f"fold target {name!r} unknown; expected one of {', '.join(TARGET_NAMES)}")
-    return TARGETS[name]
+GENERIC_TARGET = Target("generic", ("iaf", "lif", "cuba"), True)
+"""The chip-independent target: every neuron kind, per-neuron gain maps kept."""
 
 
 @dataclass
@@ -165,19 +153,19 @@ def neuron_spec(
         )
     if spec.kind in target.neuron_kinds:
         return spec
-    if spec.kind == "lif" and target.name == "speck" and approximate:
+    if spec.kind == "lif" and "iaf" in target.neuron_kinds and approximate:
         message = (
-            f"block {block}: leaky LIF (decay {spec.decay}) folded as non-leaky IAF for Speck; without the "
-            "leak sub-threshold input is never forgotten, so firing rates rise and accuracy drops (often by "
-            "tens of percentage points before fine-tuning; see fidelity step 2); train with neuron 'iaf' "
-            "for an exact fold"
+            f"block {block}: leaky LIF (decay {spec.decay}) folded as non-leaky IAF for {target.name}; "
+            "without the leak sub-threshold input is never forgotten, so firing rates rise and accuracy "
+            "drops (often by tens of percentage points before fine-tuning; see fidelity step 2); train "
+            "with neuron 'iaf' for an exact fold"
         )
         warnings.warn(message, stacklevel=3)
         notes.append(message)
         return replace(spec, kind="iaf", decay=None)
     hint = (
         " (pass approximate=True to run it as IAF, with a loss)"
-        if spec.kind == "lif" and target.name == "speck"
+        if spec.kind == "lif" and "iaf" in target.neuron_kinds
         else ""
     )
     raise AsaSnnError(
@@ -492,23 +480,23 @@ def prune_channels(graph: FoldedGraph, keep: dict[str, np.ndarray]) -> FoldedGra
     flat_from: tuple[int, ...] | None = None
     previous_shape: tuple[int, ...] = tuple(graph.input.shape)
     for old in graph.layers:
-        layer = replace(old, tensors=dict(old.tensors), attrs=dict(old.attrs))
+        layer = replace(old, tensors=dict(old.tensors))
         if layer.op in ("conv2d", "linear"):
             weight = layer.tensors["weight"]
             if mask is not None and layer.op == "conv2d":
                 weight = weight[:, mask]
-                layer.attrs["in_channels"] = int(mask.sum())
+                layer.attrs = replace(layer.attrs, in_channels=int(mask.sum()))
             elif mask is not None:
                 columns = np.repeat(mask, int(np.prod(flat_from[1:]))) if flat_from else mask
                 weight = weight[:, columns]
-                layer.attrs["in_features"] = int(columns.sum())
+                layer.attrs = replace(layer.attrs, in_features=int(columns.sum()))
             mask = keep.get(layer.name)
             if mask is not None:
                 weight = weight[mask]
                 if "bias" in layer.tensors:
                     layer.tensors["bias"] = layer.tensors["bias"][mask]
                 key = "out_channels" if layer.op == "conv2d" else "out_features"
-                layer.attrs[key] = int(mask.sum())
+                layer.attrs = replace(layer.attrs, **{key: int(mask.sum())})
                 layer.output_shape = (int(mask.sum()), *layer.output_shape[1:])
             layer.tensors["weight"] = weight
             flat_from = None
@@ -531,7 +519,7 @@ def prune_channels(graph: FoldedGraph, keep: dict[str, np.ndarray]) -> FoldedGra
 def fold_model(
     model: SpikingNetwork,
     calibration: list[Tensor],
-    target: str,
+    target: Target,
     approximate: bool = False,
     input_spec: InputSpec | None = None,
     provenance: dict | None = None,
@@ -543,8 +531,8 @@ def fold_model(
     Args:
         model: a trained network (put in eval mode for the calibration pass).
         calibration: the calibration frames, time steps first.
-        target: ``speck``, ``loihi`` or ``generic``.
-        approximate: allow LIF -> IAF for Speck (with a warning naming the loss).
+        target: what the chip holds (:data:`GENERIC_TARGET`, or a chip's, built by the fold workflow).
+        approximate: allow LIF -> IAF for a chip of IAF neurons (with a warning naming the loss).
         input_spec: the graph's input spec (default: the model's input shape, sensor of that size).
         provenance: recorded in the graph.
         prune: remove channels that never fire on the calibration data (step 6).
@@ -556,7 +544,7 @@ def fold_model(
     Raises:
         AsaSnnError: a block, pool or neuron the target cannot hold (named), no calibration data.
     """
-    chosen = get_target(target)
+    chosen = target
     if not calibration:
         raise AsaSnnError("fold: no calibration frames; expected at least one batch [T, B, C, H, W]")
     builder = structure(model, chosen, approximate)

@@ -28,11 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from asa_snn.convert.graph_check import check_graph
+from asa_snn.convert.layer_attrs import LayerAttrs, layer_attrs
+from asa_snn.data.model_input import InputSpec
 from asa_snn.errors import AsaSnnError, InputFormatError
 from asa_snn.files import staged_folder
 
 GRAPH_FORMAT = "asa-snn-folded-graph"
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 OPS = ("conv2d", "linear", "sumpool2d", "flatten", "add")
 NEURON_KINDS = ("iaf", "cuba", "lif")
 
@@ -69,16 +72,6 @@ class NeuronSpec:
 
 
 @dataclass(frozen=True)
-class Violation:
-    """One broken chip limit: which layer, which limit, the value found and how to fix it."""
-
-    layer: str
-    limit: str
-    value: object
-    fix: str
-
-
-@dataclass(frozen=True)
 class LayerQuant:
     """How a layer's integers relate to its float model.
 
@@ -104,9 +97,7 @@ class Layer:
     Attributes:
         name: unique name (also the prefix of its tensors on disk).
         op: one of ``conv2d, linear, sumpool2d, flatten, add``.
-        attrs: op attributes: conv2d ``kernel_size, stride, padding`` ([h, w] each),
-            ``in_channels, out_channels``; linear ``in_features, out_features``; sumpool2d
-            ``kernel_size``; add has none.
+        attrs: the op's typed attributes (:data:`ATTRS`); a dict is converted on construction.
         output_shape: output per step and sample: (C, H, W) or (F,).
         tensors: arrays, e.g. ``weight`` [C_out, C_in, kh, kw] or [out, in], ``bias`` [C_out].
         neuron: the spiking neuron after the op, or None (pooling, flatten, add feed on).
@@ -118,7 +109,7 @@ class Layer:
 
     name: str
     op: str
-    attrs: dict[str, Any]
+    attrs: LayerAttrs
     output_shape: tuple[int, ...]
     tensors: dict[str, np.ndarray] = field(default_factory=dict)
     neuron: NeuronSpec | None = None
@@ -132,28 +123,8 @@ class Layer:
                 f"layer {self.name!r}: op {self.op!r} unknown; expected one of {', '.join(OPS)}"
             )
         self.output_shape = tuple(int(v) for v in self.output_shape)
-        self.inputs = tuple(self.inputs)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """What the first layer receives.
-
-    Attributes:
-        shape: (C, H, W) of one input frame after pooling.
-        sensor_size: (W, H, P) of the event sensor the frames come from.
-        downsample: coordinate binning factor from sensor to frame (sum pooling of events).
-        polarity: ``"separate"`` (one channel per polarity) or ``"merged"`` (one channel).
-        dt_us: frame length in microseconds (one time step).
-        n_steps: time steps T per inference.
-    """
-
-    shape: tuple[int, int, int]
-    sensor_size: tuple[int, int, int]
-    downsample: int = 1
-    polarity: str = "separate"
-    dt_us: int = 1000
-    n_steps: int = 16
+        self.inputs = tuple(str(v) for v in self.inputs)
+        self.attrs = layer_attrs(self.name, self.op, self.attrs, self.tensors)
 
 
 @dataclass
@@ -196,7 +167,7 @@ def _layer_to_json(layer: Layer) -> dict[str, Any]:
     data = {
         "name": layer.name,
         "op": layer.op,
-        "attrs": layer.attrs,
+        "attrs": asdict(layer.attrs),
         "output_shape": list(layer.output_shape),
         "tensors": {
             key: {"shape": list(value.shape), "dtype": str(value.dtype)}
@@ -296,48 +267,63 @@ def load_graph(folder: str | Path) -> FoldedGraph:
         arrays = load_file(tensor_path)
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputFormatError(f"{tensor_path}: unreadable tensor file ({exc})") from exc
-    layers = []
-    for index, entry in enumerate(_require(document, "layers", str(json_path))):
-        where = f"{json_path}: layer {index}"
-        name = _require(entry, "name", where)
-        tensors = {}
-        for key, meta in _require(entry, "tensors", where).items():
-            stored = arrays.get(f"{name}.{key}")
-            if stored is None:
-                raise InputFormatError(
-                    f"{tensor_path}: tensor '{name}.{key}' listed in graph.json is missing"
-                )
-            if list(stored.shape) != list(meta["shape"]):
-                raise InputFormatError(
-                    f"{tensor_path}: tensor '{name}.{key}' has shape {list(stored.shape)}, "
-                    f"graph.json says {meta['shape']}"
-                )
-            tensors[key] = stored
-        neuron = entry.get("neuron")
-        quant = entry.get("quant")
-        layers.append(
-            Layer(
-                name=name,
-                op=_require(entry, "op", where),
-                attrs=entry.get("attrs", {}),
-                output_shape=tuple(_require(entry, "output_shape", where)),
-                tensors=tensors,
-                neuron=_from_fields(NeuronSpec, neuron, f"{where} neuron") if neuron else None,
-                inputs=tuple(entry.get("inputs", ())),
-                quant=_from_fields(LayerQuant, quant, f"{where} quant") if quant else None,
-                source=entry.get("source", ""),
-            )
+    entries = _require(document, "layers", str(json_path))
+    if not isinstance(entries, list):
+        raise InputFormatError(f"{json_path}: field 'layers' must be a list")
+    layers = [
+        _layer_from_json(entry, arrays, f"{json_path}: layer {i}", tensor_path)
+        for i, entry in enumerate(entries)
+    ]
+    spec = _require(document, "input", str(json_path))
+    if not isinstance(spec, dict):
+        raise InputFormatError(f"{json_path}: field 'input' must be an object")
+    try:
+        graph = FoldedGraph(
+            layers=layers,
+            input=_from_fields(InputSpec, spec, f"{json_path}: input"),
+            num_classes=_require(document, "num_classes", str(json_path)),
+            target=document.get("target", "generic"),
+            quantized=document.get("quantized", False),
+            readout=document.get("readout", "rate"),
+            vote=document.get("vote", 1),
+            provenance=document.get("provenance", {}),
         )
-    spec = dict(_require(document, "input", str(json_path)))
-    for key in ("shape", "sensor_size"):
-        spec[key] = tuple(_require(spec, key, f"{json_path}: input"))
-    return FoldedGraph(
-        layers=layers,
-        input=_from_fields(InputSpec, spec, f"{json_path}: input"),
-        num_classes=int(_require(document, "num_classes", str(json_path))),
-        target=document.get("target", "generic"),
-        quantized=bool(document.get("quantized", False)),
-        readout=document.get("readout", "rate"),
-        vote=int(document.get("vote", 1)),
-        provenance=document.get("provenance", {}),
-    )
+    except (TypeError, ValueError) as exc:
+        raise InputFormatError(f"{json_path}: {exc}") from exc
+    return check_graph(graph, str(json_path))
+
+
+def _layer_from_json(entry: object, arrays: dict[str, np.ndarray], where: str, tensor_path: Path) -> Layer:
+    """One layer of graph.json with its tensors; raises :class:`InputFormatError` naming ``where``."""
+    if not isinstance(entry, dict):
+        raise InputFormatError(f"{where}: must be an object, got {type(entry).__name__}")
+    name = _require(entry, "name", where)
+    listed = _require(entry, "tensors", where)
+    if not isinstance(name, str) or not isinstance(listed, dict):
+        raise InputFormatError(f"{where}: 'name' must be a string and 'tensors' an object")
+    tensors = {}
+    for key, meta in listed.items():
+        stored = arrays.get(f"{name}.{key}")
+        if stored is None:
+            raise InputFormatError(f"{tensor_path}: tensor '{name}.{key}' listed in graph.json is missing")
+        if not isinstance(meta, dict) or list(stored.shape) != list(meta.get("shape", [])):
+            raise InputFormatError(
+                f"{tensor_path}: tensor '{name}.{key}' has shape {list(stored.shape)}, graph.json says "
+                f"{meta.get('shape') if isinstance(meta, dict) else meta}"
+            )
+        tensors[key] = stored
+    neuron, quant = entry.get("neuron"), entry.get("quant")
+    try:
+        return Layer(
+            name=name,
+            op=_require(entry, "op", where),
+            attrs=entry.get("attrs", {}),
+            output_shape=tuple(_require(entry, "output_shape", where)),
+            tensors=tensors,
+            neuron=_from_fields(NeuronSpec, neuron, f"{where} neuron") if neuron else None,
+            inputs=tuple(entry.get("inputs", ())),
+            quant=_from_fields(LayerQuant, quant, f"{where} quant") if quant else None,
+            source=str(entry.get("source", "")),
+        )
+    except (TypeError, ValueError, AsaSnnError) as exc:
+        raise InputFormatError(f"{where} ({name}): {exc}") from exc

@@ -116,13 +116,11 @@ class GraphModel(nn.Module):
     def _op(self, layer: Layer, x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
         if layer.op == "conv2d":
             attrs = layer.attrs
-            return F.conv2d(
-                x, weight, bias, tuple(attrs.get("stride", (1, 1))), tuple(attrs.get("padding", (0, 0)))
-            )
+            return F.conv2d(x, weight, bias, attrs.stride, attrs.padding, attrs.dilation, attrs.groups)
         if layer.op == "linear":
             return F.linear(x.flatten(1), weight, bias)
         if layer.op == "sumpool2d":
-            return F.avg_pool2d(x, tuple(layer.attrs["kernel_size"]), divisor_override=1)
+            return F.avg_pool2d(x, layer.attrs.kernel_size, divisor_override=1)
         return x.flatten(1)
 
     def run(self, frames: Tensor) -> GraphRun:

@@ -146,11 +146,6 @@ def _neuron_metadata(layer: Layer, neuron: NeuronSpec) -> dict[str, Any]:
     return meta
 
 
-def _pair(value: Any) -> np.ndarray:
-    pair = [value, value] if np.ndim(value) == 0 else list(value)
-    return np.asarray(pair, dtype=np.int64)
-
-
 def _op_node(layer: Layer, in_shape: tuple[int, ...]) -> nir.NIRNode:
     """The NIR node of ``layer``'s op reading ``in_shape`` (C, H, W) or (F,)."""
     if layer.op in ("conv2d", "linear"):
@@ -163,14 +158,14 @@ def _op_node(layer: Layer, in_shape: tuple[int, ...]) -> nir.NIRNode:
         return nir.Conv2d(
             input_shape=tuple(int(v) for v in in_shape[1:]),
             weight=weight,
-            stride=tuple(_pair(attrs.get("stride", 1))),
-            padding=tuple(_pair(attrs.get("padding", 0))),
-            dilation=(1, 1),
-            groups=1,
+            stride=attrs.stride,
+            padding=attrs.padding,
+            dilation=attrs.dilation,
+            groups=attrs.groups,
             bias=bias,
         )
     if layer.op == "sumpool2d":
-        kernel = _pair(layer.attrs["kernel_size"])
+        kernel = np.asarray(layer.attrs.kernel_size, dtype=np.int64)
         return nir.SumPool2d(kernel_size=kernel, stride=kernel, padding=np.zeros(2, np.int64))
     if layer.op == "flatten":
         return nir.Flatten(input_type={"input": np.asarray(in_shape)}, start_dim=0, end_dim=-1)

@@ -99,10 +99,6 @@ class _Builder:
         return output
 
 
-def _pair(value: Any) -> list[int]:
-    return [int(value), int(value)] if np.ndim(value) == 0 else [int(v) for v in value]
-
-
 def _weight_op(b: _Builder, layer: Layer, x: str, with_bias: bool) -> str:
     """conv2d or linear of ``layer`` on ``x``; the bias only when ``with_bias``."""
     weight = b.const(f"{layer.name}.weight", layer.tensors["weight"])
@@ -112,13 +108,16 @@ def _weight_op(b: _Builder, layer: Layer, x: str, with_bias: bool) -> str:
     if layer.op == "linear":
         flat = b.op("Flatten", [x], f"{layer.name}.flat", axis=1)
         return b.op("Gemm", [flat, *inputs[1:]], f"{layer.name}.gemm", transB=1)
-    ph, pw = _pair(layer.attrs.get("padding", 0))
+    attrs = layer.attrs
+    ph, pw = attrs.padding
     return b.op(
         "Conv",
         inputs,
         f"{layer.name}.conv",
-        kernel_shape=_pair(layer.attrs["kernel_size"]),
-        strides=_pair(layer.attrs.get("stride", 1)),
+        kernel_shape=list(attrs.kernel_size),
+        strides=list(attrs.stride),
+        dilations=list(attrs.dilation),
+        group=attrs.groups,
         pads=[ph, pw, ph, pw],
     )
 
@@ -201,7 +200,7 @@ NEURON_STEPS: dict[str, Callable[[_Builder, Layer, str], tuple[dict[str, str], s
 
 def _plain_op(b: _Builder, layer: Layer, x: str, in_shape: tuple[int, ...]) -> str:
     if layer.op == "sumpool2d":
-        kernel = _pair(layer.attrs["kernel_size"])
+        kernel = list(layer.attrs.kernel_size)
         ones = b.const(f"{layer.name}.ones", np.ones((in_shape[0], 1, *kernel)))
         return b.op("Conv", [x, ones], layer.name, kernel_shape=kernel, strides=kernel, group=in_shape[0])
     if layer.op == "flatten":

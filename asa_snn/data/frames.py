@@ -268,27 +268,6 @@ def majority_vote(window_predictions: np.ndarray, label: int) -> bool:
     return bool(2 * int(np.count_nonzero(predictions == label)) > predictions.size)
 
 
-def multi_window_frames(
-    events: np.ndarray, sensor_size: SensorSize, dt_us: int, n_steps: int, n_windows: int
-) -> np.ndarray:
-    """Frames of ``n_windows`` test windows of ``n_steps * dt_us`` microseconds each.
-
-    Window starts come from :func:`window_starts` over the recording's duration ``t_last - t_first
-    + 1`` microseconds (so the last window holds the last event), each window binned with
-    :func:`to_frames`.
-
-    Returns:
-        float32 [N_windows, T, P, H, W].
-    """
-    dt_us = check_positive_int("dt_us", dt_us)
-    n_steps = check_positive_int("n_steps", n_steps)
-    check_events(events, sensor_size)
-    t_first = int(events["t"][0]) if len(events) else 0
-    span = int(events["t"][-1]) - t_first + 1 if len(events) else 0
-    starts = t_first + window_starts(span, dt_us * n_steps, n_windows)
-    return np.stack([to_frames(events, sensor_size, dt_us, n_steps, int(s)) for s in starts])
-
-
 __all__ = [
     "check_positive_int",
     "check_ratio",
@@ -299,7 +278,6 @@ __all__ = [
     "equal_count_sizes",
     "event_drop",
     "majority_vote",
-    "multi_window_frames",
     "random_time_crop",
     "to_frames",
     "to_frames_equal_count",

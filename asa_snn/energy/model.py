@@ -27,15 +27,10 @@ mean-fan-out SOP over-counts events on the border of a padded conv; the boundary
 ``event_fanout_sum`` does not (it equals sinabs' ``SNNAnalyzer`` synops, tested); (3) attention MACs
 follow the modules' own ``extra_macs`` counting rule.
 
-Presets (:data:`PRESETS`):
-
-- ``fp32_45nm``: MAC 4.6 pJ, AC 0.9 pJ; ``int8_45nm``: MAC 0.23 pJ, AC 0.03 pJ (Horowitz, ISSCC 2014).
-- ``loihi``: 23.6 pJ per synaptic op, 81 pJ per active and 52 pJ per inactive neuron update
-  (Davies et al., IEEE Micro 2018, Table 2, pre-silicon). A neuron update counts as active in a step
-  where the neuron fires (our assumption); MAC work (first layer, attention) is charged as synaptic ops.
-- ``speck``: resting power 0.42 mW times the inference duration, plus an energy per output spike
-  ``(9.5 - 3.8) mW / (1.0M - 0.4M spikes/s) = 9.5 nJ``, inferred from Yao et al. (Nat. Commun. 15:4464,
-  2024) ASSUMING their spike counts (1.0M -> 0.4M) are per second of real-time operation. Not measured.
+Presets: :data:`GENERIC_PRESETS` holds the chip-independent ones, ``fp32_45nm`` (MAC 4.6 pJ, AC
+0.9 pJ) and ``int8_45nm`` (MAC 0.23 pJ, AC 0.03 pJ) from Horowitz, ISSCC 2014; each chip's folder
+adds its own model (``asa_snn/chips/<chip>/energy.py``), and
+:func:`asa_snn.chips.registry.energy_presets` lists them all.
 """
 
 from __future__ import annotations
@@ -124,6 +119,7 @@ class EnergyModel(Protocol):
 
     name: str
     source: str
+    uses_duration: bool
 
     def layer_terms(self, layer: LayerOps) -> dict[str, float]: ...
 
@@ -138,6 +134,7 @@ class OpEnergy:
     e_mac_pj: float
     e_ac_pj: float
     source: str
+    uses_duration: bool = False
 
     def layer_terms(self, layer: LayerOps) -> dict[str, float]:
         """{"mac_j", "ac_j"} per sample."""
@@ -151,59 +148,12 @@ class OpEnergy:
         return 0.0
 
 
-@dataclass(frozen=True)
-class LoihiEnergy:
-    """E = E_syn * (SOP + MAC) + E_active * active updates + E_inactive * inactive updates (pJ per op)."""
-
-    name: str
-    e_synop_pj: float
-    e_active_update_pj: float
-    e_inactive_update_pj: float
-    source: str
-
-    def layer_terms(self, layer: LayerOps) -> dict[str, float]:
-        """{"synop_j", "neuron_j"} per sample; active = neuron-steps with a spike."""
-        inactive = max(neuron_updates(layer) - layer.active_neuron_steps, 0.0)
-        neuron = layer.active_neuron_steps * self.e_active_update_pj + inactive * self.e_inactive_update_pj
-        synop = (synaptic_ops(layer) + mac_ops(layer)) * self.e_synop_pj
-        return {"synop_j": synop * 1e-12, "neuron_j": neuron * 1e-12}
-
-    def static_j(self, duration_s: float | None) -> float:
-        """No static term: 0."""
-        return 0.0
-
-
-@dataclass(frozen=True)
-class SpeckEnergy:
-    """E = P_rest * duration + E_spike * output spikes (watts, joules per spike)."""
-
-    name: str
-    resting_w: float
-    e_spike_j: float
-    source: str
-
-    def layer_terms(self, layer: LayerOps) -> dict[str, float]:
-        """{"spike_j"} per sample: output spikes of the layer's neurons times the per-spike energy."""
-        return {"spike_j": layer.output_spikes * self.e_spike_j}
-
-    def static_j(self, duration_s: float | None) -> float:
-        """Resting power times ``duration_s`` (seconds of one inference); 0 when the duration is unknown."""
-        return 0.0 if duration_s is None else self.resting_w * duration_s
-
-
-PRESETS: dict[str, EnergyModel] = {
+GENERIC_PRESETS: dict[str, EnergyModel] = {
     "fp32_45nm": OpEnergy("fp32_45nm", 4.6, 0.9, "Horowitz, ISSCC 2014, 45 nm fp32"),
     "int8_45nm": OpEnergy("int8_45nm", 0.23, 0.03, "Horowitz, ISSCC 2014, 45 nm int8"),
-    "loihi": LoihiEnergy("loihi", 23.6, 81.0, 52.0, "Davies et al., IEEE Micro 2018, Table 2 (pre-silicon)"),
-    "speck": SpeckEnergy(
-        "speck",
-        0.42e-3,
-        (9.5e-3 - 3.8e-3) / 0.6e6,
-        "resting 0.42 mW; 9.5 nJ/spike inferred from Yao et al., Nat. Commun. 2024 "
-        "(spike counts assumed per second)",
-    ),
 }
-"""The named presets (module docstring)."""
+"""The chip-independent op-energy presets; each chip adds its own model
+(:func:`asa_snn.chips.registry.energy_presets`)."""
 
 
 @dataclass(frozen=True)
@@ -233,9 +183,12 @@ class EnergyReport:
 
 def _preset(preset: str | EnergyModel) -> EnergyModel:
     if isinstance(preset, str):
-        if preset not in PRESETS:
-            raise AsaSnnError(f"energy preset {preset!r} is unknown; expected one of {', '.join(PRESETS)}")
-        return PRESETS[preset]
+        if preset not in GENERIC_PRESETS:
+            raise AsaSnnError(
+                f"energy preset {preset!r} is unknown here; expected one of {', '.join(GENERIC_PRESETS)} "
+                "or a chip's energy model (asa_snn.chips.registry.energy_presets)"
+            )
+        return GENERIC_PRESETS[preset]
     return preset
 
 
@@ -246,7 +199,7 @@ def energy(
 
     Args:
         layer_ops: the layers of one model.
-        preset: a key of :data:`PRESETS` or an :class:`EnergyModel`.
+        preset: a key of :data:`GENERIC_PRESETS` or an :class:`EnergyModel` (a chip's).
         duration_s: duration of one inference in seconds (only the Speck resting term uses it).
     """
     model = _preset(preset)
@@ -254,7 +207,7 @@ def energy(
     totals = {name: float(sum(terms.values())) for name, terms in layers.items()}
     static = model.static_j(duration_s)
     note = ""
-    if isinstance(model, SpeckEnergy) and duration_s is None:
+    if model.uses_duration and duration_s is None:
         note = "resting-power term omitted: inference duration unknown"
     return EnergyReport(model.name, layers, totals, static, float(sum(totals.values()) + static), note)
 
@@ -295,7 +248,7 @@ def energy_difference(
     if not isinstance(model, OpEnergy):
         raise AsaSnnError(
             f"energy_difference (Eq. 11) needs a preset with MAC and AC energies "
-            f"({', '.join(n for n, p in PRESETS.items() if isinstance(p, OpEnergy))}), got {model.name!r}"
+            f"({', '.join(GENERIC_PRESETS)}), got {model.name!r}"
         )
     delta_mac = sum(mac_ops(layer) for layer in asa) - sum(mac_ops(layer) for layer in vanilla)
     delta_ac = sum(synaptic_ops(layer) for layer in vanilla) - sum(synaptic_ops(layer) for layer in asa)

@@ -10,8 +10,9 @@ import numpy as np
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.data.events import EventStream
 from asa_snn.data.formats import read_events
+from asa_snn.data.model_input import frames_for
 from asa_snn.errors import AsaSnnError
-from asa_snn.simulators.inputs import frames_from_events, synthetic_for_graph
+from asa_snn.simulators.inputs import synthetic_for_graph
 
 
 def load_recording(graph: FoldedGraph, events: str | Path | None) -> tuple[EventStream, np.ndarray]:
@@ -31,7 +32,7 @@ def load_recording(graph: FoldedGraph, events: str | Path | None) -> tuple[Event
         if not Path(events).is_file():
             raise AsaSnnError(f"{events}: no such event file")
         stream = read_events(events)
-    return stream, frames_from_events(graph, stream)[None]
+    return stream, frames_for(graph.input, stream)[None]
 
 
 @dataclass(frozen=True)

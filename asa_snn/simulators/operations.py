@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from asa_snn.energy.model import LayerOps
 from asa_snn.convert.graph import FoldedGraph, Layer
+from asa_snn.energy.model import LayerOps
 from asa_snn.simulators.base import SimulationResult
 
 
@@ -26,9 +26,9 @@ def dense_flops(layer: Layer) -> int:
     """Dense operations per step: k^2 * H_out * W_out * C_in * C_out (conv), in * out (linear)."""
     if layer.op == "conv2d":
         out_channels, height, width = layer.output_shape
-        kernel_h, kernel_w = layer.attrs["kernel_size"]
-        return int(kernel_h * kernel_w * height * width * layer.attrs["in_channels"] * out_channels)
-    return int(layer.attrs["in_features"] * layer.attrs["out_features"])
+        kernel_h, kernel_w = layer.attrs.kernel_size
+        return int(kernel_h * kernel_w * height * width * layer.attrs.in_channels * out_channels)
+    return int(layer.attrs.in_features * layer.attrs.out_features)
 
 
 def graph_layer_ops(graph: FoldedGraph, result: SimulationResult, frames: np.ndarray) -> list[LayerOps]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +33,9 @@ from asa_snn.data.datasets import (
     split_indices,
 )
 from asa_snn.data.events import EventStream
+from asa_snn.data.model_input import InputSpec, centre_crop, frames_for
 from asa_snn.data.synthetic import SyntheticDVS, SyntheticDVSConfig
-from asa_snn.data.transforms import (
-    Compose,
-    Downsample,
-    EventDrop,
-    RandomTimeCrop,
-    ToFrames,
-    ToFramesEqualCount,
-)
+from asa_snn.data.transforms import Compose, EventDrop, RandomTimeCrop
 from asa_snn.errors import AsaSnnError
 from asa_snn.train.config import DataConfig, TrainConfig
 
@@ -82,28 +78,40 @@ class CenterCrop:
         return frames[..., top : top + self.size[0], left : left + self.size[1]]
 
 
-def event_prefix(data: DataConfig) -> Callable[[EventStream], EventStream]:
-    """The event steps before framing that are not augmentation: downsampling (or nothing)."""
-    return Downsample(data.downsample) if data.downsample > 1 else _identity
+def input_spec(data: DataConfig, dt_us: int | None, sensor_size: tuple[int, ...]) -> InputSpec:
+    """The preprocessing contract of ``data`` for recordings of ``sensor_size`` (W, H, P), or for
+    HAR-DVS frames of shape ``sensor_size`` = [T, P, H, W] (:mod:`asa_snn.data.model_input`)."""
+    if data.kind == "hardvs":
+        _, polarities, height, width = sensor_size
+        shape = (polarities, *(data.crop or (height, width)))
+        return InputSpec(
+            shape, (width, height, polarities), n_steps=data.n_steps, slicing="frames", dt_us=None
+        )
+    width, height, polarities = sensor_size
+    binned = (math.ceil(height / data.downsample), math.ceil(width / data.downsample))
+    crop = centre_crop(binned, tuple(data.crop)) if data.crop else None
+    shape = (polarities, *(crop[2:] if crop else binned))
+    slicing = "count" if data.equal_count else "time"
+    return InputSpec(
+        shape, (width, height, polarities), data.downsample, "separate", dt_us, data.n_steps, slicing, crop
+    )
 
 
-def frame_pipeline(data: DataConfig, dt_us: int | None, augment_seed: int | None) -> Callable[[Any], Any]:
-    """EventStream -> float32 frames [T, P, H, W] (or, for HAR-DVS, the frame tensor cropped).
+def frame_pipeline(spec: InputSpec, data: DataConfig, augment_seed: int | None) -> Callable[[Any], Any]:
+    """EventStream -> float32 frames [T, P, H, W] by :func:`~asa_snn.data.model_input.frames_for`
+    (or, for HAR-DVS, the frame tensor cropped).
 
-    ``augment_seed`` None: no augmentation (validation and test); else random crop / EventDrop as
-    the config switches them on, seeded from it.
+    ``augment_seed`` None: no augmentation (validation and test); else random time crop /
+    EventDrop as the config switches them on, seeded from it, applied after binning.
     """
     if data.kind == "hardvs":
         return CenterCrop(data.crop) if data.crop else _identity
-    steps: list[Callable[[Any], Any]] = [event_prefix(data)]
+    steps: list[Callable[[EventStream], EventStream]] = []
     if augment_seed is not None and data.random_crop and not data.equal_count:
-        steps.append(RandomTimeCrop(dt_us * data.n_steps, seed=augment_seed))
+        steps.append(RandomTimeCrop(spec.dt_us * data.n_steps, seed=augment_seed))
     if augment_seed is not None and data.event_drop:
         steps.append(EventDrop(seed=augment_seed + 1))
-    steps.append(ToFramesEqualCount(data.n_steps) if data.equal_count else ToFrames(dt_us, data.n_steps))
-    if data.crop:
-        steps.append(CenterCrop(data.crop))
-    return Compose(tuple(steps))
+    return partial(frames_for, spec, augment=Compose(tuple(steps)) if steps else None)
 
 
 def _identity(sample: Any) -> Any:
@@ -142,6 +150,7 @@ class DataBundle:
         train, val, test: datasets of ``(frames [T, C, H, W], label)``.
         dt_us: frame length in microseconds (None for equal-count or HAR-DVS frames).
         fingerprint: sha256 hex of the dataset identity (:func:`fingerprint`).
+        input_spec: how a recording becomes the model input (the folded graph carries it).
     """
 
     train: Mapped
@@ -149,6 +158,7 @@ class DataBundle:
     test: Mapped
     dt_us: int | None
     fingerprint: str
+    input_spec: InputSpec
 
 
 def _raw_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
@@ -242,7 +252,8 @@ def build_data(config: TrainConfig) -> DataBundle:
             "(raise data.n_samples / data.max_samples or data.val_fraction)"
         )
     dt_us = _frame_dt(data)
-    plain = frame_pipeline(data, dt_us, None)
+    spec = input_spec(data, dt_us, _sensor_of(train_split[int(train_indices[0])][0]))
+    plain = frame_pipeline(spec, data, None)
     identity = {
         "kind": data.kind,
         "root": root,
@@ -272,7 +283,13 @@ def build_data(config: TrainConfig) -> DataBundle:
         test=Mapped(test_base, test_indices, plain),
         dt_us=dt_us,
         fingerprint=fingerprint(identity),
+        input_spec=spec,
     )
+
+
+def _sensor_of(sample: Any) -> tuple[int, ...]:
+    """(W, H, P) of a recording, or the [T, P, H, W] shape of a frame sample (HAR-DVS)."""
+    return tuple(sample.sensor_size) if isinstance(sample, EventStream) else tuple(np.shape(sample))
 
 
 def _frame_dt(data: DataConfig) -> int | None:

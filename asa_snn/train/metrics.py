@@ -19,9 +19,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from asa_snn.data.frames import majority_vote, multi_window_frames
+from asa_snn.data.frames import majority_vote
+from asa_snn.data.model_input import InputSpec, window_frames
 from asa_snn.models.recording import SpikingNeuron
-from asa_snn.train.data import CenterCrop, Mapped
+from asa_snn.train.data import Mapped
 
 
 class MseRate:
@@ -118,30 +119,18 @@ class WindowEvaluation:
 
 
 @torch.no_grad()
-def evaluate_windows(
-    model: nn.Module,
-    dataset: Mapped,
-    pipeline_prefix: object,
-    dt_us: int,
-    n_steps: int,
-    n_windows: int,
-    crop: CenterCrop | None,
-) -> WindowEvaluation:
+def evaluate_windows(model: nn.Module, dataset: Mapped, spec: InputSpec, n_windows: int) -> WindowEvaluation:
     """The paper's test protocol (FACTS.md section 2): ``n_windows`` windows of ``n_steps * dt_us``
-    microseconds spread over each recording; a recording is correct when more than half of its
-    windows are (:func:`~asa_snn.data.frames.majority_vote`).
-
-    ``pipeline_prefix`` maps a raw EventStream to the (downsampled) EventStream the windows are cut from.
+    microseconds spread over each recording (:func:`~asa_snn.data.model_input.window_frames`); a
+    recording is correct when more than half of its windows are
+    (:func:`~asa_snn.data.frames.majority_vote`).
     """
     model.eval()
     votes, window_hits = 0, 0
     with SpikeCounter(model) as counter:
         for index in range(len(dataset)):
             stream, label = dataset.raw(index)
-            stream = pipeline_prefix(stream)
-            frames = multi_window_frames(stream.events, stream.sensor_size, dt_us, n_steps, n_windows)
-            if crop is not None:
-                frames = crop(frames)
+            frames = window_frames(spec, stream, n_windows)
             batch = torch.as_tensor(np.ascontiguousarray(frames), dtype=torch.float32)
             predictions = model(to_time_major(batch)).argmax(1).numpy()
             votes += majority_vote(predictions, int(label))

@@ -39,7 +39,7 @@ from asa_snn.train.checkpoint import (
     save_checkpoint,
 )
 from asa_snn.train.config import TrainConfig
-from asa_snn.train.data import CenterCrop, DataBundle, build_data, event_prefix, frame_pipeline
+from asa_snn.train.data import DataBundle, build_data, frame_pipeline
 from asa_snn.train.distributed import Cluster, start_cluster, stop_cluster
 from asa_snn.train.metrics import LOSS_FUNCTIONS, evaluate, evaluate_windows, to_time_major
 
@@ -194,7 +194,7 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, progress: bool, clu
             started = time.perf_counter()
             sampler.set_epoch(epoch)
             augment_seed = (seed * 1_000_003 + epoch) * 1_009 + cluster.rank
-            data.train.transform = frame_pipeline(config.data, data.dt_us, augment_seed)
+            data.train.transform = frame_pipeline(data.input_spec, config.data, augment_seed)
             lr = optimizer.param_groups[0]["lr"]
             loss_sum, correct, count = 0.0, 0, 0
             trained.train()
@@ -271,15 +271,7 @@ def _finish(
     model.load_state_dict(state)
     windows = config.train.eval_windows
     if windows > 1:
-        test = evaluate_windows(
-            model,
-            data.test,
-            event_prefix(config.data),
-            data.dt_us,
-            config.data.n_steps,
-            windows,
-            CenterCrop(config.data.crop) if config.data.crop else None,
-        )
+        test = evaluate_windows(model, data.test, data.input_spec, windows)
         accuracy, window_accuracy, nasfr, samples = (
             test.accuracy,
             test.window_accuracy,

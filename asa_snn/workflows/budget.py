@@ -50,7 +50,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -58,14 +58,15 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10: the same parser, as a package (pyproject marker)
     import tomli as tomllib
-from asa_snn.energy.model import PRESETS, energy, synaptic_ops
+from asa_snn.chips.base import Chip, CoreUse
+from asa_snn.chips.registry import chip_of_backend, chips, energy_presets, get_backend, get_chip
 from asa_snn.convert.graph import FoldedGraph
-from asa_snn.chips.loihi.mapping import check_loihi
-from asa_snn.chips.speck.mapping import check_speck
+from asa_snn.energy.model import EnergyModel, energy, synaptic_ops
 from asa_snn.errors import AsaSnnError, InputFormatError
+from asa_snn.files import write_json
 from asa_snn.simulators.base import SimulationResult
+from asa_snn.simulators.inputs import input_batches
 from asa_snn.simulators.operations import graph_layer_ops
-from asa_snn.simulators.inputs import get_backend, load_input, write_json
 
 METRICS: dict[str, str] = {
     "firing_rate": "spikes per neuron per step",
@@ -80,8 +81,6 @@ METRICS: dict[str, str] = {
 NETWORK_METRICS = tuple(METRICS)
 LAYER_METRICS = tuple(key for key in METRICS if key != "latency_steps")
 TOP_LEVEL = ("description", "network", "layers")
-SPECK_BACKENDS = ("speck", "speck-events", "sinabs")
-LOIHI_BACKENDS = ("loihi", "lava")
 
 
 # ---------------------------------------------------------------- the budget file
@@ -126,12 +125,12 @@ def _limits(table: object, allowed: tuple[str, ...], where: str) -> dict[str, An
             if not isinstance(value, dict):
                 raise InputFormatError(
                     f"{where}.energy_uj is {value!r}; expected a table {{preset = microjoules}} "
-                    f"with presets from {list(PRESETS)}"
+                    f"with presets from {list(energy_presets())}"
                 )
-            bad = sorted(set(value) - set(PRESETS))
+            bad = sorted(set(value) - set(energy_presets()))
             if bad:
                 raise InputFormatError(
-                    f"{where}.energy_uj: unknown preset(s) {bad}; expected some of {list(PRESETS)}"
+                    f"{where}.energy_uj: unknown preset(s) {bad}; expected some of {list(energy_presets())}"
                 )
             limits[key] = {
                 preset: _number(number, f"{where}.energy_uj.{preset}", "microjoules")
@@ -212,62 +211,17 @@ def check_budget_layers(budget: Budget, graph: FoldedGraph) -> None:
 # ---------------------------------------------------------------- cores of a chip
 
 
-@dataclass(frozen=True)
-class CoreUse:
-    """How a spiking layer sits on a chip: cores it takes and memory per core (units in METRICS)."""
-
-    cores: int
-    kernel_memory: int
-    neuron_memory: int
-
-
-class Chip(Protocol):
-    """Where each spiking layer runs: :class:`SpeckCores` or :class:`LoihiCores`."""
-
-    name: str
-
-    def layout(self, graph: FoldedGraph) -> dict[str, CoreUse]:
-        """Spiking layer name -> its cores and memory per core."""
-
-
-@dataclass(frozen=True)
-class SpeckCores:
-    """One layer per core; memory in kernel / neuron words (``check_speck``'s core table)."""
-
-    name: str = "speck"
-
-    def layout(self, graph: FoldedGraph) -> dict[str, CoreUse]:
-        """From :func:`~asa_snn.chips.speck.mapping.check_speck` rows."""
-        return {row.layer: CoreUse(1, row.kernel_words, row.neuron_words) for row in check_speck(graph).rows}
-
-
-@dataclass(frozen=True)
-class LoihiCores:
-    """A layer split evenly over ``cores``; memory in synapses / neurons per core (``check_loihi``)."""
-
-    name: str = "loihi"
-
-    def layout(self, graph: FoldedGraph) -> dict[str, CoreUse]:
-        """From :func:`~asa_snn.chips.loihi.mapping.check_loihi` layers."""
-        report = check_loihi(graph)
-        if not report.layers:
-            problems = "; ".join(f"{v.layer}: {v.limit} = {v.value}" for v in report.violations)
-            raise AsaSnnError(f"graph cannot be mapped to Loihi cores ({problems})")
-        return {
-            m.name: CoreUse(m.cores, math.ceil(m.synapses / m.cores), math.ceil(m.neurons / m.cores))
-            for m in report.layers
-        }
-
-
 def chip_for(backend: str, graph: FoldedGraph) -> Chip:
-    """The chip whose cores the per-core limits refer to: by backend, else by the graph's target."""
-    if backend in LOIHI_BACKENDS or (backend not in SPECK_BACKENDS and graph.target == "loihi"):
-        return LoihiCores()
-    if backend in SPECK_BACKENDS or graph.target == "speck":
-        return SpeckCores()
+    """The chip whose cores the per-core limits refer to: the backend's chip, else the graph's target."""
+    chip = chip_of_backend(backend)
+    if chip is not None:
+        return chip
+    if graph.target in chips():
+        return get_chip(graph.target)
     raise AsaSnnError(
-        f"backend {backend!r} on a graph folded for {graph.target!r}: per-core budgets need a chip; "
-        f"use a backend among {', '.join(SPECK_BACKENDS + LOIHI_BACKENDS)} or a graph folded for speck/loihi"
+        f"backend {backend!r} on a graph folded for {graph.target!r}: per-core budgets need a chip; use a "
+        f"backend of a chip ({', '.join(n for c in chips().values() for n in c.backends)}) or a graph "
+        "folded for a chip"
     )
 
 
@@ -294,7 +248,7 @@ def measure(
     result: SimulationResult,
     frames: np.ndarray,
     layout: dict[str, CoreUse],
-    presets: tuple[str, ...],
+    presets: dict[str, EnergyModel],
 ) -> dict[tuple[str, str], np.ndarray]:
     """Every budget figure per recording.
 
@@ -303,14 +257,14 @@ def measure(
         result: spike counts [B, T] per spiking layer and outputs [B, T, K].
         frames: the input [B, T, C, H, W].
         layout: spiking layer -> :class:`CoreUse`.
-        presets: energy presets to price.
+        presets: energy models to price, by name.
 
     Returns:
         (scope, metric) -> float64 [B], scope ``"network"`` or a layer name, metric a key of
         :data:`METRICS` (``energy_uj.<preset>`` for energy). Units in the module docstring.
     """
     batch, steps = frames.shape[:2]
-    duration_s = graph.input.dt_us * steps * 1e-6
+    duration_s = graph.input.step_us * steps * 1e-6
     spiking = graph.spiking_layers()
     neurons = {layer.name: int(np.prod(layer.output_shape)) for layer in spiking}
     spikes = {name: result.spike_counts[name].sum(axis=1).astype(np.float64) for name in neurons}
@@ -335,8 +289,8 @@ def measure(
     for metric in ("synops_per_second_per_core", "kernel_memory_per_core", "neuron_memory_per_core"):
         stacked = [figures[name, metric] for name in core_names]
         figures["network", metric] = np.max(stacked, axis=0) if stacked else np.zeros(batch)
-    for preset in presets:
-        reports = [energy(sample, preset, duration_s) for sample in per_sample]
+    for preset, model in presets.items():
+        reports = [energy(sample, model, duration_s) for sample in per_sample]
         figures["network", f"energy_uj.{preset}"] = np.array([r.total_j * 1e6 for r in reports])
         for name in synops:
             figures[name, f"energy_uj.{preset}"] = np.array([r.layer_total_j[name] * 1e6 for r in reports])
@@ -530,8 +484,8 @@ def evaluate_budget(
         graph: the folded graph.
         budget: limits (:func:`load_budget`); its layer names must be spiking layers of ``graph``.
         data: an event file, a folder of them, or ``synthetic[:N]`` (see
-            :func:`asa_snn.simulators.inputs.load_input`).
-        backend: simulator backend name (:data:`asa_snn.simulators.inputs.BACKENDS`).
+            :func:`asa_snn.simulators.inputs.recordings`), read in batches.
+        backend: simulator backend name (:func:`asa_snn.chips.registry.backend_names`).
         max_samples: at most this many recordings.
 
     Returns:
@@ -544,16 +498,20 @@ def evaluate_budget(
     check_budget_layers(budget, graph)
     chip = chip_for(backend, graph)
     runner = get_backend(backend)
-    batch = load_input(graph, data, max_samples)
-    result = runner.run(graph, batch.frames)
-    presets = tuple(
-        sorted(
-            {p for limits in [budget.network, *budget.layers.values()] for p in limits.get("energy_uj", {})}
-        )
-    )
-    figures = measure(graph, result, batch.frames, chip.layout(graph), presets)
-    rows = compare_with_budget(budget, figures, batch.names)
-    return BudgetReport(rows, backend, chip.name, batch.names, budget.source, list(result.notes))
+    layout = chip.core_layout(graph)
+    wanted = {p for limits in [budget.network, *budget.layers.values()] for p in limits.get("energy_uj", {})}
+    presets = {name: model for name, model in energy_presets().items() if name in wanted}
+    parts: list[dict[tuple[str, str], np.ndarray]] = []
+    names: list[str] = []
+    notes: set[str] = set()
+    for batch in input_batches(graph, data, max_samples):
+        result = runner.run(graph, batch.frames)
+        parts.append(measure(graph, result, batch.frames, layout, presets))
+        names += batch.names
+        notes.update(result.notes)
+    figures = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    rows = compare_with_budget(budget, figures, names)
+    return BudgetReport(rows, backend, chip.name, names, budget.source, sorted(notes))
 
 
 # ---------------------------------------------------------------- output

@@ -18,26 +18,24 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from asa_snn.convert.graph import FoldedGraph, Violation
-from asa_snn.chips.loihi.mapping import check_loihi
-from asa_snn.chips.loihi.netx_export import write_netx
+from asa_snn.chips.base import Exporter
+from asa_snn.chips.registry import get_chip
+from asa_snn.convert.graph import FoldedGraph
 from asa_snn.convert.nir_export import write_nir
 from asa_snn.convert.onnx_export import to_onnx
-from asa_snn.chips.speck.sinabs_export import to_sinabs
-from asa_snn.chips.speck.mapping import check_speck
-from asa_snn.workflows.budget import evaluate_budget, load_budget, write_budget_report
-from asa_snn.workflows.html_report import write_report
 from asa_snn.errors import AsaSnnError, MissingDependencyError
-from asa_snn.files import staged_folder
+from asa_snn.files import staged_folder, write_json
 from asa_snn.simulators.base import SimulationResult
+from asa_snn.workflows.budget import evaluate_budget, load_budget, write_budget_report
 from asa_snn.workflows.fold import run_fold
-from asa_snn.simulators.inputs import simulate, write_json
+from asa_snn.workflows.html_report import write_report
+from asa_snn.workflows.simulate import simulate
 
 EXAMPLE_BUDGET = Path(__file__).parent / "examples" / "speck_budget.toml"
 """The shipped example spike budget the pipeline checks the Speck graph against."""
@@ -52,15 +50,11 @@ AnalyzeFn = Callable[[Path, Path, Path], dict[str, Any]]
 (:func:`asa_snn.analysis.report.analyze` with ``compare_model``) written into ``out_dir``; the first
 key of ``metrics["models"]`` is the vanilla model, the second the ASA model."""
 
-BACKENDS = {
-    "speck": ("speck", ("sinabs", "onnx", "norse", "speck-events")),
-    "loihi": ("loihi", ("lava",)),
+GENERIC_EXPORTS: dict[str, Exporter] = {
+    "nir": lambda graph, folder: write_nir(graph, folder / "network.nir").name,
+    "onnx": lambda graph, folder: to_onnx(graph, folder / "network.onnx").name,
 }
-"""target -> (reference backend, other backends compared with it). The Loihi graph is not compared with
-onnx / norse: they have no one-step synaptic delay per layer, so they cannot match Loihi exactly."""
-
-EXPORTS = {"speck": ("sinabs", "nir", "onnx"), "loihi": ("netx", "nir", "onnx")}
-"""target -> the export formats its graph is written in (netx holds CUBA only, sinabs IAF only)."""
+"""Exports every graph gets beside its chip's own (:attr:`asa_snn.chips.base.Chip.exports`)."""
 
 SLOW_BACKENDS = {"speck-events": 1}
 """Backends run on fewer samples (event-driven Speck runs event by event): name -> samples."""
@@ -145,7 +139,7 @@ class PipelineResult:
         return rows
 
 
-def compare_counts(reference: SimulationResult, other: SimulationResult) -> dict[str, bool]:
+def layers_agree(reference: SimulationResult, other: SimulationResult) -> dict[str, bool]:
     """Layer -> True when ``other``'s spike counts [B, T] equal the reference's exactly.
 
     A layer missing from ``other`` or counted over a different shape does not agree.
@@ -221,19 +215,14 @@ def recordings_view(folder: Path, view: Path) -> Path:
 
 
 def export_all(graph: FoldedGraph, folder: Path) -> dict[str, str]:
-    """Every export of ``graph`` that its target takes (:data:`EXPORTS`): format -> file written
-    (name inside ``folder``), or why it failed. sinabs is built in memory only (modules counted)."""
+    """Every export of ``graph``: its chip's own formats, then NIR and ONNX; format -> what was
+    written (a file name inside ``folder``, or what was built in memory), or why it failed."""
     folder.mkdir(parents=True, exist_ok=True)
-    writers: dict[str, Callable[[], str]] = {
-        "sinabs": lambda: f"built in memory: {len(to_sinabs(graph))} modules",
-        "nir": lambda: write_nir(graph, folder / "network.nir").name,
-        "netx": lambda: write_netx(graph, folder / "network.net").name,
-        "onnx": lambda: to_onnx(graph, folder / "network.onnx").name,
-    }
+    writers = {**get_chip(graph.target).exports, **GENERIC_EXPORTS}
     found = {}
-    for name in EXPORTS[graph.target]:
+    for name, write in writers.items():
         try:
-            found[name] = writers[name]()
+            found[name] = write(graph, folder)
         except AsaSnnError as exc:
             found[name] = f"not exported: {exc}"
     return found
@@ -247,7 +236,8 @@ def simulate_all(graph: FoldedGraph, data: str, samples: int, folder: Path) -> d
         "spikes_per_sample", "accuracy", "layers_agree", "agrees"}}; a missing backend's run holds
         the reason only. Summaries are written to ``folder/<target>_<backend>.json``.
     """
-    reference_name, others = BACKENDS[graph.target]
+    chip = get_chip(graph.target)
+    reference_name, others = chip.simulator_name, chip.compared_backends
     references: dict[int, SimulationResult] = {}
     runs: dict[str, dict[str, Any]] = {}
     for backend in (reference_name, *others):
@@ -262,7 +252,7 @@ def simulate_all(graph: FoldedGraph, data: str, samples: int, folder: Path) -> d
             references[count] = (
                 result if backend == reference_name else simulate(graph, data, reference_name, count)[0]
             )
-        layers = compare_counts(references[count], result)
+        layers = layers_agree(references[count], result)
         runs[backend] = {
             "available": True,
             "reason": "",
@@ -273,34 +263,6 @@ def simulate_all(graph: FoldedGraph, data: str, samples: int, folder: Path) -> d
             "agrees": all(layers.values()),
         }
     return {"reference": reference_name, "samples": samples, "runs": runs}
-
-
-def _violation_lines(violations: list[Violation]) -> list[str]:
-    """One line per broken chip limit: layer, limit = value (fix)."""
-    return [f"{v.layer}: {v.limit} = {v.value} ({v.fix})" for v in violations]
-
-
-def speck_mapping_doc(graph: FoldedGraph) -> dict[str, Any]:
-    """check_speck as JSON: ok, one row per core layer (every CoreRow field), violations, cores."""
-    report = check_speck(graph)
-    return {
-        "ok": report.ok,
-        "rows": [asdict(row) for row in report.rows],
-        "violations": _violation_lines(report.violations),
-        "cores": len([r for r in report.rows if r.core is not None]),
-    }
-
-
-def loihi_mapping_doc(graph: FoldedGraph) -> dict[str, Any]:
-    """check_loihi as JSON: ok, one row per layer (every LayerMapping field), violations, cores, chips."""
-    report = check_loihi(graph)
-    return {
-        "ok": report.fits,
-        "rows": [asdict(layer) for layer in report.layers],
-        "violations": _violation_lines(report.violations),
-        "cores": report.total_cores,
-        "chips": report.chips,
-    }
 
 
 def fidelity_doc(fidelity: dict[str, Any]) -> dict[str, Any]:
@@ -478,10 +440,7 @@ def run_pipeline(
         }
         clock.lap("simulate", began)
         began = step(6)
-        mapping = {
-            "speck": speck_mapping_doc(folds["speck"].graph),
-            "loihi": loihi_mapping_doc(folds["loihi"].graph),
-        }
+        mapping = {target: get_chip(target).check(fold.graph).to_dict() for target, fold in folds.items()}
         budget = evaluate_budget(
             folds["speck"].graph, load_budget(settings.budget), sim_data, "speck", settings.sim_samples
         )
@@ -520,16 +479,15 @@ def run_pipeline(
 
 
 __all__ = [
-    "BACKENDS",
     "EXAMPLE_BUDGET",
-    "EXPORTS",
+    "GENERIC_EXPORTS",
     "AnalyzeFn",
     "PipelineResult",
     "Progress",
     "Settings",
     "TrainFn",
-    "compare_counts",
     "export_all",
+    "layers_agree",
     "recordings_view",
     "run_pipeline",
     "simulate_all",

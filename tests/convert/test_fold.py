@@ -5,16 +5,17 @@ import pytest
 import torch
 from torch import nn
 
+from asa_snn.chips.speck.mapping import check_speck
 from asa_snn.convert.attention_fold import AttentionStats, RateMatch, threshold_for_gain
 from asa_snn.convert.bn_fold import avg_to_sum_scale, fold_batch_norm
 from asa_snn.convert.fold import channel_spikes, fold_model
 from asa_snn.convert.graph import NeuronSpec
 from asa_snn.convert.graph_model import GraphModel, make_neuron
-from asa_snn.chips.speck.mapping import check_speck
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.blocks import SumPool2d
 from asa_snn.models.neurons import CubaLIF
 from asa_snn.models.registry import ModelSpec, build_model
+from asa_snn.workflows.fold_steps import fold_target
 
 
 def _frames(batches=2, batch=4, steps=4, size=16, seed=0):
@@ -93,7 +94,7 @@ def test_least_squares_gain_and_kept_fraction_by_hand():
 
 def test_attention_fold_keeps_shapes_and_reports_kept_fraction():
     model = _speck()
-    graph, report = fold_model(model, _frames(), "speck", prune=False)
+    graph, report = fold_model(model, _frames(), fold_target("speck"), prune=False)
     assert [layer.output_shape for layer in graph.layers] == [
         (4, 16, 16),
         (4, 8, 8),
@@ -107,7 +108,7 @@ def test_attention_fold_keeps_shapes_and_reports_kept_fraction():
         assert 0.0 <= fold.gain_min <= fold.gain_mean <= fold.gain_max <= 1.0
     assert not any("gain_map" in layer.tensors for layer in graph.layers)
     assert check_speck(graph).ok
-    generic, _ = fold_model(model, _frames(), "generic", prune=False)
+    generic, _ = fold_model(model, _frames(), fold_target("generic"), prune=False)
     assert generic.layers[0].tensors["gain_map"].shape == (4, 16, 16)
     assert not check_speck(generic).ok
 
@@ -118,8 +119,8 @@ def test_pruned_graph_gives_the_same_spikes_on_calibration_data():
         model.blocks[0].conv.weight[1] = 0.0
         model.blocks[1].conv.weight[5] = 0.0
     frames = _frames()
-    full, _ = fold_model(model, frames, "speck", prune=False)
-    pruned, report = fold_model(model, frames, "speck")
+    full, _ = fold_model(model, frames, fold_target("speck"), prune=False)
+    pruned, report = fold_model(model, frames, fold_target("speck"))
     assert report.layers[0].pruned == [1] and 5 in report.layers[1].pruned
     assert (
         pruned.layers[0].tensors["weight"].shape[0] == 3 and pruned.layers[2].tensors["weight"].shape[1] == 3
@@ -146,17 +147,17 @@ def test_refusals_name_the_block_and_reason():
         )
     )
     with pytest.raises(AsaSnnError, match=r"blocks\.1.*max pooling"):
-        fold_model(arch_b, [torch.zeros(4, 1, 2, 32, 32)], "generic")
+        fold_model(arch_b, [torch.zeros(4, 1, 2, 32, 32)], fold_target("generic"))
     lif = build_model(ModelSpec("speck_net", "none", 4, (2, 16, 16), 3, neuron="lif"))
     with pytest.raises(AsaSnnError, match=r"blocks\.0.*'lif'.*approximate=True"):
-        fold_model(lif, _frames(1), "speck")
+        fold_model(lif, _frames(1), fold_target("speck"))
     with pytest.warns(UserWarning, match="leaky LIF"):
-        graph, report = fold_model(lif, _frames(1), "speck", approximate=True)
+        graph, report = fold_model(lif, _frames(1), fold_target("speck"), approximate=True)
     assert graph.layers[0].neuron.kind == "iaf" and "accuracy drops" in report.notes[0]
     with pytest.raises(AsaSnnError, match="target 'loihi'"):
-        fold_model(_speck(), _frames(1), "loihi")
+        fold_model(_speck(), _frames(1), fold_target("loihi"))
     with pytest.raises(AsaSnnError, match="no calibration frames"):
-        fold_model(_speck(), [], "speck")
+        fold_model(_speck(), [], fold_target("speck"))
 
 
 def test_rate_match_bisection_finds_the_step_of_a_monotone_count_by_hand():
@@ -171,8 +172,10 @@ def test_rate_match_bisection_finds_the_step_of_a_monotone_count_by_hand():
 
 def test_rate_matching_brings_an_over_firing_fold_to_the_live_spike_count():
     model, frames = _speck(boost=5.0), _frames()
-    plain, plain_report = fold_model(model, frames, "speck", prune=False, rate_match=None)
-    graph, report = fold_model(model, frames, "speck", prune=False, rate_match=RateMatch(rel_tol=0.002))
+    plain, plain_report = fold_model(model, frames, fold_target("speck"), prune=False, rate_match=None)
+    graph, report = fold_model(
+        model, frames, fold_target("speck"), prune=False, rate_match=RateMatch(rel_tol=0.002)
+    )
     conv1 = report.layers[1]
     assert plain_report.layers[1].spikes_folded > 1.04 * conv1.spikes_live  # the static fold over-fires
     assert conv1.rate_spikes_before == pytest.approx(plain_report.layers[1].spikes_folded, rel=0.05)

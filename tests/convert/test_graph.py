@@ -82,7 +82,7 @@ def test_other_version_is_refused_with_both_versions_named(tmp_path):
     document["version"] = GRAPH_VERSION + 1
     path.write_text(json.dumps(document))
     with pytest.raises(
-        InputFormatError, match=f"version {GRAPH_VERSION + 1} but this asa-snn reads version 1"
+        InputFormatError, match=f"version {GRAPH_VERSION + 1} but this asa-snn reads version {GRAPH_VERSION}"
     ):
         load_graph(tmp_path / "g")
 

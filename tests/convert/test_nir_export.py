@@ -10,10 +10,10 @@ import pytest
 import torch
 from graph_builders import chain_graph
 
+from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.convert.graph import InputSpec, Layer, NeuronSpec
 from asa_snn.convert.nir_export import to_nir, write_nir
 from asa_snn.errors import AsaSnnError
-from asa_snn.chips.speck.simulator import SpeckSimulator
 
 HAS_NORSE = importlib.util.find_spec("norse") is not None
 

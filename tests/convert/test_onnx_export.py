@@ -5,10 +5,10 @@ import onnx
 import onnxruntime
 import pytest
 
+from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec
 from asa_snn.convert.onnx_export import state_shapes, to_onnx, to_onnx_model
 from asa_snn.errors import AsaSnnError
-from asa_snn.chips.speck.simulator import SpeckSimulator
 
 QUANT = LayerQuant(scale=1.0, weight_bits=8, state_bits=16)
 CONV = {"kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1]}

@@ -9,15 +9,18 @@ import sinabs
 import sinabs.layers as sl
 import torch
 
+from asa_snn.chips.loihi.netx_export import read_netx, write_netx
+from asa_snn.chips.loihi.quantizer import LoihiQuantizer
+from asa_snn.chips.loihi.simulator import LoihiSimulator
+from asa_snn.chips.speck.quantizer import SpeckQuantizer
+from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.convert.fold import fold_model
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 from asa_snn.convert.graph_model import GraphModel
-from asa_snn.chips.loihi.netx_export import read_netx, write_netx
-from asa_snn.convert.quantize import LoihiQuantizer, SpeckQuantizer, check_range, quantize_graph
+from asa_snn.convert.quantize import check_range, quantize_graph
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.registry import ModelSpec, build_model
-from asa_snn.chips.loihi.simulator import LoihiSimulator
-from asa_snn.chips.speck.simulator import SpeckSimulator
+from asa_snn.workflows.fold_steps import fold_target
 
 
 def _sinabs_discretize():
@@ -115,7 +118,7 @@ def _frames(seed=0):
 
 
 def test_speck_simulator_equals_graph_model_on_the_integers():
-    float_graph, _ = fold_model(_model("speck_net", [4, 8]), [_frames(1)], "speck", prune=False)
+    float_graph, _ = fold_model(_model("speck_net", [4, 8]), [_frames(1)], fold_target("speck"), prune=False)
     graph = quantize_graph(float_graph, SpeckQuantizer())
     frames = _frames(2)
     result = SpeckSimulator().run(graph, frames.transpose(0, 1).numpy())
@@ -130,7 +133,7 @@ def test_speck_simulator_equals_graph_model_on_the_integers():
 
 
 def test_loihi_quantized_graph_runs_in_the_simulator_and_exports_to_netx(tmp_path):
-    float_graph, _ = fold_model(_model("loihi_net", [4, 8]), [_frames(1)], "loihi", prune=False)
+    float_graph, _ = fold_model(_model("loihi_net", [4, 8]), [_frames(1)], fold_target("loihi"), prune=False)
     graph = quantize_graph(float_graph, LoihiQuantizer())
     for layer in graph.layers:
         if layer.quant is not None:

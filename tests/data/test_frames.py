@@ -12,12 +12,12 @@ from asa_snn.data.frames import (
     equal_count_sizes,
     event_drop,
     majority_vote,
-    multi_window_frames,
     random_time_crop,
     to_frames,
     to_frames_equal_count,
     window_starts,
 )
+from asa_snn.data.model_input import InputSpec, window_frames
 from asa_snn.data.transforms import (
     Compose,
     Downsample,
@@ -204,9 +204,10 @@ def test_majority_vote_needs_more_than_half():
         majority_vote(np.array([]), 0)
 
 
-def test_multi_window_frames_match_single_windows():
+def test_window_frames_match_single_windows():
     ev = grid_events(300, span=10_000)
-    out = multi_window_frames(ev, (8, 8, 2), dt_us=500, n_steps=4, n_windows=3)
+    spec = InputSpec((2, 8, 8), (8, 8, 2), dt_us=500, n_steps=4)
+    out = window_frames(spec, EventStream(ev, (8, 8, 2)), n_windows=3)
     assert out.shape == (3, 4, 2, 8, 8)
     span = int(ev["t"][-1] - ev["t"][0]) + 1
     for k, start in enumerate(window_starts(span, 2000, 3)):

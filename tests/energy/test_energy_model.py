@@ -7,9 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from asa_snn.energy.model import LayerOps, energy, energy_difference, mac_ops, synaptic_ops
 from asa_snn.analysis.operations import model_layer_ops
 from asa_snn.analysis.recorder import measure
+from asa_snn.chips.loihi.energy import LOIHI_ENERGY
+from asa_snn.chips.registry import energy_presets
+from asa_snn.chips.speck.energy import SPECK_ENERGY
+from asa_snn.energy.model import LayerOps, energy, energy_difference, mac_ops, synaptic_ops
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.blocks import ConvBlock, LinearBlock
 from asa_snn.models.networks import MeanRate, SpikingNetwork
@@ -51,14 +54,14 @@ def test_operation_counts():
     ],
 )
 def test_presets_on_hand_counts(preset, expected_j):
-    report = energy([FIRST, SECOND, ATTENTION], preset)
+    report = energy([FIRST, SECOND, ATTENTION], energy_presets()[preset])
     assert report.total_j == pytest.approx(expected_j)
     assert sum(report.layer_total_j.values()) == pytest.approx(expected_j)
 
 
 def test_speck_resting_power_needs_the_duration():
-    assert "duration unknown" in energy([FIRST], "speck").note
-    assert energy([FIRST], "speck", duration_s=0.1).total_j == pytest.approx(0.42e-3 * 0.1 + 2 * 9.5e-9)
+    assert "duration unknown" in energy([FIRST], SPECK_ENERGY).note
+    assert energy([FIRST], SPECK_ENERGY, duration_s=0.1).total_j == pytest.approx(0.42e-3 * 0.1 + 2 * 9.5e-9)
 
 
 def test_eq_11_energy_difference():
@@ -68,7 +71,7 @@ def test_eq_11_energy_difference():
     assert diff.mac_cost_j == pytest.approx(138e-12) and diff.ac_saving_j == pytest.approx(9e-12)
     assert diff.delta_e_j == pytest.approx(129e-12)
     with pytest.raises(AsaSnnError, match="loihi"):
-        energy_difference([FIRST], [FIRST], "loihi")
+        energy_difference([FIRST], [FIRST], LOIHI_ENERGY)
     with pytest.raises(AsaSnnError, match="fp32_45nm"):
         energy([FIRST], "fp64")
 

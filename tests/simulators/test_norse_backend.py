@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import asa_snn.simulators.norse_backend as norse_backend
+from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 from asa_snn.errors import MissingDependencyError
 from asa_snn.simulators.norse_backend import NorseBackend
-from asa_snn.chips.speck.simulator import SpeckSimulator
 
 HAS_NORSE = importlib.util.find_spec("norse") is not None
 needs_norse = pytest.mark.skipif(

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from graph_builders import chain_graph
 
+from asa_snn.chips.registry import get_backend
+from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.convert.graph import NeuronSpec
 from asa_snn.errors import InputFormatError
 from asa_snn.simulators.onnx_backend import OnnxBackend
-from asa_snn.simulators.inputs import get_backend
-from asa_snn.chips.speck.simulator import SpeckSimulator
 
 
 def frames(rate=0.6):

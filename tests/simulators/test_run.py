@@ -5,14 +5,17 @@ import json
 import numpy as np
 import pytest
 
+from asa_snn.chips.registry import get_backend
 from asa_snn.cli import main
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec, save_graph
 from asa_snn.data.events import EventStream, make_events
 from asa_snn.data.formats import write_numpy
+from asa_snn.data.model_input import frames_for
 from asa_snn.errors import AsaSnnError, InputFormatError, MissingDependencyError
 from asa_snn.simulators.base import SimulationResult
+from asa_snn.simulators.inputs import load_input
 from asa_snn.simulators.operations import dense_flops, graph_layer_ops
-from asa_snn.simulators.inputs import frames_from_events, get_backend, load_input, simulate
+from asa_snn.workflows.simulate import simulate
 
 
 def speck_graph(kernel: int = 3) -> FoldedGraph:
@@ -77,7 +80,7 @@ def test_recording_becomes_the_graph_input(tmp_path):
     events = make_events(
         np.array([0, 10, 25_000]), np.array([0, 5, 31]), np.array([0, 4, 31]), np.array([1, 1, 0])
     )
-    frames = frames_from_events(graph, EventStream(events, (32, 32, 2)))
+    frames = frames_for(graph.input, EventStream(events, (32, 32, 2)))
     assert frames.shape == (8, 2, 8, 8)
     assert frames[0, 1, 0, 0] == 1 and frames[0, 1, 1, 1] == 1 and frames[1, 0, 7, 7] == 1
     write_numpy(EventStream(events, (32, 32, 2)), tmp_path / "rec.npz")
@@ -88,12 +91,12 @@ def test_recording_becomes_the_graph_input(tmp_path):
 def test_wrong_sensor_is_named():
     graph = speck_graph()
     stream = EventStream(make_events(np.array([0]), np.array([1]), np.array([1]), np.array([0])), (64, 64, 2))
-    with pytest.raises(InputFormatError, match="sensor 64x64 but the graph expects 32x32"):
-        frames_from_events(graph, stream)
+    with pytest.raises(InputFormatError, match="sensor 64x64 but the model expects recordings of a 32x32"):
+        frames_for(graph.input, stream)
 
 
 def test_backend_errors_are_clear():
-    with pytest.raises(AsaSnnError, match="unknown backend 'truenorth'; expected one of speck"):
+    with pytest.raises(AsaSnnError, match=r"unknown backend 'truenorth'; expected one of"):
         get_backend("truenorth")
     with pytest.raises(MissingDependencyError, match=r"Python 3\.10"):
         get_backend("lava")

@@ -5,18 +5,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asa_snn.chips.loihi.mapping import loihi_core_layout
+from asa_snn.chips.speck.mapping import speck_core_layout
+from asa_snn.chips.speck.simulator import SpeckSimulator
+from asa_snn.errors import AsaSnnError, InputFormatError
+from asa_snn.simulators.inputs import load_input
 from asa_snn.workflows.budget import (
-    LoihiCores,
-    SpeckCores,
     decision_latency,
     evaluate_budget,
     load_budget,
     parse_budget,
     write_budget_report,
 )
-from asa_snn.errors import AsaSnnError, InputFormatError
-from asa_snn.simulators.inputs import load_input
-from asa_snn.chips.speck.simulator import SpeckSimulator
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "asa_snn" / "workflows" / "examples" / "speck_budget.toml"
 DATA = "synthetic:3"
@@ -74,14 +74,14 @@ def test_decision_latency_by_hand():
 
 
 def test_core_layouts_come_from_the_mapping_checks(speck, loihi):
-    speck_layout = SpeckCores().layout(speck)
+    speck_layout = speck_core_layout(speck)
     # conv1: kernel 2 * 2^(ceil log2 9 + ceil log2 4) = 128, neurons 4 * 2^(3 + 3) = 256;
     # fc as a 4x4 conv: 4 * 2^(4 + 2) = 256 kernel words, 3 * 2^0 = 3 neuron words
     assert [(u.cores, u.kernel_memory, u.neuron_memory) for u in speck_layout.values()] == [
         (1, 128, 256),
         (1, 256, 3),
     ]
-    loihi_layout = LoihiCores().layout(loihi)
+    loihi_layout = loihi_core_layout(loihi)
     assert (loihi_layout["fc0"].kernel_memory, loihi_layout["fc0"].neuron_memory) == (8 * 32, 8)
 
 

@@ -8,17 +8,17 @@ from functools import partial
 import numpy as np
 import pytest
 
-from asa_snn.analysis.report import analyze_checkpoints
-from asa_snn.workflows.demo import Settings, compare_counts, recordings_view, run_pipeline
 from asa_snn.errors import AsaSnnError
 from asa_snn.simulators.base import SimulationResult
 from asa_snn.train.trainer import train_recipe
+from asa_snn.workflows.analyze import analyze_checkpoints
+from asa_snn.workflows.demo import Settings, layers_agree, recordings_view, run_pipeline
 
 TINY_SETTINGS = Settings(epochs=1, finetune_epochs=1, n_calib=8, sim_samples=3)
 
 
 train_tiny = partial(train_recipe, progress=False)
-analyze_tiny = partial(analyze_checkpoints, max_samples=6, progress=False)
+analyze_tiny = partial(analyze_checkpoints, labels=("vanilla", "asa2"), max_samples=6, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -137,16 +137,16 @@ def test_budget_and_mapping_verdicts_reach_summary_and_markdown(tiny_run):
     assert re.search(rf"\| total \| {total:.1f} \|", markdown)
 
 
-def test_compare_counts_flags_each_layer_that_differs():
+def test_layers_agree_flags_each_layer_that_differs():
     counts = {"a": np.array([[1, 0], [2, 2]]), "b": np.array([[0, 0], [0, 1]])}
     reference = SimulationResult("ref", counts, np.zeros((2, 2, 3)))
     same_a = {"a": counts["a"].copy(), "b": np.array([[0, 0], [1, 0]])}
-    assert compare_counts(reference, SimulationResult("x", same_a, np.zeros((2, 2, 3)))) == {
+    assert layers_agree(reference, SimulationResult("x", same_a, np.zeros((2, 2, 3)))) == {
         "a": True,
         "b": False,
     }
     only_a = {"a": counts["a"][:1]}
-    assert compare_counts(reference, SimulationResult("y", only_a, np.zeros((1, 2, 3)))) == {
+    assert layers_agree(reference, SimulationResult("y", only_a, np.zeros((1, 2, 3)))) == {
         "a": False,
         "b": False,
     }

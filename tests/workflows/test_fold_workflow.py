@@ -7,10 +7,10 @@ import torch
 
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.registry import ModelSpec, build_model
-from asa_snn.workflows.fold import run_fold
 from asa_snn.train.checkpoint import save_checkpoint
 from asa_snn.train.config import load_config
 from asa_snn.train.trainer import train
+from asa_snn.workflows.fold import run_fold
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asa_snn.analysis.report import analyze_checkpoints
-from asa_snn.workflows.html_report import PNG_SIGNATURE
-from asa_snn.workflows.demo import Settings, run_pipeline
 from asa_snn.train.trainer import train_recipe
+from asa_snn.workflows.analyze import analyze_checkpoints
+from asa_snn.workflows.demo import Settings, run_pipeline
+from asa_snn.workflows.html_report import PNG_SIGNATURE
 from tests.conftest import TINY
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(
 
 
 train_tiny = partial(train_recipe, progress=False)
-analyze_tiny = partial(analyze_checkpoints, max_samples=4, progress=False)
+analyze_tiny = partial(analyze_checkpoints, labels=("vanilla", "asa2"), max_samples=4, progress=False)
 
 
 @pytest.fixture(scope="module")

@@ -23,12 +23,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from asa_snn.convert.graph import FoldedGraph
-from asa_snn.chips.loihi.netx_export import to_netx_layers, write_netx
-from asa_snn.simulators.compare import CountRow, compare_counts, counts_table, layer_totals, load_recording
 from asa_snn.chips.loihi.lava_backend import LavaBackend, lava_unavailable_reason
+from asa_snn.chips.loihi.netx_export import to_netx_layers, write_netx
 from asa_snn.chips.loihi.simulator import LoihiSimulator, integer_frames, latency_steps
-from asa_snn.simulators.inputs import write_json
+from asa_snn.convert.graph import FoldedGraph
+from asa_snn.files import write_json
+from asa_snn.simulators.compare import CountRow, compare_counts, counts_table, layer_totals, load_recording
 
 LOIHI_EXTENSION = "lava-loihi"
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from asa_snn.convert.graph import FoldedGraph
 from asa_snn.chips.loihi.netx_export import write_netx
+from asa_snn.chips.loihi.simulator import integer_frames
+from asa_snn.convert.graph import FoldedGraph
 from asa_snn.errors import MissingDependencyError
 from asa_snn.simulators.base import SimulationResult, check_frames
-from asa_snn.chips.loihi.simulator import integer_frames
 
 _MODULES = ("lava.magma.core.run_configs", "lava.proc.io.sink", "lava.lib.dl.netx.hdf5")
 _ADVICE = (

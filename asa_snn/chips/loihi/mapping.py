@@ -20,12 +20,14 @@ Assumptions, stated because the chip's exact memory layout depends on the compil
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
-from asa_snn.convert.graph import FoldedGraph, Violation
+from asa_snn.chips.base import CoreUse, Violation
 from asa_snn.chips.loihi.netx_export import NETX_LAYER_TYPES, NetxLayer, to_netx_layers
+from asa_snn.convert.graph import FoldedGraph
 from asa_snn.errors import AsaSnnError
 
 
@@ -81,9 +83,19 @@ class MappingReport:
         return math.ceil(self.total_cores / self.limits.cores_per_chip)
 
     @property
-    def fits(self) -> bool:
+    def ok(self) -> bool:
         """True when no limit is broken."""
         return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: ok, one row per layer (every LayerMapping field), violations, cores, chips."""
+        return {
+            "ok": self.ok,
+            "rows": [asdict(layer) for layer in self.layers],
+            "violations": [v.line() for v in self.violations],
+            "cores": self.total_cores,
+            "chips": self.chips,
+        }
 
     def table(self) -> str:
         """Per-layer resources, totals, then the violations, as text."""
@@ -242,3 +254,20 @@ def check_loihi(graph: FoldedGraph, limits: LoihiLimits | None = None) -> Mappin
             report.layers.append(mapping)
             report.violations += found
     return report
+
+
+def loihi_core_layout(graph: FoldedGraph) -> dict[str, CoreUse]:
+    """Spiking layer -> its core use: the layer split evenly over its cores; memory in synapses /
+    neurons per core.
+
+    Raises:
+        AsaSnnError: the graph cannot be mapped at all (the violations are named).
+    """
+    report = check_loihi(graph)
+    if not report.layers:
+        problems = "; ".join(v.line() for v in report.violations)
+        raise AsaSnnError(f"graph cannot be mapped to Loihi cores ({problems})")
+    return {
+        m.name: CoreUse(m.cores, math.ceil(m.synapses / m.cores), math.ceil(m.neurons / m.cores))
+        for m in report.layers
+    }

@@ -54,11 +54,12 @@ from pathlib import Path
 
 import numpy as np
 
+from asa_snn.chips.loihi.quantizer import DECAY_UNITY
 from asa_snn.convert.graph import FoldedGraph, Layer
 from asa_snn.errors import AsaSnnError, InputFormatError
 
 NETX_WEIGHT_SCALE = 64
-DECAY_UNITY = 4096
+
 NETX_LAYER_TYPES = ("input", "conv", "dense", "flatten")
 _LOIHI_HINT = "use the loihi_net architecture (strided convs, flatten, dense, CUBA neurons)"
 
@@ -127,13 +128,10 @@ class NetxSummary:
         return "\n".join(lines)
 
 
-def _pair(value: object, default: int) -> tuple[int, int]:
-    if value is None:
-        return (default, default)
-    if isinstance(value, (int, np.integer)):
-        return (int(value), int(value))
-    pair = tuple(int(v) for v in value)  # type: ignore[union-attr]
-    return (pair[0], pair[1]) if len(pair) == 2 else (pair[0], pair[0])
+def _stored_pair(value: np.ndarray) -> tuple[int, int]:
+    """An (h, w) pair as netx stores it: one number for both, or two."""
+    flat = [int(v) for v in np.atleast_1d(value)]
+    return (flat[0], flat[-1])
 
 
 def _to_units(layer: Layer, field: str, values: np.ndarray, quantized: bool) -> np.ndarray:
@@ -214,10 +212,8 @@ class _Pending:
 
 def _conv_layer(layer: Layer, quantized: bool, pending: _Pending | None) -> NetxLayer:
     weight = _to_units(layer, "weight", layer.tensors["weight"], quantized)
-    stride = _pair(layer.attrs.get("stride"), 1)
-    padding = _pair(layer.attrs.get("padding"), 0)
-    dilation = _pair(layer.attrs.get("dilation"), 1)
-    if layer.attrs.get("groups", 1) != 1 or dilation != (1, 1):
+    stride, padding, dilation = layer.attrs.stride, layer.attrs.padding, layer.attrs.dilation
+    if layer.attrs.groups != 1 or dilation != (1, 1):
         raise AsaSnnError(
             f"layer {layer.name!r}: grouped or dilated convs are not supported by this exporter"
         )
@@ -298,9 +294,7 @@ def to_netx_layers(graph: FoldedGraph) -> list[NetxLayer]:
                 raise AsaSnnError(
                     f"layer {layer.name!r}: sum pool after {previous!r} cannot be folded; {_LOIHI_HINT}"
                 )
-            pending = _Pending(
-                _pair(layer.attrs.get("kernel_size"), 1), shape, layer.output_shape, layer.name
-            )  # type: ignore[arg-type]
+            pending = _Pending(layer.attrs.kernel_size, shape, layer.output_shape, layer.name)  # type: ignore[arg-type]
         elif layer.op == "flatten":
             if pending is not None:
                 pending.flattened = True
@@ -419,7 +413,7 @@ def _read_layer(group, name: str, where: str) -> NetxLayer:
     layer = NetxLayer(kind, name, shape, neuron, weight, bias)
     if kind == "conv":
         layer.stride, layer.padding, layer.dilation = (
-            _pair(group[key][()], 1) for key in ("stride", "padding", "dilation")
+            _stored_pair(group[key][()]) for key in ("stride", "padding", "dilation")
         )
         layer.groups = int(group["groups"][()])
         if weight is None or weight.ndim != 4 or weight.shape[0] != shape[0]:

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from asa_snn.convert.graph import FoldedGraph
 from asa_snn.chips.loihi.netx_export import DECAY_UNITY, CubaParams, NetxLayer, to_netx_layers
+from asa_snn.convert.graph import FoldedGraph
 from asa_snn.errors import InputFormatError
 from asa_snn.simulators.base import SimulationResult, check_frames
 

@@ -31,14 +31,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from asa_snn.convert.graph import FoldedGraph
 from asa_snn.chips.speck.mapping import STATE_BITS, WEIGHT_BITS, MappingReport, check_speck
-from asa_snn.data.events import EventStream
-from asa_snn.simulators.compare import CountRow, compare_counts, counts_table, layer_totals, load_recording
 from asa_snn.chips.speck.samna_detect import detect_samna
-from asa_snn.errors import AsaSnnError, MissingDependencyError
-from asa_snn.simulators.inputs import write_json
 from asa_snn.chips.speck.simulator import EventDriven, SpeckSimulator
+from asa_snn.convert.graph import FoldedGraph
+from asa_snn.data.events import EventStream
+from asa_snn.data.model_input import model_events
+from asa_snn.errors import AsaSnnError, MissingDependencyError
+from asa_snn.files import write_json
+from asa_snn.simulators.compare import CountRow, compare_counts, counts_table, layer_totals, load_recording
 
 SPECK_DEVICE_TYPES = ("speck2e", "speck2edevkit", "speck2fmodule", "speck2fdevkit")
 """Speck board types as sinabs 3.1.3 names them (``sinabs/backend/dynapcnn/io.py``)."""
@@ -170,36 +171,24 @@ def readout_note(graph: FoldedGraph) -> str:
 
 
 def chip_input_events(graph: FoldedGraph, stream: EventStream) -> np.ndarray:
-    """The recording as the first core's input events, exactly what the simulator's frames hold.
+    """The recording as the first core's input events: exactly the events the simulator's frames
+    count (:func:`~asa_snn.data.model_input.model_events` with the graph's input spec: sensor check,
+    binning, slicing, crop, polarity).
 
-    Events in ``[t0, t0 + n_steps * dt_us)`` (t0 the first event) are kept, coordinates binned by
-    the input ``downsample``, events outside the input map (C, H, W) dropped; ``feature`` is the
-    polarity (``polarity="separate"``) or 0 (``"merged"``); timestamps are microseconds from t0.
+    ``feature`` is the input channel; timestamps are microseconds from the first event for
+    time-sliced input, and ``step * NOMINAL_STEP_US`` for equal-count slices (the chip then sees
+    each slice as one step of that length).
 
     Returns:
         [N] :data:`CHIP_EVENT_DTYPE` in time order, ``layer`` 0 (set to the first core when sent).
     """
-    spec = graph.input
-    events = stream.events
-    t0 = int(events["t"][0]) if len(events) else 0
-    rel = events["t"].astype(np.int64) - t0
-    x = events["x"].astype(np.int64) // spec.downsample
-    y = events["y"].astype(np.int64) // spec.downsample
-    feature = events["p"].astype(np.int64) if spec.polarity == "separate" else np.zeros(len(events), np.int64)
-    channels, height, width = spec.shape
-    keep = (rel < spec.n_steps * spec.dt_us) & (x < width) & (y < height) & (feature < channels)
-    out = np.zeros(int(keep.sum()), CHIP_EVENT_DTYPE)
-    out["feature"], out["y"], out["x"], out["timestamp"] = feature[keep], y[keep], x[keep], rel[keep]
+    found = model_events(graph.input, stream)
+    timestamps = found.t_us if graph.input.slicing == "time" else found.step * graph.input.step_us
+    order = np.argsort(timestamps, kind="stable")
+    out = np.zeros(len(order), CHIP_EVENT_DTYPE)
+    out["feature"], out["y"], out["x"] = found.channel[order], found.y[order], found.x[order]
+    out["timestamp"] = timestamps[order]
     return out
-
-
-def events_to_frames(events: np.ndarray, shape: tuple[int, int, int], dt_us: int, n_steps: int) -> np.ndarray:
-    """Count :data:`CHIP_EVENT_DTYPE` events into frames [T, C, H, W] (step = timestamp // dt_us)."""
-    frames = np.zeros((n_steps, *shape), np.int64)
-    step = (events["timestamp"] // dt_us).astype(np.int64)
-    keep = step < n_steps
-    np.add.at(frames, (step[keep], events["feature"][keep], events["y"][keep], events["x"][keep]), 1)
-    return frames
 
 
 def count_chip_events(records: np.ndarray, core_to_layer: dict[int, str]) -> tuple[dict[str, int], list[int]]:
@@ -459,7 +448,7 @@ def _run_on_chip(
         ) from exc
     core_to_layer = {int(core): mapping.rows[index].layer for index, core in network.layer2core_map.items()}
     link = SamnaLink(network, device, int(network.layer2core_map[0]))
-    return stream_events(link, events, graph.input.dt_us), core_to_layer
+    return stream_events(link, events, graph.input.step_us), core_to_layer
 
 
 def deploy_speck(

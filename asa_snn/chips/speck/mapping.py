@@ -20,11 +20,13 @@ Memory per layer, in words (sinabs ``DynapcnnLayer.memory_summary``), for a weig
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
-from asa_snn.convert.graph import FoldedGraph, Layer, NeuronSpec, Violation
+from asa_snn.chips.base import CoreUse, Violation
+from asa_snn.convert.graph import FoldedGraph, Layer, NeuronSpec
 from asa_snn.errors import AsaSnnError, InputFormatError
 
 KI = 1024
@@ -65,31 +67,24 @@ class ChainStep:
     neuron: NeuronSpec | None
 
 
-def _pair(value: object, layer: Layer, key: str) -> tuple[int, int]:
-    if isinstance(value, int | np.integer):
-        return int(value), int(value)
-    if isinstance(value, list | tuple) and len(value) == 2:
-        return int(value[0]), int(value[1])
-    raise InputFormatError(f"layer {layer.name!r}: attribute {key!r} is {value!r}; expected an int or [h, w]")
-
-
 def conv_geometry(layer: Layer) -> dict[str, tuple[int, int]]:
-    """``kernel_size``, ``stride`` and ``padding`` of a conv2d layer as (h, w) pairs."""
+    """``kernel_size``, ``stride`` and ``padding`` of a conv2d layer as (h, w) pairs.
+
+    Raises:
+        AsaSnnError: a grouped or dilated conv, which a Speck core cannot run.
+    """
     attrs = layer.attrs
-    if "kernel_size" not in attrs:
-        raise InputFormatError(f"layer {layer.name!r}: conv2d attrs lack 'kernel_size'")
-    return {
-        "kernel_size": _pair(attrs["kernel_size"], layer, "kernel_size"),
-        "stride": _pair(attrs.get("stride", 1), layer, "stride"),
-        "padding": _pair(attrs.get("padding", 0), layer, "padding"),
-    }
+    if attrs.groups != 1 or attrs.dilation != (1, 1):
+        raise AsaSnnError(
+            f"layer {layer.name!r}: groups {attrs.groups}, dilation {list(attrs.dilation)}; a Speck core "
+            "runs only dense, undilated convs"
+        )
+    return {"kernel_size": attrs.kernel_size, "stride": attrs.stride, "padding": attrs.padding}
 
 
 def pool_size(layer: Layer) -> tuple[int, int]:
     """Kernel (= stride) of a sumpool2d layer as (h, w)."""
-    if "kernel_size" not in layer.attrs:
-        raise InputFormatError(f"layer {layer.name!r}: sumpool2d attrs lack 'kernel_size'")
-    return _pair(layer.attrs["kernel_size"], layer, "kernel_size")
+    return layer.attrs.kernel_size
 
 
 def _next_map(step_layer: Layer, in_map: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -288,8 +283,17 @@ class MappingReport:
         text = [
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)) for line in lines
         ]
-        text += [f"VIOLATION {v.layer}: {v.limit} = {v.value} ({v.fix})" for v in self.violations]
+        text += [f"VIOLATION {v.line()}" for v in self.violations]
         return "\n".join(line.rstrip() for line in text)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: ok, one row per core layer (every CoreRow field), violations, cores used."""
+        return {
+            "ok": self.ok,
+            "rows": [asdict(row) for row in self.rows],
+            "violations": [v.line() for v in self.violations],
+            "cores": len([r for r in self.rows if r.core is not None]),
+        }
 
 
 def _consumers(graph: FoldedGraph) -> dict[str, list[str]]:
@@ -522,3 +526,8 @@ def check_speck(graph: FoldedGraph) -> MappingReport:
             Violation("graph", f"core layers <= {len(CORE_MEMORY)}", len(pending), "use fewer weight layers")
         )
     return MappingReport(rows, violations, notes)
+
+
+def speck_core_layout(graph: FoldedGraph) -> dict[str, CoreUse]:
+    """Spiking layer -> its core use: one layer per core, memory in kernel / neuron words."""
+    return {row.layer: CoreUse(1, row.kernel_words, row.neuron_words) for row in check_speck(graph).rows}

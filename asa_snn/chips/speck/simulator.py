@@ -42,8 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from asa_snn.convert.graph import FoldedGraph, NeuronSpec
 from asa_snn.chips.speck.mapping import STATE_BITS, ChainStep, conv_geometry, pool_size, speck_chain
+from asa_snn.convert.graph import FoldedGraph, NeuronSpec
 from asa_snn.errors import AsaSnnError, InputFormatError
 from asa_snn.simulators.base import SimulationResult, check_frames
 

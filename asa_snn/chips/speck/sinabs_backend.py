@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asa_snn.convert.graph import FoldedGraph
 from asa_snn.chips.speck.mapping import speck_chain
+from asa_snn.chips.speck.simulator import speck_result
+from asa_snn.convert.graph import FoldedGraph
 from asa_snn.errors import MissingDependencyError
 from asa_snn.simulators.base import SimulationResult, check_frames
-from asa_snn.chips.speck.simulator import speck_result
 
 
 @dataclass

@@ -20,8 +20,8 @@ import sinabs.layers as sl
 import torch
 from torch import nn
 
-from asa_snn.convert.graph import FoldedGraph, Layer, NeuronSpec
 from asa_snn.chips.speck.mapping import STATE_BITS, ChainStep, conv_geometry, pool_size, speck_chain
+from asa_snn.convert.graph import FoldedGraph, Layer, NeuronSpec
 from asa_snn.errors import AsaSnnError
 
 SPIKE_FNS = {False: sa.SingleSpike, True: sa.MultiSpike}

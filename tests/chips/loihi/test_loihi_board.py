@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from asa_snn.chips.loihi.netx_export import read_netx
-from asa_snn.simulators.compare import load_recording
 from asa_snn.chips.loihi.board import deploy_loihi, loihi_extension_reason
 from asa_snn.chips.loihi.lava_backend import lava_unavailable_reason
+from asa_snn.chips.loihi.netx_export import read_netx
 from asa_snn.chips.loihi.simulator import LoihiSimulator
+from asa_snn.simulators.compare import load_recording
 
 LAVA_MISSING = lava_unavailable_reason()
 

@@ -2,14 +2,20 @@
 
 import numpy as np
 
-from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 from asa_snn.chips.loihi.mapping import LoihiLimits, check_loihi, weight_format
+from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 
 CUBA = NeuronSpec("cuba", threshold=20, reset="zero", du=0.25, dv=0.125)
 
 
 def graph_of(layers, input_shape=(2, 9, 9)):
-    return FoldedGraph(layers, InputSpec(input_shape, (9, 9, 2)), 3, "loihi", quantized=True)
+    return FoldedGraph(
+        layers,
+        InputSpec(input_shape, (input_shape[2], input_shape[1], input_shape[0])),
+        3,
+        "loihi",
+        quantized=True,
+    )
 
 
 def small_net():
@@ -27,7 +33,7 @@ def small_net():
 
 def test_small_net_fits_one_core_per_layer():
     report = check_loihi(small_net())
-    assert report.fits and report.total_cores == 2 and report.chips == 1
+    assert report.ok and report.total_cores == 2 and report.chips == 1
     conv, fc = report.layers
     assert (conv.neurons, conv.fan_in, conv.synapses, conv.cores) == (64, 18, 1152, 1)
     assert (fc.neurons, fc.fan_in, fc.weight_bits) == (8, 64, 3)
@@ -71,7 +77,7 @@ def test_more_cores_when_conv_slices_need_fewer_axons():
     )
     report = check_loihi(graph_of([conv], (8, 32, 32)))
     # 8192 inputs > 4096 axons: slices of 4096 // 72 = 56 neurons -> ceil(16384 / 56) cores
-    assert report.layers[0].cores == 293 and report.fits
+    assert report.layers[0].cores == 293 and report.ok
 
 
 def test_unsupported_ops_and_neurons_are_violations_not_crashes():
@@ -79,7 +85,7 @@ def test_unsupported_ops_and_neurons_are_violations_not_crashes():
     graph.layers.insert(1, Layer("res", "add", {}, (4, 4, 4), inputs=("conv", "conv")))
     graph.layers[0].neuron = NeuronSpec("iaf", threshold=1.0)
     report = check_loihi(graph, LoihiLimits())
-    assert not report.fits and report.layers == []
+    assert not report.ok and report.layers == []
     assert {(v.layer, v.limit) for v in report.violations} == {
         ("res", "supported netx layer types"),
         ("conv", "neuron kind"),

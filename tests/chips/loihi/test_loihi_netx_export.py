@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 from asa_snn.chips.loihi.netx_export import (
     fold_pool_into_conv,
     fold_pool_into_dense,
@@ -13,8 +12,9 @@ from asa_snn.chips.loihi.netx_export import (
     to_netx_layers,
     write_netx,
 )
-from asa_snn.errors import AsaSnnError, InputFormatError
 from asa_snn.chips.loihi.simulator import LoihiSimulator, simulate_netx
+from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
+from asa_snn.errors import AsaSnnError, InputFormatError
 
 
 def cuba(threshold):

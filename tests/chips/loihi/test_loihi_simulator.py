@@ -4,10 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 from asa_snn.chips.loihi.netx_export import CubaParams, to_netx_layers
-from asa_snn.errors import InputFormatError
-from asa_snn.models.cuba import CubaLIF
 from asa_snn.chips.loihi.simulator import (
     LoihiSimulator,
     conv2d_int,
@@ -16,6 +13,9 @@ from asa_snn.chips.loihi.simulator import (
     latency_steps,
     wrap_current,
 )
+from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
+from asa_snn.errors import InputFormatError
+from asa_snn.models.cuba import CubaLIF
 
 NO_DECAY = CubaParams(i_decay=0, v_decay=0, vth_mant=1)
 
@@ -29,7 +29,13 @@ def dense_chain(weights, neuron, input_shape, quantized=True):
     for index, weight in enumerate(weights):
         weight = np.asarray(weight)
         layers.append(Layer(f"fc{index}", "linear", {}, (weight.shape[0],), {"weight": weight}, neuron))
-    return FoldedGraph(layers, InputSpec(input_shape, (1, 1, 2)), weights[-1].shape[0], "loihi", quantized)
+    return FoldedGraph(
+        layers,
+        InputSpec(input_shape, (input_shape[2], input_shape[1], input_shape[0])),
+        weights[-1].shape[0],
+        "loihi",
+        quantized,
+    )
 
 
 def test_decay_truncates_toward_zero():
@@ -125,8 +131,8 @@ def test_rejects_fractional_counts():
 
 
 def test_lava_backend_explains_why_it_is_unavailable():
-    from asa_snn.errors import MissingDependencyError
     from asa_snn.chips.loihi.lava_backend import LavaBackend
+    from asa_snn.errors import MissingDependencyError
 
     backend = LavaBackend()
     reason = backend.unavailable_reason()

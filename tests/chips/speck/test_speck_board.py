@@ -6,24 +6,23 @@ import sys
 import numpy as np
 import pytest
 
-from asa_snn.chips.speck.mapping import check_speck
-from asa_snn.data.events import EventStream, make_events
-from asa_snn.simulators.compare import compare_counts, counts_table, load_recording
 from asa_snn.chips.speck.board import (
     CHIP_EVENT_DTYPE,
     chip_input_events,
     count_chip_events,
     deploy_speck,
-    events_to_frames,
     parse_device,
     readout_channel,
     readout_note,
     resolve_device,
     stream_events,
 )
-from asa_snn.errors import AsaSnnError, MissingDependencyError
-from asa_snn.simulators.inputs import frames_from_events
+from asa_snn.chips.speck.mapping import check_speck
 from asa_snn.chips.speck.simulator import EventDriven, SpeckSimulator
+from asa_snn.data.events import EventStream, make_events
+from asa_snn.data.model_input import frames_for
+from asa_snn.errors import AsaSnnError, MissingDependencyError
+from asa_snn.simulators.compare import compare_counts, counts_table, load_recording
 
 
 def test_dry_run_summary(speck, tmp_path):
@@ -68,24 +67,34 @@ def test_readout_note_for_more_than_15_classes(speck):
     assert "20 classes > 15" in note and "not used" in note
 
 
+def _count(events: np.ndarray, shape: tuple[int, int, int], dt_us: int, n_steps: int) -> np.ndarray:
+    """Chip events counted into frames [T, C, H, W] (step = timestamp // dt_us), test-side only."""
+    frames = np.zeros((n_steps, *shape), np.int64)
+    step = (events["timestamp"] // dt_us).astype(np.int64)
+    keep = step < n_steps
+    np.add.at(frames, (step[keep], events["feature"][keep], events["y"][keep], events["x"][keep]), 1)
+    return frames
+
+
 def test_chip_events_hold_exactly_the_simulator_frames(speck):
     stream, frames = load_recording(speck, None)
     events = chip_input_events(speck, stream)
-    assert np.array_equal(events_to_frames(events, (2, 8, 8), 20_000, 8), frames[0])
+    assert np.array_equal(_count(events, (2, 8, 8), 20_000, 8), frames[0])
     assert np.all(np.diff(events["timestamp"].astype(np.int64)) >= 0)
 
 
 def test_chip_events_by_hand(speck):
-    # t0 = 100: kept t = 100 (p 1 at 5,3 -> 2,1), 20_099 (step 0), 20_100 (step 1); dropped: t past
-    # 8 * 20 ms and x = 16 // 2 = 8 outside the 8-wide map (sensor 17 wide to allow it)
+    # t0 = 100: kept t = 100 (p 1 at 5,3 -> 2,1), 200 (15,0 -> 7,0), 20_099 (step 0), 20_100
+    # (step 1); dropped: t past 8 * 20 ms
     raw = make_events(
         t=np.array([100, 200, 20_099, 20_100, 160_100]),
-        x=np.array([5, 16, 0, 1, 0]),
+        x=np.array([5, 15, 0, 1, 0]),
         y=np.array([3, 0, 0, 2, 0]),
         p=np.array([1, 1, 0, 0, 1]),
     )
-    events = chip_input_events(speck, EventStream(raw, (17, 16, 2)))
-    assert events.tolist() == [(0, 1, 1, 2, 0), (0, 0, 0, 0, 19_999), (0, 0, 1, 0, 20_000)]
+    events = chip_input_events(speck, EventStream(raw, (16, 16, 2)))
+    expected = [(0, 1, 1, 2, 0), (0, 1, 0, 7, 100), (0, 0, 0, 0, 19_999), (0, 0, 1, 0, 20_000)]
+    assert events.tolist() == expected
 
 
 @pytest.mark.parametrize(
@@ -208,6 +217,6 @@ def test_frames_from_events_agree_on_a_hand_made_stream(speck):
         t=np.array([0, 5, 30_000]), x=np.array([2, 3, 15]), y=np.array([2, 2, 15]), p=np.array([0, 0, 1])
     )
     stream = EventStream(raw, (16, 16, 2))
-    frames = frames_from_events(speck, stream)
-    assert np.array_equal(events_to_frames(chip_input_events(speck, stream), (2, 8, 8), 20_000, 8), frames)
+    frames = frames_for(speck.input, stream)
+    assert np.array_equal(_count(chip_input_events(speck, stream), (2, 8, 8), 20_000, 8), frames)
     assert frames[0, 0, 1, 1] == 2 and frames[1, 1, 7, 7] == 1

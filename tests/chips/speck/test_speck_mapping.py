@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from sinabs.validate_memory_speck import ValidateMapping
 
-from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec
 from asa_snn.chips.speck.mapping import (
     CORE_MEMORY,
     check_speck,
@@ -15,6 +14,7 @@ from asa_snn.chips.speck.mapping import (
     neuron_memory,
     speck_chain,
 )
+from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec
 from asa_snn.errors import AsaSnnError
 
 QUANT = LayerQuant(scale=1.0, weight_bits=8, state_bits=16)
@@ -37,7 +37,9 @@ def conv(name, c_in, c_out, out_hw, k=3, stride=1, padding=1, neuron=None, weigh
 
 
 def graph(layers, in_shape=(2, 16, 16), quantized=True):
-    return FoldedGraph(layers, InputSpec(in_shape, (in_shape[2], in_shape[1], 2)), 3, "speck", quantized)
+    return FoldedGraph(
+        layers, InputSpec(in_shape, (in_shape[2], in_shape[1], in_shape[0])), 3, "speck", quantized
+    )
 
 
 def small():

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from graph_builders import QUANT, chain_graph
 
+from asa_snn.chips.speck.simulator import EventDriven, SpeckSimulator
+from asa_snn.chips.speck.sinabs_backend import SinabsBackend
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 from asa_snn.errors import AsaSnnError, InputFormatError
-from asa_snn.chips.speck.sinabs_backend import SinabsBackend
-from asa_snn.chips.speck.simulator import EventDriven, SpeckSimulator
 
 
 def one_neuron(weights, neuron, bias=None, quantized=True) -> FoldedGraph:

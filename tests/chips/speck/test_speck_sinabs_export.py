@@ -13,8 +13,8 @@ import sinabs.layers as sl
 import torch
 from torch import nn
 
-from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec
 from asa_snn.chips.speck.sinabs_export import neuron_module_name, to_sinabs
+from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec
 from asa_snn.errors import AsaSnnError
 
 QUANT = LayerQuant(scale=1.0, weight_bits=8, state_bits=16)

@@ -1,0 +1,76 @@
+"""``asa-snn analyze``: the redundancy analysis of one or two checkpoints on their data.
+
+The data comes from :func:`asa_snn.train.run.load_run` (the checkpoint's own config, or another
+config file), the energy models from every registered chip
+(:func:`asa_snn.chips.registry.energy_presets`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from asa_snn.analysis.report import analyze
+from asa_snn.chips.registry import energy_presets
+from asa_snn.train.data import foreground_masks
+from asa_snn.train.run import load_run
+
+PARTS = ("test", "val")
+
+
+def _labels(checkpoint: Path, compare: Path | None) -> tuple[str, str]:
+    """Two different names for the models: their folders, else their file names, else a and b."""
+    for labels in (
+        (checkpoint.parent.name or "model", compare.parent.name if compare else "other"),
+        (checkpoint.stem, compare.stem if compare else "other"),
+    ):
+        if labels[0] != labels[1]:
+            return labels
+    return ("model_a", "model_b")
+
+
+def analyze_checkpoints(
+    checkpoint: str | Path,
+    compare: str | Path | None,
+    out_dir: str | Path,
+    data: str = "test",
+    labels: tuple[str, str] | None = None,
+    max_samples: int | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Analyse ``checkpoint`` (and ``compare`` on the same samples) and write the report folder.
+
+    Args:
+        checkpoint, compare: checkpoint files (``compare`` optional, e.g. the ASA model).
+        out_dir: report folder (report.md, metrics.json, figures/).
+        data: ``test`` or ``val`` part of the first checkpoint's own data, or a config file / recipe
+            whose test part is used.
+        labels: the two models' names; None: from the file locations.
+        max_samples, batch_size: samples measured and per forward pass.
+
+    Returns:
+        The metrics written to metrics.json.
+    """
+    checkpoint = Path(checkpoint)
+    compare = Path(compare) if compare is not None else None
+    run = load_run(checkpoint, None if data in PARTS else data)
+    part = getattr(run.data, data if data in PARTS else "test")
+    return analyze(
+        run.model,
+        part,
+        out_dir,
+        compare_model=load_run(compare, None if data in PARTS else data).model if compare else None,
+        labels=labels or _labels(checkpoint, compare),
+        masks=foreground_masks(part),
+        max_samples=max_samples,
+        batch_size=batch_size,
+        presets=energy_presets(),
+        duration_s=run.duration_s,
+        progress=progress,
+    )
+
+
+def analyze_pair(vanilla: Path, asa: Path, out_dir: Path) -> dict[str, Any]:
+    """The demo's analysis strategy: vanilla against ASA on the vanilla run's test part."""
+    return analyze_checkpoints(vanilla, asa, out_dir, labels=("vanilla", "asa2"), progress=False)

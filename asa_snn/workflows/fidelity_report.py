@@ -1,0 +1,140 @@
+"""The fold's fidelity report: fidelity.json and fidelity.md from the measured stages.
+
+The goal: at most :data:`ACCURACY_GOAL_PP` percentage points of accuracy lost and at most
+:data:`NASFR_GOAL` relative NASFR change from (1) the live-attention model to (3) the deployed
+integer simulation; the report gives the per-step deltas and the per-layer spike changes that
+show where a loss comes from.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict
+from typing import Any
+
+from asa_snn.convert.measure import StageMetrics
+from asa_snn.workflows.fold_steps import FoldRun
+
+ACCURACY_GOAL_PP = 1.0
+NASFR_GOAL = 0.10
+
+
+def _relative(new: float, old: float) -> float | None:
+    return None if old == 0 else (new - old) / old
+
+
+def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> dict[str, Any]:
+    """fidelity.json: stages, per-step and (1)->(3) deltas, per-layer spikes, goal, fold report."""
+    chain = [*run.stages[:3], final]
+    steps = [
+        {
+            "from": a.stage,
+            "to": b.stage,
+            "accuracy_pp": 100 * (b.accuracy - a.accuracy),
+            "nasfr_relative": _relative(b.nasfr, a.nasfr),
+        }
+        for a, b in itertools.pairwise(chain)
+    ]
+    live = run.stages[0]
+    layers = {
+        name: {
+            "neurons": run.neurons.get(name),
+            **{stage.stage: stage.layer_spikes.get(name, 0.0) for stage in chain},
+            "relative_change_1_to_3": _relative(final.layer_spikes.get(name, 0.0), live.layer_spikes[name]),
+        }
+        for name in live.layer_spikes
+    }
+    accuracy_pp = 100 * (final.accuracy - live.accuracy)
+    nasfr_change = _relative(final.nasfr, live.nasfr)
+    met = accuracy_pp >= -ACCURACY_GOAL_PP and nasfr_change is not None and abs(nasfr_change) <= NASFR_GOAL
+    worst_step = min(steps, key=lambda s: s["accuracy_pp"])
+    changes = {
+        k: v["relative_change_1_to_3"] for k, v in layers.items() if v["relative_change_1_to_3"] is not None
+    }
+    worst_layer = max(changes, key=lambda k: abs(changes[k])) if changes else None
+    return {
+        "target": run.deployed.target,
+        "validation_samples": live.samples,
+        "stages": [asdict(s) for s in [*chain, *run.stages[3:]]],
+        "steps": steps,
+        "delta_1_to_3": {"accuracy_pp": accuracy_pp, "nasfr_relative": nasfr_change},
+        "goal": {
+            "accuracy_loss_max_pp": ACCURACY_GOAL_PP,
+            "nasfr_change_max": NASFR_GOAL,
+            "met": bool(met),
+            "largest_accuracy_drop_step": worst_step,
+            "largest_spike_change_layer": worst_layer,
+        },
+        "layers": layers,
+        "quantization": {
+            layer.name: asdict(layer.quant) for layer in run.deployed.layers if layer.quant is not None
+        },
+        "fold": run.report.to_dict(),
+        "finetune_history": run.finetune_history,
+        "notes": [*run.report.notes, *notes],
+    }
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:+.1f} %"
+
+
+def fidelity_markdown(doc: dict[str, Any]) -> str:
+    """fidelity.md: the same numbers as fidelity.json, as tables."""
+    lines = [
+        f"# Fold fidelity: target {doc['target']}",
+        "",
+        f"Validation samples: {doc['validation_samples']}",
+        "",
+    ]
+    lines += ["| stage | accuracy | NASFR | epochs |", "|---|---|---|---|"]
+    lines += [
+        f"| {s['stage']} | {s['accuracy']:.4f} | {s['nasfr']:.4f} | {s['epochs']} |" for s in doc["stages"]
+    ]
+    lines += ["", "## Per-step deltas", "", "| step | accuracy (pp) | NASFR |", "|---|---|---|"]
+    lines += [
+        f"| {s['from']} -> {s['to']} | {s['accuracy_pp']:+.2f} | {_pct(s['nasfr_relative'])} |"
+        for s in doc["steps"]
+    ]
+    delta, goal = doc["delta_1_to_3"], doc["goal"]
+    lines += [
+        "",
+        f"(1) -> (3): accuracy {delta['accuracy_pp']:+.2f} pp, NASFR {_pct(delta['nasfr_relative'])}; goal "
+        f"(<= {goal['accuracy_loss_max_pp']} pp lost, "
+        f"<= {100 * goal['nasfr_change_max']:.0f} % NASFR change): "
+        f"{'met' if goal['met'] else 'NOT met'}",
+    ]
+    if not goal["met"]:
+        step = goal["largest_accuracy_drop_step"]
+        lines.append(
+            f"Largest accuracy drop: {step['from']} -> {step['to']} ({step['accuracy_pp']:+.2f} pp); largest "
+            f"spike-count change: layer {goal['largest_spike_change_layer']}."
+        )
+    stages = [s["stage"] for s in doc["stages"][:4]]
+    lines += [
+        "",
+        "## Spikes per sample, per layer",
+        "",
+        "| layer | neurons | " + " | ".join(stages) + " | (1)->(3) |",
+    ]
+    lines.append("|---" * (len(stages) + 3) + "|")
+    for name, row in doc["layers"].items():
+        cells = " | ".join(f"{row[s]:.1f}" for s in stages)
+        lines.append(f"| {name} | {row['neurons']} | {cells} | {_pct(row['relative_change_1_to_3'])} |")
+    lines += [
+        "",
+        "## Attention fold",
+        "",
+        "| layer | attention | kept (channel) | kept (map) | gain min/mean/max | pruned |",
+    ]
+    lines.append("|---|---|---|---|---|---|")
+    for f in doc["fold"]["layers"]:
+        kept = "-" if f["kept_fraction"] is None else f"{f['kept_fraction']:.3f}"
+        kept_map = "-" if f["kept_fraction_map"] is None else f"{f['kept_fraction_map']:.3f}"
+        gains = f"{f['gain_min']:.3f}/{f['gain_mean']:.3f}/{f['gain_max']:.3f}"
+        lines.append(
+            f"| {f['layer']} | {f['attention']} | {kept} | {kept_map} | {gains} | {len(f['pruned'])} |"
+        )
+    if doc["notes"]:
+        lines += ["", "## Notes", "", *[f"- {note}" for note in doc["notes"]]]
+    return "\n".join(lines) + "\n"
