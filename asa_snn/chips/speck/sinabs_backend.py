@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asa_snn.convert.graph import FoldedGraph
 from asa_snn.chips.speck.mapping import speck_chain
+from asa_snn.chips.speck.simulator import speck_result
+from asa_snn.convert.graph import FoldedGraph
 from asa_snn.errors import MissingDependencyError
 from asa_snn.simulators.base import SimulationResult, check_frames
-from asa_snn.chips.speck.simulator import speck_result
 
 
 @dataclass
@@ -42,8 +42,9 @@ class SinabsBackend:
         """Simulate ``graph`` on ``frames`` [B, T, C, H, W] (input events per pixel and step).
 
         Returns:
-            spike counts per spiking layer int64 [B, T], outputs [B, T, K], and with ``record``
-            spike trains int64 [T, B, *output_shape].
+            spike counts per spiking layer int64 [B, T], spike maps float64 [B, *output_shape]
+            (summed over T), outputs [B, T, K], and with ``record`` spike trains int64
+            [T, B, *output_shape].
         """
         reason = self.unavailable_reason()
         if reason:
