@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import asa_snn.simulators.norse_backend as norse_backend
+from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 from asa_snn.errors import MissingDependencyError
 from asa_snn.simulators.norse_backend import NorseBackend
-from asa_snn.chips.speck.simulator import SpeckSimulator
 
 HAS_NORSE = importlib.util.find_spec("norse") is not None
 needs_norse = pytest.mark.skipif(
@@ -44,6 +44,7 @@ def test_zero_reset_iaf_identical_to_speck_simulator():
     reference = SpeckSimulator().run(graph, x, record=True)
     for layer in ("c0", "fc"):
         np.testing.assert_array_equal(ours.spike_trains[layer], reference.spike_trains[layer], err_msg=layer)
+        np.testing.assert_array_equal(ours.spike_maps[layer], reference.spike_maps[layer], err_msg=layer)
         assert reference.spike_counts[layer].sum() > 10
     np.testing.assert_array_equal(ours.outputs, reference.outputs)
     assert ours.backend == "norse" and "dt = 0.001 s" in ours.notes[0]

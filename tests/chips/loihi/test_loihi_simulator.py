@@ -4,10 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 from asa_snn.chips.loihi.netx_export import CubaParams, to_netx_layers
-from asa_snn.errors import InputFormatError
-from asa_snn.models.cuba import CubaLIF
 from asa_snn.chips.loihi.simulator import (
     LoihiSimulator,
     conv2d_int,
@@ -16,6 +13,9 @@ from asa_snn.chips.loihi.simulator import (
     latency_steps,
     wrap_current,
 )
+from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
+from asa_snn.errors import InputFormatError
+from asa_snn.models.cuba import CubaLIF
 
 NO_DECAY = CubaParams(i_decay=0, v_decay=0, vth_mant=1)
 
@@ -76,6 +76,7 @@ def test_hand_trace_of_one_dense_layer():
     assert result.spike_counts["fc0"].tolist() == [[0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
     assert result.outputs[:, :, 0].tolist() == [[0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
     assert result.spike_trains["fc0"].shape == (5, 2, 1)
+    assert result.spike_maps["fc0"].tolist() == [[1.0], [0.0]]  # summed over steps, per sample
     assert any("clipped" in note for note in result.notes)
 
 
@@ -125,8 +126,8 @@ def test_rejects_fractional_counts():
 
 
 def test_lava_backend_explains_why_it_is_unavailable():
-    from asa_snn.errors import MissingDependencyError
     from asa_snn.chips.loihi.lava_backend import LavaBackend
+    from asa_snn.errors import MissingDependencyError
 
     backend = LavaBackend()
     reason = backend.unavailable_reason()
