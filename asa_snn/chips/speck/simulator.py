@@ -251,7 +251,9 @@ def _fan_out(step: ChainStep, weight: np.ndarray, n_out: int) -> tuple[np.ndarra
     """For each input neuron (flat C, H, W index) the output neurons it reaches and the weights.
 
     Returns (targets int64 [n_in, M], weights [n_in, M]); each row is sorted by target, padded
-    with the dummy target ``n_out`` and weight 0.
+    with the dummy target ``n_out`` and weight 0. The real targets of a row are as many as
+    :func:`asa_snn.energy.synapses.fanout_map` counts for that input (tested); this builds the
+    connectivity itself, which the op count does not need.
     """
     f, c, kh, kw = weight.shape
     _, h, w = step.in_map
