@@ -6,45 +6,56 @@ attention entry right after it when it adds MACs. The neurons a synaptic module 
 its block (``<block>.neuron``). The first synaptic module called (fed by the network input) and any
 module whose input was not always a non-negative integer count are real-valued-input (MAC) layers.
 
-The exact per-position fan-out of a conv (the number of synapses an input position reaches, smaller
-on the border of a padded conv) is the gradient of ``sum(conv_ones(x))`` with respect to ``x``; summed
-against the measured input counts it gives ``event_fanout_sum`` (:mod:`asa_snn.energy.model`).
+FLOPs and the boundary-exact synaptic ops (``event_fanout_sum``) come from the module's geometry
+and its measured input map (input summed per position over steps and samples) through
+:mod:`asa_snn.energy.synapses`, the same functions the simulators' counts use
+(:mod:`asa_snn.simulators.operations`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from torch import nn
 
 from asa_snn.analysis.recorder import Measurements, SynapseStats
 from asa_snn.energy.model import LayerOps
+from asa_snn.energy.synapses import ConvGeometry, Geometry, LinearGeometry, dense_flops, synaptic_ops
 from asa_snn.errors import AsaSnnError
 
 
-def conv_fanout_map(conv: nn.Conv2d, input_shape: tuple[int, int, int]) -> np.ndarray:
-    """float64 [C_in, H, W]: synapses reached by one event at each input position of ``conv``."""
-    x = torch.zeros((1, *input_shape), dtype=torch.float64, requires_grad=True)
-    ones = torch.ones_like(conv.weight, dtype=torch.float64)
-    y = F.conv2d(x, ones, None, conv.stride, conv.padding, conv.dilation, conv.groups)
-    y.sum().backward()
-    return x.grad[0].numpy()
+def module_geometry(name: str, module: nn.Module, input_shape: tuple[int, ...]) -> Geometry:
+    """The :mod:`~asa_snn.energy.synapses` geometry of a ``Conv2d`` (on ``input_shape`` (C, H, W))
+    or ``Linear`` module.
 
-
-def dense_flops(module: nn.Module, output_shape: tuple[int, ...]) -> float:
-    """FLOPs per step: conv k_h k_w H_out W_out (C_in / groups) C_out; linear in * out."""
+    Raises:
+        AsaSnnError: a conv with string padding (``"same"``, ``"valid"``) or a non-zero padding mode,
+            which the op count does not model.
+    """
     if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        _, h_out, w_out = output_shape
-        return float(kh * kw * h_out * w_out * module.in_channels // module.groups * module.out_channels)
-    return float(module.in_features * module.out_features)
+        if isinstance(module.padding, str) or module.padding_mode != "zeros":
+            raise AsaSnnError(
+                f"{name}: conv padding {module.padding!r} with padding_mode {module.padding_mode!r}; "
+                "operation counts need integer zero padding"
+            )
+        return ConvGeometry(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            input_shape[1:],
+            module.stride,
+            module.padding,
+            module.dilation,
+            module.groups,
+            name,
+        )
+    return LinearGeometry(module.in_features, module.out_features, name)
 
 
-def _fanout_sum(module: nn.Module, stats: SynapseStats) -> float:
-    if isinstance(module, nn.Conv2d):
-        return float((conv_fanout_map(module, stats.input_shape) * stats.input_sum).sum())
-    return float(stats.input_sum.sum() * module.out_features)
+def _input_map(stats: SynapseStats, geometry: Geometry) -> np.ndarray:
+    """The measured input map in the geometry's input shape (a linear layer's leading dims summed)."""
+    if isinstance(geometry, LinearGeometry):
+        return stats.input_sum.reshape(-1, geometry.in_features).sum(axis=0)
+    return stats.input_sum
 
 
 def model_layer_ops(model: nn.Module, measurements: Measurements) -> list[LayerOps]:
@@ -58,6 +69,7 @@ def model_layer_ops(model: nn.Module, measurements: Measurements) -> list[LayerO
     ops: list[LayerOps] = []
     for stats in sorted(measurements.synapses.values(), key=lambda s: s.order):
         module = modules[stats.name]
+        geometry = module_geometry(stats.name, module, stats.input_shape)
         parent = stats.name.rsplit(".", 1)[0] if "." in stats.name else ""
         neuron_name = f"{parent}.neuron" if parent else "neuron"
         neurons = active = spikes = 0.0
@@ -74,13 +86,13 @@ def model_layer_ops(model: nn.Module, measurements: Measurements) -> list[LayerO
             LayerOps(
                 name=stats.name,
                 kind="conv" if isinstance(module, nn.Conv2d) else "linear",
-                flops=dense_flops(module, stats.output_shape),
-                input_size=int(np.prod(stats.input_shape)),
+                flops=float(dense_flops(geometry)),
+                input_size=int(np.prod(geometry.input_shape)),
                 input_events=float(stats.input_sum.sum() / n),
                 input_is_spiking=stats.order > 0 and stats.integer_valued,
                 timesteps=steps,
                 neurons=int(neurons),
-                event_fanout_sum=_fanout_sum(module, stats) / n,
+                event_fanout_sum=synaptic_ops(_input_map(stats, geometry), geometry) / n,
                 active_neuron_steps=float(active),
                 output_spikes=float(spikes),
             )

@@ -6,26 +6,29 @@ inference of T steps).
 
 Counting rules (paper Eq. 11 and its supplementary, FACTS.md section 1)::
 
-    FLOPs(conv) = k^2 * H_out * W_out * C_in * C_out      (dense, per step)
+    FLOPs(conv) = k_h k_w * H_out * W_out * C_in / groups * C_out   (dense, per step)
     FLOPs(fc)   = in * out
-    SOP         = r_in * T * FLOPs,   r_in = input events / (input elements * T)
-                = input events * mean fan-out              (event-driven count)
+    SOP         = sum over input positions of events * fan-out      (event-driven count)
+                ~ r_in * T * FLOPs,   r_in = input events / (input elements * T)
+                = input events * mean fan-out                        (paper's form)
     MAC         = T * FLOPs when the input is real valued (first layer), + attention MACs
-    E           = E_MAC * MAC + E_AC * SOP                  (op-energy presets)
+    E           = E_MAC * MAC + E_AC * SOP                            (op-energy presets)
 
-When the recorder knows the exact fan-out of every input position (``event_fanout_sum``), the SOP is
-that boundary-exact count, sum over events of the synapses the event reaches; otherwise the
-mean-fan-out form above. Neuron updates are ``neurons * T`` per sample.
+FLOPs and the per-position fan-out come from the layer's geometry (:mod:`asa_snn.energy.synapses`,
+equations there). Both the training-side analysis and the simulators know where the input events
+landed and fill ``event_fanout_sum`` with the boundary-exact count; only a :class:`LayerOps` built
+without it (by hand, or from a simulation result without spike maps) uses the mean-fan-out form.
+Neuron updates are ``neurons * T`` per sample.
 
 Where this lines up with NeuroBench's metrics (FACTS.md section 5): our SOPs of spiking-input layers
 correspond to ``Effective_ACs``, our MACs of real-valued-input layers and attention to
 ``Effective_MACs``, ``T * FLOPs`` to ``Dense`` and ``neurons * T`` to membrane updates. Where it
 differs: (1) a sum-pooled input (Speck's sum pooling) carries counts > 1 and we count each unit as an
 event (a chip receives that many events), while NeuroBench counts a non-zero input once; likewise a
-multi-spike IAF output of n spikes counts n events; (2) ``FLOPs`` ignores padding, so the
-mean-fan-out SOP over-counts events on the border of a padded conv; the boundary-exact
-``event_fanout_sum`` does not (it equals sinabs' ``SNNAnalyzer`` synops, tested); (3) attention MACs
-follow the modules' own ``extra_macs`` counting rule.
+multi-spike IAF output of n spikes counts n events; (2) ``FLOPs`` counts the synapses of the
+padding too, so the mean-fan-out SOP over-counts events on the border of a padded conv; the
+boundary-exact ``event_fanout_sum`` does not (it equals sinabs' ``SNNAnalyzer`` synops, tested);
+(3) attention MACs follow the modules' own ``extra_macs`` counting rule.
 
 Presets: :data:`GENERIC_PRESETS` holds the chip-independent ones, ``fp32_45nm`` (MAC 4.6 pJ, AC
 0.9 pJ) and ``int8_45nm`` (MAC 0.23 pJ, AC 0.03 pJ) from Horowitz, ISSCC 2014; each chip's folder
@@ -50,8 +53,8 @@ class LayerOps:
     Attributes:
         name: layer name (module path).
         kind: one of ``conv``, ``linear``, ``attention``, ``pool``.
-        flops: dense operations per step (conv: k^2 H_out W_out C_in C_out; fc: in * out; 0 for
-            attention and pool).
+        flops: dense operations per step (conv: k_h k_w H_out W_out C_in / groups C_out; fc: in * out;
+            0 for attention and pool).
         input_size: input elements per step (C_in H_in W_in, or in); 0 when not applicable.
         input_events: sum of the input values over all steps, per sample (spike / event count;
             a sum-pooled or multi-spike input counts each unit).
@@ -60,7 +63,8 @@ class LayerOps:
         neurons: spiking neurons this layer drives (0 if none).
         attention_macs: multiply-accumulates per sample of an attention module.
         event_fanout_sum: boundary-exact synaptic ops per sample (sum over input events of their
-            fan-out), or None to use the mean fan-out ``flops / input_size``.
+            fan-out, :func:`asa_snn.energy.synapses.synaptic_ops`), or None when the input
+            positions are unknown: then the mean fan-out ``flops / input_size`` is used.
         active_neuron_steps: neuron-steps with at least one spike, per sample.
         output_spikes: spikes emitted by the driven neurons over all steps, per sample.
     """

@@ -2,7 +2,8 @@
 
 Every backend (built-in Speck and Loihi simulators, sinabs, Norse via NIR, Lava, onnxruntime)
 takes the same folded graph and the same input and returns the same result type, so their spike
-counts can be compared layer by layer.
+counts can be compared layer by layer, and their spike maps priced with the same synaptic-op
+counts (:mod:`asa_snn.simulators.operations`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class SimulationResult:
         spike_trains: layer name -> [T, B, ...] full spike tensors, only when the run was asked
             to record them (for spike-exact comparisons); empty otherwise.
         notes: backend remarks (approximations, unavailable features).
+        spike_maps: layer name -> float64 [B, *output_shape]: spikes per sample and neuron summed
+            over the T steps (same layers as ``spike_counts``; every backend fills it). Where the
+            spikes landed is what the exact synaptic-op count needs; empty only in a result built
+            without it (the op count then falls back to the mean fan-out).
     """
 
     backend: str
@@ -35,6 +40,7 @@ class SimulationResult:
     outputs: np.ndarray
     spike_trains: dict[str, np.ndarray] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    spike_maps: dict[str, np.ndarray] = field(default_factory=dict)
 
     def scores(self, vote: int = 1) -> np.ndarray:
         """Mean output spikes over time, averaged over groups of ``vote`` units: [B, K]."""
@@ -44,6 +50,11 @@ class SimulationResult:
     def predictions(self, vote: int = 1) -> np.ndarray:
         """Predicted class per sample, int64 [B] (ties go to the lowest index)."""
         return self.scores(vote).argmax(axis=1)
+
+
+def spike_maps_of(trains: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Spike maps (float64 [B, ...], summed over steps) of spike trains [T, B, ...] per layer."""
+    return {name: np.asarray(train, dtype=np.float64).sum(axis=0) for name, train in trains.items()}
 
 
 class Backend(Protocol):

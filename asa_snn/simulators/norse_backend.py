@@ -69,9 +69,9 @@ class NorseBackend:
         """Simulate ``graph`` on ``frames`` [B, T, C, H, W] (input events per pixel and step).
 
         Returns:
-            spike counts per spiking layer int64 [B, T], outputs [B, T, K] (last spiking layer),
-            with ``record`` spike trains int64 [T, B, *output_shape], and a note per neuron
-            difference (:func:`norse_differences`).
+            spike counts per spiking layer int64 [B, T], spike maps float64 [B, *output_shape]
+            (summed over T), outputs [B, T, K] (last spiking layer), with ``record`` spike trains
+            int64 [T, B, *output_shape], and a note per neuron difference (:func:`norse_differences`).
         """
         reason = self.unavailable_reason()
         if reason:

@@ -24,13 +24,14 @@ from asa_snn.convert.onnx_export import (
     to_onnx_model,
 )
 from asa_snn.errors import AsaSnnError, MissingDependencyError
-from asa_snn.simulators.base import SimulationResult, check_frames
+from asa_snn.simulators.base import SimulationResult, check_frames, spike_maps_of
 
 
 def layer_result(
     backend: str, layers: list[Layer], trains: dict[str, np.ndarray], record: bool, notes: list[str]
 ) -> SimulationResult:
-    """SimulationResult from spike trains [T, B, *output_shape] of the spiking ``layers`` (in order)."""
+    """SimulationResult from spike trains [T, B, *output_shape] of the spiking ``layers`` (in order):
+    counts [B, T], spike maps [B, *output_shape] summed over T, outputs and (``record``) the trains."""
     if not layers:
         raise AsaSnnError("graph has no spiking layer to read the output from")
     counts = {
@@ -39,7 +40,9 @@ def layer_result(
     }
     last = trains[layers[-1].name]
     outputs = np.swapaxes(last.reshape(*last.shape[:2], -1), 0, 1)
-    return SimulationResult(backend, counts, outputs, trains if record else {}, notes)
+    return SimulationResult(
+        backend, counts, outputs, trains if record else {}, notes, spike_maps=spike_maps_of(trains)
+    )
 
 
 @dataclass
@@ -60,8 +63,9 @@ class OnnxBackend:
         """Simulate ``graph`` on ``frames`` [B, T, C, H, W] (input events per pixel and step).
 
         Returns:
-            spike counts per spiking layer int64 [B, T], outputs [B, T, K] (last spiking layer),
-            and with ``record`` spike trains int64 [T, B, *output_shape].
+            spike counts per spiking layer int64 [B, T], spike maps float64 [B, *output_shape]
+            (summed over T), outputs [B, T, K] (last spiking layer), and with ``record`` spike
+            trains int64 [T, B, *output_shape].
         """
         reason = self.unavailable_reason()
         if reason:

@@ -26,7 +26,7 @@ Definitions (``T`` steps of ``dt_us`` microseconds per inference, ``duration = d
 
 - firing rate of a layer: spikes / (neurons * T); of the network: all spikes / (all neurons * T).
 - synaptic operations: :func:`asa_snn.energy.model.synaptic_ops` of the layer's
-  :class:`~asa_snn.energy.model.LayerOps` (input events x mean fan-out). Per core: Speck runs one
+  :class:`~asa_snn.energy.model.LayerOps` (events x exact fan-out). Per core: Speck runs one
   layer per core (the layer -> core table of :func:`~asa_snn.chips.speck.mapping.check_speck`);
   Loihi splits a layer evenly over its cores (:func:`~asa_snn.chips.loihi.mapping.check_loihi`),
   so a layer's rate is ``synops / cores / duration``. The network figure is the busiest core's.
@@ -240,7 +240,8 @@ def decision_latency(outputs: np.ndarray) -> np.ndarray:
 
 def _sample(result: SimulationResult, index: int) -> SimulationResult:
     counts = {name: c[index : index + 1] for name, c in result.spike_counts.items()}
-    return SimulationResult(result.backend, counts, result.outputs[index : index + 1])
+    maps = {name: m[index : index + 1] for name, m in result.spike_maps.items()}
+    return SimulationResult(result.backend, counts, result.outputs[index : index + 1], spike_maps=maps)
 
 
 def measure(

@@ -28,6 +28,9 @@ def concat_results(parts: list[SimulationResult]) -> SimulationResult:
         },
         outputs=np.concatenate([part.outputs for part in parts]),
         notes=sorted({note for part in parts for note in part.notes}),
+        spike_maps={
+            name: np.concatenate([part.spike_maps[name] for part in parts]) for name in first.spike_maps
+        },
     )
 
 

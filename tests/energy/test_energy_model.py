@@ -95,8 +95,9 @@ def test_synops_agree_with_sinabs_snn_analyzer():
         return torch.randint(-3, 6, shape, generator=generator).float() * 0.25
 
     conv1 = nn.Conv2d(2, 4, 3, padding=1, bias=False)
-    conv2 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
-    linear = nn.Linear(4 * 8 * 8, 5, bias=False)
+    # strided, padded, dilated and grouped: 8x8 -> (8 + 4 - 4 - 1) // 2 + 1 = 4x4
+    conv2 = nn.Conv2d(4, 6, 3, stride=2, padding=2, dilation=2, groups=2, bias=False)
+    linear = nn.Linear(6 * 4 * 4, 5, bias=False)
     for module in (conv1, conv2, linear):
         module.weight.data = weight(*module.weight.shape)
     ours = SpikingNetwork(
@@ -134,8 +135,9 @@ def test_synops_agree_with_sinabs_snn_analyzer():
 
     exact = [op.event_fanout_sum for op in ops]
     np.testing.assert_allclose(exact, [sinabs_synops["0"], sinabs_synops["2"], sinabs_synops["5"]], rtol=1e-6)
-    assert [op.input_is_spiking for op in ops] == [False, True, True]
-    # the mean-fan-out form counts a border event as if it reached all k^2 * C_out synapses
+    assert min(exact) > 0 and [op.input_is_spiking for op in ops] == [False, True, True]
+    assert ops[1].flops == 3 * 3 * 4 * 4 * (4 // 2) * 6  # k^2 H_out W_out C_in / groups C_out
+    # the mean-fan-out form counts a border event as if it reached all k^2 * C_out / groups synapses
     dense_form = ops[1].input_events * ops[1].flops / ops[1].input_size
     assert dense_form > ops[1].event_fanout_sum
     assert ops[2].event_fanout_sum == pytest.approx(ops[2].input_events * 5)

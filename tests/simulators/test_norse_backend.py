@@ -44,6 +44,7 @@ def test_zero_reset_iaf_identical_to_speck_simulator():
     reference = SpeckSimulator().run(graph, x, record=True)
     for layer in ("c0", "fc"):
         np.testing.assert_array_equal(ours.spike_trains[layer], reference.spike_trains[layer], err_msg=layer)
+        np.testing.assert_array_equal(ours.spike_maps[layer], reference.spike_maps[layer], err_msg=layer)
         assert reference.spike_counts[layer].sum() > 10
     np.testing.assert_array_equal(ours.outputs, reference.outputs)
     assert ours.backend == "norse" and "dt = 0.001 s" in ours.notes[0]

@@ -35,6 +35,8 @@ def test_identical_spike_trains_to_speck_simulator(case):
         assert ours.spike_trains[layer].shape == reference.spike_trains[layer].shape
         np.testing.assert_array_equal(ours.spike_trains[layer], reference.spike_trains[layer], err_msg=layer)
         np.testing.assert_array_equal(ours.spike_counts[layer], reference.spike_counts[layer])
+        np.testing.assert_array_equal(ours.spike_maps[layer], ours.spike_trains[layer].sum(axis=0))
+        np.testing.assert_array_equal(ours.spike_maps[layer], reference.spike_maps[layer])
         assert reference.spike_counts[layer].sum() > 0, f"{layer} silent: the case tests nothing"
     np.testing.assert_array_equal(ours.outputs, reference.outputs)
 

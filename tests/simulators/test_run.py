@@ -11,10 +11,12 @@ from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, Neu
 from asa_snn.data.events import EventStream, make_events
 from asa_snn.data.formats import write_numpy
 from asa_snn.data.model_input import frames_for
+from asa_snn.energy.model import synaptic_ops
+from asa_snn.energy.synapses import dense_flops
 from asa_snn.errors import AsaSnnError, InputFormatError, MissingDependencyError
 from asa_snn.simulators.base import SimulationResult
 from asa_snn.simulators.inputs import load_input
-from asa_snn.simulators.operations import dense_flops, graph_layer_ops
+from asa_snn.simulators.operations import graph_layer_ops, layer_geometry
 from asa_snn.workflows.simulate import simulate
 
 
@@ -53,16 +55,24 @@ def speck_graph(kernel: int = 3) -> FoldedGraph:
 
 def test_dense_flops_and_layer_ops_by_hand():
     graph = speck_graph()
-    assert dense_flops(graph.layers[0]) == 3 * 3 * 8 * 8 * 2 * 4
-    assert dense_flops(graph.layers[3]) == 64 * 3
+    assert dense_flops(layer_geometry(graph.layers[0], (2, 8, 8))) == 3 * 3 * 8 * 8 * 2 * 4
+    assert dense_flops(layer_geometry(graph.layers[3], (64,))) == 64 * 3
     frames = np.zeros((2, 3, 2, 8, 8))
-    frames[0, 0, 0, 0, 0] = 5  # 5 input events in sample 0, none in sample 1
+    frames[0, 0, 0, 0, 0] = 5  # 5 input events in sample 0 (a corner), none in sample 1
     counts = {"conv": np.array([[2, 1, 0], [0, 0, 0]]), "fc": np.array([[0, 1, 0], [0, 0, 1]])}
-    result = SimulationResult("test", counts, np.zeros((2, 3, 3)))
+    maps = {"conv": np.zeros((2, 4, 8, 8)), "fc": np.array([[1.0, 0, 0], [0, 0, 1]])}
+    maps["conv"][0, 0, 0, 0], maps["conv"][0, 3, 7, 6] = 2, 1  # sum pooling keeps both
+    result = SimulationResult("test", counts, np.zeros((2, 3, 3)), spike_maps=maps)
     conv_ops, fc_ops = graph_layer_ops(graph, result, frames)
     assert conv_ops.input_events == 2.5 and conv_ops.input_size == 128 and conv_ops.neurons == 256
     assert conv_ops.output_spikes == 1.5 and conv_ops.timesteps == 3
     assert fc_ops.input_events == 1.5 and fc_ops.input_size == 64 and fc_ops.neurons == 3
+    # corner of a padded 3x3 conv: 4 output channels x 2 x 2 positions = 16 synapses per event
+    assert conv_ops.event_fanout_sum == 5 * 16 / 2 and fc_ops.event_fanout_sum == 3 * 3 / 2
+    # without spike maps the positions are unknown: spike counts and the mean fan-out
+    blind = graph_layer_ops(graph, SimulationResult("test", counts, np.zeros((2, 3, 3))), frames)
+    assert blind[0].event_fanout_sum == 40 and blind[1].event_fanout_sum is None
+    assert blind[1].input_events == 1.5 and synaptic_ops(blind[1]) == 1.5 * 3
 
 
 def test_speck_and_sinabs_summaries_agree():

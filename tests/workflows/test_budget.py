@@ -53,9 +53,11 @@ def test_figures_match_an_independent_computation(measured):
     total = conv_spikes + fc_spikes
     assert rows["network", "firing_rate"].worst == pytest.approx(total.max() / ((256 + 3) * 8))
     assert rows["network", "spikes_per_inference"].worst_recording == batch.names[int(total.argmax())]
-    # conv1: FLOPs 3*3*8*8*2*4 = 4608 over 128 inputs -> 36 synops per input event; fc: 64*3 / 64 = 3
-    # per conv1 spike after pooling. One layer per core; duration 8 * 20 ms = 0.16 s.
-    conv_rate = batch.frames.reshape(3, -1).sum(axis=1) * 36 / 0.16
+    # conv1 (3x3, padding 1, 4 output channels): an event reaches 4 * count_y * count_x synapses,
+    # count 2 on the border row / column and 3 inside; fc: 3 per conv1 spike after pooling (8x8 -> 4x4
+    # drops none). One layer per core; duration 8 * 20 ms = 0.16 s.
+    count = np.array([2, 3, 3, 3, 3, 3, 3, 2])
+    conv_rate = (batch.frames.sum(axis=(1, 2)) * np.outer(count, count) * 4).sum(axis=(1, 2)) / 0.16
     fc_rate = conv_spikes * 3 / 0.16
     assert rows["network", "synops_per_second_per_core"].worst == pytest.approx(
         np.maximum(conv_rate, fc_rate).max()

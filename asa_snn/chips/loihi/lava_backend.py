@@ -10,8 +10,8 @@ the graph is written with :func:`~asa_snn.chips.loihi.netx_export.write_netx` an
 ``lava.lib.dl.netx.hdf5.Network``. netx's input block takes its data through its neurons' bias
 (its ``inp`` port is not wired to them), so each step sets ``bias_mant`` of the input layer to 1
 where the frame has events and runs one step; every other layer's spikes go to a
-``lava.proc.io.sink.RingBuffer``. The result should equal :class:`~asa_snn.chips.loihi.simulator.LoihiSimulator`
-spike for spike.
+``lava.proc.io.sink.RingBuffer``. The result should equal
+:class:`~asa_snn.chips.loihi.simulator.LoihiSimulator` spike for spike.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from asa_snn.chips.loihi.netx_export import write_netx
 from asa_snn.chips.loihi.simulator import integer_frames
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.errors import MissingDependencyError
-from asa_snn.simulators.base import SimulationResult, check_frames
+from asa_snn.simulators.base import SimulationResult, check_frames, spike_maps_of
 
 _MODULES = ("lava.magma.core.run_configs", "lava.proc.io.sink", "lava.lib.dl.netx.hdf5")
 _ADVICE = (
@@ -115,6 +115,10 @@ class LavaBackend:
     def run(self, graph: FoldedGraph, frames: np.ndarray, record: bool = False) -> SimulationResult:
         """Simulate ``graph`` on frames [B, T, C, H, W] of event counts with Lava.
 
+        Returns:
+            spike counts per layer after the input int64 [B, T], spike maps float64 [B, *shape]
+            (summed over T), outputs [B, T, K], and with ``record`` spike trains uint8 [T, B, *shape].
+
         Raises:
             MissingDependencyError: Lava is not importable here (message says how to get it).
         """
@@ -141,4 +145,5 @@ class LavaBackend:
             spike_counts=counts,
             outputs=outputs,
             spike_trains={k: v.astype(np.uint8) for k, v in trains.items()} if record else {},
+            spike_maps=spike_maps_of(trains),
         )

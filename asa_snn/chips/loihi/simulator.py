@@ -102,15 +102,16 @@ def simulate_netx(layers: list[NetxLayer], frames: np.ndarray, record: bool = Fa
     A pixel with at least one event in a step makes its relay neuron spike in that step.
 
     Returns:
-        SimulationResult (backend "loihi") with per-layer spike counts [B, T] for every layer
-        after the relay, outputs [B, T, K] of the last layer, and spike trains [T, B, *shape]
-        when ``record``.
+        SimulationResult (backend "loihi") with per-layer spike counts [B, T] and spike maps
+        float64 [B, *shape] (summed over T) for every layer after the relay, outputs [B, T, K] of
+        the last layer, and spike trains [T, B, *shape] when ``record``.
     """
     batch, steps = frames.shape[:2]
     relay_bias = (frames > 0).astype(np.int64)
     spiking = [layer for layer in layers if layer.neuron is not None]
     state = {layer.name: [np.zeros((batch, *layer.shape), np.int64) for _ in range(3)] for layer in spiking}
     counts = {layer.name: np.zeros((batch, steps), np.int64) for layer in spiking[1:]}
+    maps = {layer.name: np.zeros((batch, *layer.shape), np.float64) for layer in spiking[1:]}
     trains = (
         {layer.name: np.zeros((steps, batch, *layer.shape), np.uint8) for layer in spiking[1:]}
         if record
@@ -134,10 +135,13 @@ def simulate_netx(layers: list[NetxLayer], frames: np.ndarray, record: bool = Fa
             previous = spikes.astype(np.int64)
             if index > 0:
                 counts[layer.name][:, t] = previous.reshape(batch, -1).sum(axis=1)
+                maps[layer.name] += previous
                 if record:
                     trains[layer.name][t] = spikes
         outputs[:, t] = previous.reshape(batch, -1)
-    return SimulationResult(backend="loihi", spike_counts=counts, outputs=outputs, spike_trains=trains)
+    return SimulationResult(
+        backend="loihi", spike_counts=counts, outputs=outputs, spike_trains=trains, spike_maps=maps
+    )
 
 
 def latency_steps(layers: list[NetxLayer]) -> int:

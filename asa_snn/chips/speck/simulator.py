@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from asa_snn.chips.speck.mapping import STATE_BITS, ChainStep, conv_geometry, pool_size, speck_chain
 from asa_snn.convert.graph import FoldedGraph, NeuronSpec
 from asa_snn.errors import AsaSnnError, InputFormatError
-from asa_snn.simulators.base import SimulationResult, check_frames
+from asa_snn.simulators.base import SimulationResult, check_frames, spike_maps_of
 
 # ---------------------------------------------------------------- arithmetic
 
@@ -251,7 +251,9 @@ def _fan_out(step: ChainStep, weight: np.ndarray, n_out: int) -> tuple[np.ndarra
     """For each input neuron (flat C, H, W index) the output neurons it reaches and the weights.
 
     Returns (targets int64 [n_in, M], weights [n_in, M]); each row is sorted by target, padded
-    with the dummy target ``n_out`` and weight 0.
+    with the dummy target ``n_out`` and weight 0. The real targets of a row are as many as
+    :func:`asa_snn.energy.synapses.fanout_map` counts for that input (tested); this builds the
+    connectivity itself, which the op count does not need.
     """
     f, c, kh, kw = weight.shape
     _, h, w = step.in_map
@@ -425,8 +427,9 @@ class SpeckSimulator:
         """Simulate ``graph`` on ``frames`` [B, T, C, H, W] (input events per pixel and step).
 
         Returns:
-            spike counts per spiking layer int64 [B, T], outputs [B, T, K] (last spiking
-            layer), and with ``record`` spike trains int64 [T, B, *output_shape].
+            spike counts per spiking layer int64 [B, T], spike maps float64 [B, *output_shape]
+            (summed over T), outputs [B, T, K] (last spiking layer), and with ``record`` spike
+            trains int64 [T, B, *output_shape].
         """
         frames = check_frames(graph, np.asarray(frames))
         chain = speck_chain(graph, approximate=self.approximate)
@@ -446,7 +449,8 @@ def speck_result(
     record: bool,
     notes: list[str],
 ) -> SimulationResult:
-    """SimulationResult from spike trains [T, B, ...] per spiking layer (shared by the Speck-side backends).
+    """SimulationResult from spike trains [T, B, ...] per spiking layer (shared by the Speck-side backends):
+    counts [B, T], spike maps [B, *output_shape] summed over T, outputs and (``record``) the trains.
 
     ``trains`` may hold linear layers as [T, B, F, 1, 1]; they are reshaped to ``output_shape``.
     """
@@ -460,4 +464,6 @@ def speck_result(
     counts = {name: np.swapaxes(t.reshape(*t.shape[:2], -1).sum(axis=2), 0, 1) for name, t in shaped.items()}
     last = shaped[spiking[-1].name]
     outputs = np.swapaxes(last.reshape(*last.shape[:2], -1), 0, 1)
-    return SimulationResult(backend, counts, outputs, shaped if record else {}, notes)
+    return SimulationResult(
+        backend, counts, outputs, shaped if record else {}, notes, spike_maps=spike_maps_of(shaped)
+    )

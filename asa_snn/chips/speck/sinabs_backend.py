@@ -42,8 +42,9 @@ class SinabsBackend:
         """Simulate ``graph`` on ``frames`` [B, T, C, H, W] (input events per pixel and step).
 
         Returns:
-            spike counts per spiking layer int64 [B, T], outputs [B, T, K], and with ``record``
-            spike trains int64 [T, B, *output_shape].
+            spike counts per spiking layer int64 [B, T], spike maps float64 [B, *output_shape]
+            (summed over T), outputs [B, T, K], and with ``record`` spike trains int64
+            [T, B, *output_shape].
         """
         reason = self.unavailable_reason()
         if reason:

@@ -82,6 +82,7 @@ def test_hand_trace_of_one_dense_layer():
     assert result.spike_counts["fc0"].tolist() == [[0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
     assert result.outputs[:, :, 0].tolist() == [[0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
     assert result.spike_trains["fc0"].shape == (5, 2, 1)
+    assert result.spike_maps["fc0"].tolist() == [[1.0], [0.0]]  # summed over steps, per sample
     assert any("clipped" in note for note in result.notes)
 
 

@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 from graph_builders import QUANT, chain_graph
 
-from asa_snn.chips.speck.simulator import EventDriven, SpeckSimulator
+from asa_snn.chips.speck.mapping import speck_chain
+from asa_snn.chips.speck.simulator import EventDriven, IntegerState, SpeckSimulator, _fan_out, _tensors
 from asa_snn.chips.speck.sinabs_backend import SinabsBackend
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
+from asa_snn.energy.synapses import fanout_map
 from asa_snn.errors import AsaSnnError, InputFormatError
+from asa_snn.simulators.operations import layer_geometry
 
 
 def one_neuron(weights, neuron, bias=None, quantized=True) -> FoldedGraph:
@@ -220,6 +223,46 @@ def test_batch_is_vectorised_not_mixed():
             alone = sim.run(graph, x[b : b + 1], record=True)
             for layer, train in alone.spike_trains.items():
                 np.testing.assert_array_equal(together.spike_trains[layer][:, b], train[:, 0])
+
+
+def test_spike_maps_are_the_trains_summed_over_steps_in_every_mode():
+    graph = chain_graph(neurons(CASES["subtract-multi"]))
+    x = frames()
+    runs = [SpeckSimulator(), SpeckSimulator(mode=EventDriven()), SinabsBackend()]
+    results = [backend.run(graph, x, record=True) for backend in runs]
+    for result in results:
+        assert set(result.spike_maps) == set(result.spike_counts)
+        for layer, train in result.spike_trains.items():
+            assert result.spike_maps[layer].dtype == np.float64
+            np.testing.assert_array_equal(result.spike_maps[layer], train.sum(axis=0), err_msg=layer)
+            np.testing.assert_array_equal(
+                result.spike_maps[layer].reshape(3, -1).sum(axis=1), result.spike_counts[layer].sum(axis=1)
+            )
+    time_stepped, event_driven, sinabs = results
+    for layer in ("c0", "c1", "fc"):
+        np.testing.assert_array_equal(time_stepped.spike_maps[layer], sinabs.spike_maps[layer])
+    assert not np.array_equal(time_stepped.spike_maps["c1"], event_driven.spike_maps["c1"])
+
+
+def test_event_driven_connectivity_reaches_the_shared_fan_out():
+    """Each input neuron of the event-driven simulator's target lists reaches exactly the synapses
+    that :func:`asa_snn.energy.synapses.fanout_map` counts (strided, padded conv and linear)."""
+    conv = {"kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1]}
+    iaf, ones = NeuronSpec("iaf", 10.0), np.ones((3, 2, 3, 3), np.int8)
+    layers = [
+        Layer("c", "conv2d", conv, (3, 4, 4), {"weight": ones}, iaf, quant=QUANT),
+        Layer("flat", "flatten", {}, (48,)),
+        Layer("fc", "linear", {}, (5,), {"weight": np.ones((5, 48), np.int8)}, iaf, quant=QUANT),
+    ]
+    graph = FoldedGraph(layers, InputSpec((2, 7, 7), (7, 7, 2)), 5, "speck", True)
+    chain = [step for step in speck_chain(graph) if step.neuron is not None]
+    geometries = [layer_geometry(layers[0], (2, 7, 7)), layer_geometry(layers[2], (48,))]
+    for step, geometry in zip(chain, geometries, strict=True):
+        weight = _tensors(step, IntegerState())[0]
+        n_out = int(np.prod(step.layer.output_shape))
+        targets, _ = _fan_out(step, weight, n_out)
+        reached = (targets != n_out).sum(axis=1)
+        np.testing.assert_array_equal(reached, fanout_map(geometry).reshape(-1), err_msg=step.layer.name)
 
 
 def test_result_shapes_counts_and_notes():
