@@ -104,7 +104,8 @@ def test_chip_side_never_loads_training_or_models():
         "    importlib.import_module(name)\n"
         "from asa_snn.chips.registry import chips, backend_names\n"
         "names = (sorted(chips()), backend_names())\n"
-        "banned = ('asa_snn.train', 'asa_snn.models', 'asa_snn.analysis', 'samna', 'sinabs.backend.dynapcnn')\n"
+        "banned = ('asa_snn.train', 'asa_snn.models', 'asa_snn.analysis', 'samna',"
+        " 'sinabs.backend.dynapcnn')\n"
         "loaded = [m for m in sys.modules if m.startswith(banned)]\n"
         "print(json.dumps([names, loaded]))\n"
     )
