@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from asa_snn.chips.registry import get_chip
 from asa_snn.convert.attention_fold import RateMatch
+from asa_snn.convert.fold import GENERIC_TARGET
 from asa_snn.convert.graph import FoldedGraph, save_graph
 from asa_snn.convert.measure import StageMetrics, measure_graph, measure_live, nasfr_of
 from asa_snn.convert.quantize import quantize_graph
@@ -106,9 +107,10 @@ def fold_checkpoint(
 
 
 def simulate_stage(run: FoldRun, batch_size: int = 32) -> tuple[StageMetrics, list[str]]:
-    """Stage (3): the deployed graph on the validation frames with integer arithmetic (module docstring)."""
+    """Stage (3): the deployed graph on the validation frames in the chip's own simulator (integer
+    arithmetic where the chip has a quantizer; module docstring)."""
     graph = run.deployed
-    if quantizer_of(graph.target) is None:
+    if graph.target == GENERIC_TARGET.name:
         spikes = run.stages[2].layer_spikes
         metrics = StageMetrics(
             "3 deployed (generic: float graph)",
@@ -131,7 +133,9 @@ def simulate_stage(run: FoldRun, batch_size: int = 32) -> tuple[StageMetrics, li
     samples = len(run.val_frames)
     per_sample = {name: value / samples for name, value in totals.items()}
     metrics = StageMetrics(
-        f"3 quantized, {simulator.name} integer simulation",
+        f"3 quantized, {simulator.name} integer simulation"
+        if graph.quantized
+        else f"3 {simulator.name} simulation",
         correct / max(samples, 1),
         nasfr_of(per_sample, run.neurons, run.steps),
         samples,
