@@ -32,8 +32,8 @@ from asa_snn.convert.onnx_export import to_onnx
 from asa_snn.errors import AsaSnnError, MissingDependencyError
 from asa_snn.files import staged_folder, write_json
 from asa_snn.simulators.base import SimulationResult
-from asa_snn.workflows.budget import evaluate_budget, load_budget, write_budget_report
-from asa_snn.workflows.fold import run_fold
+from asa_snn.workflows.budget import BudgetReport, evaluate_budget, load_budget, write_budget_report
+from asa_snn.workflows.fold import FoldOutcome, run_fold
 from asa_snn.workflows.html_report import write_report
 from asa_snn.workflows.simulate import simulate
 
@@ -354,6 +354,58 @@ def fidelity_figure(fidelity: dict[str, Any]) -> bytes:
     return _png(draw, (6, 3.2))
 
 
+STEPS = (
+    "training vanilla, ASA and Loihi ASA models",
+    "analysing vanilla vs ASA",
+    "folding and quantizing for Speck",
+    "folding and quantizing for Loihi",
+    "exporting sinabs, NIR, netx, ONNX",
+    "simulating on every available backend",
+    "checking chip mapping and the spike budget",
+    "writing the report",
+)
+"""The demo's steps, as :class:`Progress` reports them."""
+FOLDS = (("speck", "asa"), ("loihi", "loihi_asa"))
+"""(chip, trained model) folded by the demo."""
+
+
+def fold_for(checkpoint: str | Path, target: str, folder: Path, settings: Settings) -> FoldOutcome:
+    """Fold ``checkpoint`` for the chip ``target`` into ``folder/<target>`` with the demo's sizes."""
+    return run_fold(
+        checkpoint,
+        target,
+        folder / target,
+        finetune_epochs=settings.finetune_epochs,
+        n_calib=settings.n_calib,
+    )
+
+
+def check_chips(
+    folds: dict[str, FoldOutcome], sim_data: str, settings: Settings, folder: Path
+) -> tuple[dict[str, Any], BudgetReport, dict[str, Path]]:
+    """Every chip's mapping check of its graph, and the example budget on the Speck graph (written
+    into ``folder``): (mapping documents by chip, budget report, budget files)."""
+    mapping = {target: get_chip(target).check(fold.graph).to_dict() for target, fold in folds.items()}
+    budget = evaluate_budget(
+        folds["speck"].graph, load_budget(settings.budget), sim_data, "speck", settings.sim_samples
+    )
+    return mapping, budget, write_budget_report(budget, folder)
+
+
+def report_figures(
+    fidelity: dict[str, Any], backends: dict[str, Any], budget_figure: Path, analysis: Path, names: list[str]
+) -> dict[str, bytes]:
+    """The report's PNG figures by file name: fidelity, backends per chip, budget, analysis."""
+    figures = {
+        "fidelity.png": fidelity_figure(fidelity),
+        **{f"backends_{t}.png": backend_figure(t, sims) for t, sims in backends.items()},
+        "budget_rates.png": budget_figure.read_bytes(),
+    }
+    for name in names:
+        figures[f"analysis_{Path(name).name}"] = (analysis / name).read_bytes()
+    return figures
+
+
 def run_pipeline(
     out_dir: str | Path,
     train_fn: TrainFn,
@@ -372,14 +424,11 @@ def run_pipeline(
         config: recipe name or file handed to ``train_fn``.
         data: a folder of the user's recordings with ``labels.csv`` (``data.kind=folder``,
             ``data.root=DATA``, 20 % held out as the test set) instead of the recipe's data; it is
-            also the simulation input. The recipe's frame settings (``dt_us``, ``n_steps``,
-            ``downsample``) and input shape must suit the recordings. None: the recipe's data, simulated on
-            the embedded synthetic test split.
+            also the simulation input. The folded graphs carry the recipe's preprocessing
+            (:mod:`asa_snn.data.model_input`), which must suit the recordings. None: the recipe's
+            data, simulated on the embedded synthetic test split.
         settings: sizes (:class:`Settings`); None: the defaults.
-        progress: told about each of the 8 steps.
-
-    Returns:
-        A :class:`PipelineResult`.
+        progress: told about each of the :data:`STEPS`.
 
     Raises:
         AsaSnnError: ``data`` is not a folder, or any step failed (nothing is written then).
@@ -387,48 +436,30 @@ def run_pipeline(
     settings = settings or Settings()
     if data is not None and not Path(data).is_dir():
         raise AsaSnnError(f"pipeline --data {data}: not a folder of recordings")
-    out_dir = Path(out_dir)
     clock = _Clock()
     base = [f"train.epochs={settings.epochs}"]
     if data is not None:
         base += ["data.kind=folder", f"data.root={Path(data).resolve()}", "data.test_fraction=0.2"]
-    sim_data = f"synthetic:{settings.sim_samples}"
-    steps = [
-        "training vanilla, ASA and Loihi ASA models",
-        "analysing vanilla vs ASA",
-        "folding and quantizing for Speck",
-        "folding and quantizing for Loihi",
-        "exporting sinabs, NIR, netx, ONNX",
-        "simulating on every available backend",
-        "checking chip mapping and the spike budget",
-        "writing the report",
-    ]
 
     def step(index: int) -> float:
-        progress(index + 1, len(steps), steps[index])
+        progress(index + 1, len(STEPS), STEPS[index])
         return time.perf_counter()
 
-    with staged_folder(out_dir) as staging:
+    with staged_folder(Path(out_dir)) as staging:
+        sim_data = f"synthetic:{settings.sim_samples}"
         if data is not None:
             sim_data = str(recordings_view(Path(data).resolve(), staging / ".recordings"))
         began = step(0)
         trained = train_models(train_fn, config, base, settings, staging / "train")
         clock.lap("train", began)
         began = step(1)
-        metrics = analyze_fn(
-            Path(trained["vanilla"]["checkpoint"]), Path(trained["asa"]["checkpoint"]), staging / "analysis"
-        )
+        checkpoints = (Path(trained[name]["checkpoint"]) for name in ("vanilla", "asa"))
+        metrics = analyze_fn(*checkpoints, staging / "analysis")
         clock.lap("analyze", began)
         folds = {}
-        for index, (target, name) in enumerate((("speck", "asa"), ("loihi", "loihi_asa")), start=2):
+        for index, (target, name) in enumerate(FOLDS, start=2):
             began = step(index)
-            folds[target] = run_fold(
-                trained[name]["checkpoint"],
-                target,
-                staging / "fold" / target,
-                finetune_epochs=settings.finetune_epochs,
-                n_calib=settings.n_calib,
-            )
+            folds[target] = fold_for(trained[name]["checkpoint"], target, staging / "fold", settings)
             clock.lap(f"fold_{target}", began)
         began = step(4)
         exports = {t: export_all(f.graph, staging / "exports" / t) for t, f in folds.items()}
@@ -440,15 +471,12 @@ def run_pipeline(
         }
         clock.lap("simulate", began)
         began = step(6)
-        mapping = {target: get_chip(target).check(fold.graph).to_dict() for target, fold in folds.items()}
-        budget = evaluate_budget(
-            folds["speck"].graph, load_budget(settings.budget), sim_data, "speck", settings.sim_samples
-        )
-        budget_files = write_budget_report(budget, staging / "budget")
+        mapping, budget, budget_files = check_chips(folds, sim_data, settings, staging / "budget")
         shutil.rmtree(staging / ".recordings", ignore_errors=True)
         clock.lap("check", began)
         began = step(7)
         fidelity = {t: fidelity_doc(f.fidelity) for t, f in folds.items()}
+        analysis_figures = [f for f in metrics.get("figures", []) if f.endswith(".png")]
         document = {
             "config": config,
             "data": str(data)
@@ -462,20 +490,15 @@ def run_pipeline(
             "backends": backends,
             "mapping": mapping,
             "budget": budget.to_dict(),
-            "analysis_figures": [f for f in metrics.get("figures", []) if f.endswith(".png")],
-            "runtime_s": {},
+            "analysis_figures": analysis_figures,
         }
-        figures = {
-            "fidelity.png": fidelity_figure(fidelity),
-            **{f"backends_{t}.png": backend_figure(t, sims) for t, sims in backends.items()},
-            "budget_rates.png": budget_files["figure"].read_bytes(),
-        }
-        for name in document["analysis_figures"]:
-            figures[f"analysis_{Path(name).name}"] = (staging / "analysis" / name).read_bytes()
+        figures = report_figures(
+            fidelity, backends, budget_files["figure"], staging / "analysis", analysis_figures
+        )
         clock.lap("report", began)
         document["runtime_s"] = {**clock.seconds, "total": round(time.perf_counter() - clock.start, 2)}
         write_report(staging, document, figures)
-    return PipelineResult(out_dir, document)
+    return PipelineResult(Path(out_dir), document)
 
 
 __all__ = [
