@@ -179,7 +179,7 @@ def analyze_command(
 @app.command("fold")
 def fold_command(
     checkpoint: Annotated[Path, typer.Argument(help="Training checkpoint (.safetensors).")],
-    target: Annotated[str, typer.Option("--target", help="speck, loihi or generic.")] = "speck",
+    target: Annotated[str, typer.Option("--target", help="A chip (speck, loihi) or generic.")] = "speck",
     calib: Annotated[
         Path | None,
         typer.Option("--calib", help="Config naming the calibration data (default: the checkpoint's)."),
@@ -254,7 +254,7 @@ def simulate_command(
 @app.command("check")
 def check_command(
     graph_dir: Annotated[Path, typer.Argument(help="Folded graph folder.")],
-    target: Annotated[str, typer.Option("--target", help="speck or loihi.")] = "speck",
+    target: Annotated[str, typer.Option("--target", help="A chip: speck or loihi.")] = "speck",
 ) -> None:
     """Check a folded graph against a chip's limits; exit 1 with the violations when it does not fit."""
     from asa_snn.chips.registry import get_chip
