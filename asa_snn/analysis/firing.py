@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from asa_snn.errors import AsaSnnError
+from asa_snn.models.recording import released_nasfr
 
 
 def _check_samples(n_samples: int) -> None:
@@ -53,15 +54,24 @@ def nasfr_paper(nsfrs: Sequence[np.ndarray]) -> float:
 
 
 def nasfr_released(spike_totals: Sequence[np.ndarray], n_samples: int) -> float:
-    """NASFR, released code: total spikes / (neurons * T * samples) over the given layers.
+    """NASFR, released code: total spikes / (neurons * T * samples) over the given layers, i.e.
+    :func:`~asa_snn.models.recording.released_nasfr` of the layers' totals.
 
     Args:
-        spike_totals: per layer, spike counts summed over samples, [T, C, H, W].
+        spike_totals: per layer, spike counts summed over samples, [T, C, H, W] (same T for all).
         n_samples: N.
+
+    Raises:
+        AsaSnnError: no layers, n_samples < 1, or layers with different T.
     """
     _check_samples(n_samples)
     if not spike_totals:
         raise AsaSnnError("nasfr_released: no layers given")
-    spikes = sum(float(np.sum(x)) for x in spike_totals)
-    slots = sum(int(np.prod(x.shape)) for x in spike_totals)
-    return spikes / (slots * n_samples)
+    steps = {int(np.shape(x)[0]) for x in spike_totals}
+    if len(steps) > 1:
+        raise AsaSnnError(
+            f"nasfr_released: layers have different step counts T {sorted(steps)}; expected one"
+        )
+    spikes = {str(i): float(np.sum(x)) for i, x in enumerate(spike_totals)}
+    neurons = {str(i): int(np.prod(np.shape(x)[1:])) for i, x in enumerate(spike_totals)}
+    return released_nasfr(spikes, neurons, steps.pop(), n_samples)

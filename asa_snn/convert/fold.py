@@ -49,6 +49,7 @@ from asa_snn.models.blocks import ConvBlock, LinearBlock, SumPool2d
 from asa_snn.models.firing import MultiSpike, ResetToZero
 from asa_snn.models.networks import GroupVote, SpikingNetwork
 from asa_snn.models.neurons import IAF, LIF, CubaLIF
+from asa_snn.models.recording import count_spikes
 
 
 @dataclass(frozen=True)
@@ -606,16 +607,8 @@ def _live_spikes(
     attention: dict[str, nn.Module],
     batches: list[Tensor],
 ) -> dict:
-    """Total spikes per neuron layer of the live model and the attention statistics, in one pass."""
-    totals = {name: 0.0 for name in neurons}
-
-    def hook(name: str, output: Tensor) -> None:
-        totals[name] += float(output.detach().sum())
-
-    handles = [m.register_forward_hook(lambda _m, _i, o, n=name: hook(n, o)) for name, m in neurons.items()]
-    try:
+    """Total spikes per neuron layer of the live model (layer name -> spikes summed over the batches)
+    and, under ``"__stats__"``, the attention statistics, in one pass over ``batches`` [T, B, ...]."""
+    with count_spikes(model, neurons) as counts:
         stats = collect_attention_stats(model, attention, batches)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {**totals, "__stats__": stats}
+    return {**counts.spikes, "__stats__": stats}

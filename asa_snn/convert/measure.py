@@ -1,23 +1,23 @@
 """Accuracy, NASFR and per-layer spikes of a trained model (live attention) and of a folded graph
 run in float, measured the same way so the fold's stages can be compared.
 
-NASFR here is the released code's (total spikes / (neurons x T x samples), FACTS.md section 1)
-with the neuron count of the trained model for every stage, so a pruned (always silent) channel
-counts as silent rather than vanishing from the denominator.
+NASFR here is the released code's (:func:`~asa_snn.models.recording.released_nasfr`: total spikes /
+(neurons x T x samples), FACTS.md section 1) with the neuron count of the trained model for every
+stage, so a pruned (always silent) channel counts as silent rather than vanishing from the
+denominator. The live model's spikes are counted by :func:`~asa_snn.models.recording.count_spikes`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader
 
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.convert.graph_model import FakeQuant, GraphModel
 from asa_snn.models.networks import SpikingNetwork
+from asa_snn.models.recording import count_spikes, released_nasfr
 from asa_snn.train.metrics import to_time_major
 
 
@@ -43,44 +43,33 @@ class StageMetrics:
 
 
 def nasfr_of(layer_spikes: dict[str, float], neurons: dict[str, int], steps: int) -> float:
-    """Mean spikes per sample summed over layers / (neurons per step summed over layers x T)."""
-    slots = sum(neurons.values()) * steps
-    return sum(layer_spikes.values()) / slots if slots else 0.0
+    """:func:`~asa_snn.models.recording.released_nasfr` of mean spikes per sample (layer name -> spikes)
+    with ``neurons`` (layer name -> neurons per step) and ``steps`` T."""
+    return released_nasfr(layer_spikes, neurons, steps, samples=1)
 
 
 @torch.no_grad()
 def measure_live(
     stage: str, model: SpikingNetwork, layers: list[str], loader: DataLoader, epochs: int | None = None
 ) -> tuple[StageMetrics, dict[str, int]]:
-    """Accuracy and spikes of the trained model (live attention); ``layers`` names its blocks' neurons.
+    """Accuracy and spikes of the trained model (live attention) on ``loader`` of (frames [B, T, C, H, W],
+    labels [B]); ``layers`` names its blocks' neurons, in block order.
 
-    Returns the metrics and the neurons per step of each layer.
+    Returns:
+        The metrics and the neurons per step of each layer that ran.
     """
     model.eval()
     neurons_of = {name: block.neuron for name, block in zip(layers, model.blocks, strict=True)}
-    spikes = dict.fromkeys(layers, 0.0)
-    sizes: dict[str, int] = {}
-
-    def hook(name: str, output: Tensor) -> None:
-        spikes[name] += float(output.sum())
-        sizes[name] = int(np.prod(output.shape[2:]))
-
-    handles = [m.register_forward_hook(lambda _m, _i, o, n=n: hook(n, o)) for n, m in neurons_of.items()]
-    correct, count, steps = 0, 0, 1
-    try:
+    correct, count = 0, 0
+    with count_spikes(model, neurons_of) as counts:
         for frames, labels in loader:
-            x = to_time_major(frames)
-            steps = x.shape[0]
-            correct += int((model(x).argmax(1) == labels).sum())
+            correct += int((model(to_time_major(frames)).argmax(1) == labels).sum())
             count += len(labels)
-    finally:
-        for handle in handles:
-            handle.remove()
-    per_sample = {k: v / max(count, 1) for k, v in spikes.items()}
+    per_sample, neurons = counts.per_sample(), counts.neurons
     metrics = StageMetrics(
-        stage, correct / max(count, 1), nasfr_of(per_sample, sizes, steps), count, per_sample, epochs
+        stage, correct / max(count, 1), nasfr_of(per_sample, neurons, counts.steps), count, per_sample, epochs
     )
-    return metrics, sizes
+    return metrics, neurons
 
 
 @torch.no_grad()

@@ -1,12 +1,11 @@
-"""Losses, spike counting (NASFR) and evaluation loops.
+"""Losses and evaluation loops (accuracy, loss and NASFR).
 
-NASFR as the released code computes it (FACTS.md section 1): over every spiking layer, output
-layer included,
+NASFR is the released code's (FACTS.md section 1), over every spiking layer, output layer included,
 
     NASFR = sum of all spikes / sum over layers of (neurons x T x samples),
 
-a neuron-count-weighted mean firing rate, counted here with forward hooks on the
-:class:`~asa_snn.models.recording.SpikingNeuron` modules (their outputs are the spikes [T, B, ...]).
+counted by :func:`~asa_snn.models.recording.count_spikes` on every
+:class:`~asa_snn.models.recording.SpikingNeuron` of the model.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from torch.nn import functional as F
 
 from asa_snn.data.frames import majority_vote
 from asa_snn.data.model_input import InputSpec, window_frames
-from asa_snn.models.recording import SpikingNeuron
+from asa_snn.models.recording import count_spikes
 from asa_snn.train.data import Mapped
 
 
@@ -42,38 +41,6 @@ class CrossEntropy:
 
 LOSS_FUNCTIONS = {"mse_rate": MseRate, "cross_entropy": CrossEntropy}
 """``train.loss`` name -> loss class."""
-
-
-class SpikeCounter:
-    """Context manager summing spikes and output sizes of every spiking layer of ``model``.
-
-    ``nasfr`` = spikes / elements, where elements = neurons x T x samples per layer, summed.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.spikes = 0.0
-        self.elements = 0
-        self._handles: list = []
-
-    def _hook(self, _module: nn.Module, _inputs: object, output: Tensor) -> None:
-        self.spikes += float(output.detach().sum())
-        self.elements += output.numel()
-
-    def __enter__(self) -> SpikeCounter:
-        self._handles = [
-            m.register_forward_hook(self._hook) for m in self.model.modules() if isinstance(m, SpikingNeuron)
-        ]
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-
-    @property
-    def nasfr(self) -> float:
-        """Mean firing rate over all spiking neurons, steps and samples (0 when nothing was counted)."""
-        return self.spikes / self.elements if self.elements else 0.0
 
 
 @dataclass(frozen=True)
@@ -98,13 +65,13 @@ def evaluate(
     """Loss, accuracy and NASFR of ``model`` (put in eval mode) over ``batches`` of ([B, T, C, H, W], [B])."""
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
-    with SpikeCounter(model) as counter:
+    with count_spikes(model) as counts:
         for frames, labels in batches:
             scores = model(to_time_major(frames))
             total_loss += float(loss_fn(scores, labels)) * len(labels)
             correct += int((scores.argmax(1) == labels).sum())
             count += len(labels)
-    return Evaluation(total_loss / max(count, 1), correct / max(count, 1), counter.nasfr, count)
+    return Evaluation(total_loss / max(count, 1), correct / max(count, 1), counts.nasfr, count)
 
 
 @dataclass(frozen=True)
@@ -127,7 +94,7 @@ def evaluate_windows(model: nn.Module, dataset: Mapped, spec: InputSpec, n_windo
     """
     model.eval()
     votes, window_hits = 0, 0
-    with SpikeCounter(model) as counter:
+    with count_spikes(model) as counts:
         for index in range(len(dataset)):
             stream, label = dataset.raw(index)
             frames = window_frames(spec, stream, n_windows)
@@ -137,5 +104,5 @@ def evaluate_windows(model: nn.Module, dataset: Mapped, spec: InputSpec, n_windo
             window_hits += int((predictions == label).sum())
     count = len(dataset)
     return WindowEvaluation(
-        votes / max(count, 1), window_hits / max(count * n_windows, 1), counter.nasfr, count, n_windows
+        votes / max(count, 1), window_hits / max(count * n_windows, 1), counts.nasfr, count, n_windows
     )
