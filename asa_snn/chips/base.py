@@ -68,6 +68,20 @@ class MappingReport(Protocol):
         """Plain JSON-safe form: ok, rows, violations (lines), cores."""
 
 
+class BoardReport(Protocol):
+    """What a deployment to a board returns."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the graph ran on the board (or its stand-in) as the chip's simulator predicts."""
+
+    def summary(self) -> str:
+        """Text for the terminal."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe form."""
+
+
 Exporter = Callable[[FoldedGraph, Path], str]
 """``export(graph, folder) -> description``: write (or build) one export of ``graph`` inside
 ``folder`` and say what was written (a file name, or what was built in memory)."""
@@ -89,6 +103,8 @@ class Chip:
         core_layout: ``core_layout(graph) -> {spiking layer: CoreUse}`` for per-core budgets.
         energy: the chip's energy model (joules per inference from spikes and operations).
         exports: export name -> :data:`Exporter` of the chip's own formats.
+        deploy: ``deploy(graph, **options) -> BoardReport``: run the graph on the chip's board
+            (options are the chip's own, e.g. Speck's ``device`` and ``dry_run``), or None.
     """
 
     name: str
@@ -100,6 +116,7 @@ class Chip:
     energy: EnergyModel
     compared_backends: tuple[str, ...] = ()
     exports: dict[str, Exporter] = field(default_factory=dict)
+    deploy: Callable[..., BoardReport] | None = None
 
     @property
     def simulator_name(self) -> str:

@@ -1,6 +1,7 @@
-"""Deploy stage: spike budgets, Speck deployment through samna, Loihi deployment through Lava.
+"""Deploy stage: running a folded graph on a chip's board (:mod:`asa_snn.deploy.boards`).
 
-Only the CLI imports this package. Nothing here imports ``samna`` or ``sinabs.backend.dynapcnn``
-at module import time: they are imported inside the function that drives hardware, after
+The board I/O itself (samna for Speck, Lava for Loihi) lives in each chip's folder
+(``asa_snn/chips/<chip>/board.py``). Nothing here imports ``samna`` or ``sinabs.backend.dynapcnn``
+at module import time: the chips import them inside the function that drives hardware, after
 :func:`asa_snn.chips.speck.samna_detect.detect_samna` found the real samna package.
 """

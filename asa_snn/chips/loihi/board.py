@@ -80,6 +80,11 @@ class LoihiDeployReport:
             return None
         return all(row.difference == 0 for row in self.comparison)
 
+    @property
+    def ok(self) -> bool:
+        """False only when Lava ran and disagreed with the built-in simulator."""
+        return self.agrees is not False
+
     def summary(self) -> str:
         """Text for the terminal."""
         text = [f"Loihi deployment: runtime {self.runtime}, input {self.source}"]

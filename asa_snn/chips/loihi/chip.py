@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asa_snn.chips.base import Chip
+from asa_snn.chips.base import BoardReport, Chip
 from asa_snn.chips.loihi.energy import LOIHI_ENERGY
 from asa_snn.chips.loihi.mapping import check_loihi, loihi_core_layout
 from asa_snn.chips.loihi.quantizer import LoihiQuantizer
@@ -30,6 +30,12 @@ def _lava() -> Backend:
     return LavaBackend()
 
 
+def _deploy(graph: FoldedGraph, **options: object) -> BoardReport:
+    from asa_snn.chips.loihi.board import deploy_loihi
+
+    return deploy_loihi(graph, **options)
+
+
 def _netx_export(graph: FoldedGraph, folder: Path) -> str:
     from asa_snn.chips.loihi.netx_export import write_netx
 
@@ -47,6 +53,7 @@ LOIHI = register(
         energy=LOIHI_ENERGY,
         compared_backends=("lava",),
         exports={"netx": _netx_export},
+        deploy=_deploy,
     )
 )
 """The Loihi chip. Its graph is not compared with onnx / norse: they have no one-step synaptic

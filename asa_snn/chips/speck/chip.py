@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asa_snn.chips.base import Chip
+from asa_snn.chips.base import BoardReport, Chip
 from asa_snn.chips.registry import register
 from asa_snn.chips.speck.energy import SPECK_ENERGY
 from asa_snn.chips.speck.mapping import check_speck, speck_core_layout
@@ -36,6 +36,12 @@ def _sinabs() -> Backend:
     return SinabsBackend()
 
 
+def _deploy(graph: FoldedGraph, **options: object) -> BoardReport:
+    from asa_snn.chips.speck.board import deploy_speck
+
+    return deploy_speck(graph, **options)
+
+
 def _sinabs_export(graph: FoldedGraph, folder: Path) -> str:
     from asa_snn.chips.speck.sinabs_export import to_sinabs
 
@@ -53,6 +59,7 @@ SPECK = register(
         energy=SPECK_ENERGY,
         compared_backends=("sinabs", "onnx", "norse", "speck-events"),
         exports={"sinabs": _sinabs_export},
+        deploy=_deploy,
     )
 )
 """The Speck chip (``speck-events`` is the event-driven mode of the built-in simulator)."""
