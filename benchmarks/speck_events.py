@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asa_snn.chips.speck.simulator import EventDriven, SpeckSimulator
+from asa_snn.chips.speck.sinabs_backend import SinabsBackend
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec
 from asa_snn.data.formats import read_events
-from asa_snn.data.frames import to_frames
+from asa_snn.data.model_input import frames_for
 from asa_snn.simulators.base import Backend
-from asa_snn.chips.speck.sinabs_backend import SinabsBackend
-from asa_snn.chips.speck.simulator import EventDriven, SpeckSimulator
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nmnist" / "train"
 RESULTS = Path(__file__).resolve().parent / "results" / "speck_events.json"
@@ -64,18 +64,15 @@ def speck_graph(seed: int = 0, n_steps: int = 30, dt_us: int = 10_000) -> Folded
         pool("pool2", (16, 4, 4)),
         conv("conv3", 16, 10, 4, 0, (1, 1), 400.0),
     ]
-    spec = InputSpec((2, 32, 32), (34, 34, 2), dt_us=dt_us, n_steps=n_steps)
+    spec = InputSpec((2, 32, 32), (34, 34, 2), dt_us=dt_us, n_steps=n_steps, crop=(1, 1, 32, 32))
     return FoldedGraph(layers, spec, 10, "speck", quantized=True)
 
 
 def nmnist_frames(graph: FoldedGraph, n_samples: int) -> np.ndarray:
-    """Frames [B, T, 2, 32, 32] of the first ``n_samples`` N-MNIST recordings (cropped from 34x34)."""
-    spec = graph.input
-    frames = []
-    for index in range(1, n_samples + 1):
-        stream = read_events(DATA / f"{index}.bs2")
-        counts = to_frames(stream.events, stream.sensor_size, spec.dt_us, spec.n_steps)
-        frames.append(counts[:, :, 1:33, 1:33])
+    """Frames [B, T, 2, 32, 32] of the first ``n_samples`` N-MNIST recordings (centre crop of 34x34,
+    by the graph's input spec)."""
+    files = [DATA / f"{index}.bs2" for index in range(1, n_samples + 1)]
+    frames = [frames_for(graph.input, read_events(file)) for file in files]
     return np.stack(frames).astype(np.float64)
 
 

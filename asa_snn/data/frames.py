@@ -32,22 +32,30 @@ def check_ratio(name: str, value: float) -> float:
     return float(value)
 
 
-def _bin_counts(events: np.ndarray, step: np.ndarray, sensor_size: SensorSize, n_steps: int) -> np.ndarray:
-    """Count events per (step, p, y, x); events with step outside [0, n_steps) are ignored.
+def count_events(
+    step: np.ndarray, channel: np.ndarray, y: np.ndarray, x: np.ndarray, shape: tuple[int, int, int, int]
+) -> np.ndarray:
+    """Frames of event counts: ``frames[step, channel, y, x] += 1`` for every event inside ``shape``.
 
     Args:
-        events: [N] event array, already checked against ``sensor_size``.
-        step: [N] integer frame index of each event.
+        step, channel, y, x: int [N] frame coordinates of each event; events whose step lies outside
+            [0, T) are ignored (the other coordinates must lie inside the frame).
+        shape: (T, C, H, W).
 
     Returns:
-        float32 [n_steps, P, H, W].
+        float32 [T, C, H, W].
     """
-    width, height, polarities = sensor_size
+    n_steps, channels, height, width = shape
     keep = (step >= 0) & (step < n_steps)
-    kept = events[keep]
-    flat = ((step[keep] * polarities + kept["p"]) * height + kept["y"]) * width + kept["x"].astype(np.int64)
-    counts = np.bincount(flat, minlength=n_steps * polarities * height * width)
-    return counts.reshape(n_steps, polarities, height, width).astype(np.float32)
+    flat = ((step[keep].astype(np.int64) * channels + channel[keep]) * height + y[keep]) * width + x[keep]
+    counts = np.bincount(flat.astype(np.int64), minlength=n_steps * channels * height * width)
+    return counts.reshape(shape).astype(np.float32)
+
+
+def _bin_counts(events: np.ndarray, step: np.ndarray, sensor_size: SensorSize, n_steps: int) -> np.ndarray:
+    """:func:`count_events` of an [N] event array checked against ``sensor_size`` (W, H, P)."""
+    width, height, polarities = sensor_size
+    return count_events(step, events["p"], events["y"], events["x"], (n_steps, polarities, height, width))
 
 
 def to_frames(
@@ -271,6 +279,7 @@ def majority_vote(window_predictions: np.ndarray, label: int) -> bool:
 __all__ = [
     "check_positive_int",
     "check_ratio",
+    "count_events",
     "downsample",
     "drop_area",
     "drop_random_events",

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asa_snn.data.events import EventStream
-from asa_snn.data.frames import downsample, equal_count_sizes, window_starts
+from asa_snn.data.frames import count_events, downsample, equal_count_sizes, window_starts
 from asa_snn.errors import InputFormatError
 
 POLARITY_MODES = ("separate", "merged")
@@ -236,10 +236,7 @@ def frames_for(
         InputFormatError: the recording does not fit the spec (sensor, polarities).
     """
     found = model_events(spec, stream, augment, t_start_us)
-    channels, height, width = spec.shape
-    flat = ((found.step * channels + found.channel) * height + found.y) * width + found.x
-    counts = np.bincount(flat, minlength=spec.n_steps * channels * height * width)
-    return counts.reshape(spec.n_steps, channels, height, width).astype(np.float32)
+    return count_events(found.step, found.channel, found.y, found.x, (spec.n_steps, *spec.shape))
 
 
 def window_frames(spec: InputSpec, stream: EventStream, n_windows: int) -> np.ndarray:
