@@ -229,3 +229,55 @@ def aedat4_bytes(width: int, height: int, packets: list[bytes]) -> bytes:
     header = ioheader(stream_description(width, height))
     framed = b"".join(struct.pack("<iI", 0, len(packet)) + packet for packet in packets)
     return AEDAT4_PREAMBLE + struct.pack("<I", len(header)) + header + framed
+
+
+# ------------------------------------------------------- declared-size bombs, one per kind, for fuzzing
+
+BOMB_KINDS = (
+    "npy_header",
+    "npz_header",
+    "npz_member_size",
+    "hdf5_dataset",
+    "hdf5_group",
+    "aedat4_header_length",
+    "aedat4_packet_length",
+    "aedat4_sensor",
+)
+"""What :func:`write_declared_bomb` can make declare a size it does not hold."""
+
+
+def write_declared_bomb(folder: Path, kind: str, declared: int) -> Path:
+    """A small file of ``kind`` (:data:`BOMB_KINDS`) declaring about ``declared`` bytes (or, for
+    ``aedat4_sensor``, a ``declared % 65536`` pixel square sensor) while holding a few bytes."""
+    if kind == "npy_header":
+        return npy_declaring(folder / "bomb.npy", declared // 32)
+    if kind == "npz_header":
+        return npz_declaring(folder / "bomb.npz", declared // 32)
+    if kind == "npz_member_size":  # the zip directory and the npy header both lie
+        header = npy_header((declared // 32, 4))
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+        stream = compressor.compress(header + bytes(64)) + compressor.flush()
+        size = min(len(header) + declared // 32 * 32, 2**32 - 1)
+        path = folder / "member.npz"
+        path.write_bytes(_zip_with_member("events.npy", stream, zlib.crc32(header + bytes(64)), size))
+        return path
+    if kind in ("hdf5_dataset", "hdf5_group"):
+        return hdf5_declaring(
+            folder / "bomb.h5", declared // EVENT_DTYPE.itemsize, kind.removeprefix("hdf5_")
+        )
+    if kind == "aedat4_header_length":
+        path = folder / "header.aedat4"
+        path.write_bytes(AEDAT4_PREAMBLE + struct.pack("<I", declared % 2**32) + bytes(64))
+        return path
+    if kind == "aedat4_packet_length":
+        data = aedat4_bytes(346, 260, [event_packet([(1, 2, 3, True)])])
+        packet = len(AEDAT4_PREAMBLE) + 4 + struct.unpack_from("<I", data, len(AEDAT4_PREAMBLE))[0]
+        path = folder / "packet.aedat4"
+        path.write_bytes(data[: packet + 4] + struct.pack("<I", declared % 2**32) + data[packet + 8 :])
+        return path
+    if kind == "aedat4_sensor":
+        side = declared % 2**16
+        path = folder / "sensor.aedat4"
+        path.write_bytes(aedat4_bytes(side, side, [event_packet([(1, 0, 0, True)])]))
+        return path
+    raise ValueError(f"unknown bomb kind {kind!r}; expected one of {BOMB_KINDS}")

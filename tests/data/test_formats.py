@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
+import tracemalloc
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from hostile_writers import BOMB_KINDS, write_declared_bomb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from asa_snn.data import events as events_module
 from asa_snn.data.events import EVENT_DTYPE, EventStream, make_events
 from asa_snn.data.formats import (
     SUPPORTED_FORMATS,
@@ -566,6 +569,7 @@ READERS = [
     read_aedat31,
     read_aedat2,
     lambda path: read_aedat2(path, camera="davis346"),
+    lambda path: read_aedat2(path, camera="davis240"),
     read_numpy,
     read_hdf5,
 ]
@@ -601,6 +605,35 @@ def test_random_bytes_raise_only_input_format_error(prefix: bytes, body: bytes, 
         path = write(Path(folder) / f"random{suffix}", prefix + body)
         result = read_or_format_error(reader, path)
         assert result is None or isinstance(result, EventStream)
+
+
+PEAK_BYTES = 160 * 2**20
+"""Most Python / NumPy memory (tracemalloc) reading one declared-size bomb may take: the 16 MiB any
+file may decode to, a few copies of it, and the readers' own overhead."""
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(BOMB_KINDS),
+    declared=st.one_of(
+        st.integers(0, 2**40), st.sampled_from([2**24, 2**24 + 1, 2**31, 2**32 - 1, 2**32, 2**40])
+    ),
+)
+def test_declared_size_bombs_refused_in_bounded_memory(kind: str, declared: int) -> None:
+    # a file declaring up to 1 TB while holding a few bytes: InputFormatError or a small stream,
+    # never more than PEAK_BYTES allocated, never a sensor above MAX_SENSOR_SIDE
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_declared_bomb(Path(folder), kind, declared)
+        tracemalloc.start()
+        try:
+            result = read_or_format_error(read_events, path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < PEAK_BYTES, f"{kind} declaring {declared} bytes took {peak} bytes to read"
+    if result is not None:
+        assert max(result.sensor_size[:2]) <= events_module.MAX_SENSOR_SIDE
+        assert result.events.nbytes <= 16 * 2**20
 
 
 def _valid_files() -> dict[str, tuple[bytes, np.ndarray, object]]:

@@ -69,7 +69,7 @@ def test_hdf5_declaring_4e8_events_refused(tmp_path: Path, layout: str) -> None:
     path = hdf5_declaring(tmp_path / f"{layout}.h5", 400_000_000, layout)
     assert path.stat().st_size < 8_000
     result = run_bounded(f"read_events(sys.argv[1] + '/{layout}.h5')", tmp_path)
-    assert_refused(result, f"{layout}.h5", "HDF5 dataset '/events", "declares", "decompression bomb")
+    assert_refused(result, f"{layout}.h5: HDF5 ", "'/events'", "declares", "decompression bomb")
 
 
 def test_hdf5_small_unwritten_dataset_still_reads(tmp_path: Path) -> None:

@@ -183,15 +183,13 @@ def read_numpy(path: PathLikeStr, sensor_size: SensorSize | None = None) -> Even
     return finish(events, sensor_size if sensor_size is not None else stored, file)
 
 
-def _check_hdf5_dataset(dataset: typing.Any, file: Path) -> None:
-    """Refuse an HDF5 dataset before reading it when its declared size exceeds what the file stores.
+def _hdf5_sizes(dataset: typing.Any, file: Path) -> tuple[int, int]:
+    """(declared bytes, stored bytes) of an HDF5 dataset, read from its metadata only.
 
-    The declared bytes (shape x item size) must be at most
-    :func:`~asa_snn.data.formats._common.decoded_size_limit` of the storage HDF5 has allocated for
-    it (``H5Dget_storage_size``: 0 for a dataset never written, the compressed size for chunked
-    data). Data kept outside the file (external storage, virtual datasets) is refused, since its
-    size cannot be checked against the file; so are null dataspaces and variable-length or object
-    types (no event column has them).
+    Declared: shape x item size. Stored: what HDF5 has allocated for it (``H5Dget_storage_size``:
+    0 for a dataset never written, the compressed size for chunked data). Data kept outside the
+    file (external storage, virtual datasets) is refused, since its size cannot be checked against
+    the file; so are null dataspaces and variable-length or object types (no event column has them).
     """
     import h5py
 
@@ -207,8 +205,14 @@ def _check_hdf5_dataset(dataset: typing.Any, file: Path) -> None:
             f"{file}: {name} has shape {dataset.shape} and dtype {dataset.dtype}; expected an array of "
             f"fixed-size numbers"
         )
-    declared = math.prod(dataset.shape) * dataset.dtype.itemsize
-    check_decoded_size(declared, dataset.id.get_storage_size(), file, name)
+    return math.prod(dataset.shape) * dataset.dtype.itemsize, dataset.id.get_storage_size()
+
+
+def _check_hdf5_datasets(datasets: list[typing.Any], file: Path, what: str) -> None:
+    """Refuse ``datasets`` before reading them when together they declare more bytes than
+    :func:`~asa_snn.data.formats._common.decoded_size_limit` of the storage they have."""
+    sizes = [_hdf5_sizes(dataset, file) for dataset in datasets]
+    check_decoded_size(sum(d for d, _ in sizes), sum(s for _, s in sizes), file, what)
 
 
 def _stored_sensor_size(node: typing.Any, file: Path) -> SensorSize | None:
@@ -236,8 +240,7 @@ def _read_hdf5_events(file: Path) -> tuple[np.ndarray, SensorSize | None]:
                 raise InputFormatError(
                     f"{file}: HDF5 group 'events' lacks dataset(s) {missing}; expected t, x, y, p"
                 )
-            for name in _COLUMNS:
-                _check_hdf5_dataset(node[name], file)
+            _check_hdf5_datasets([node[name] for name in _COLUMNS], file, "HDF5 group '/events' (t, x, y, p)")
             columns = [np.asarray(node[name][()]) for name in _COLUMNS]
             if any(column.ndim != 1 for column in columns) or len({len(c) for c in columns}) != 1:
                 raise InputFormatError(
@@ -246,7 +249,7 @@ def _read_hdf5_events(file: Path) -> tuple[np.ndarray, SensorSize | None]:
                 )
             events = as_event_array(np.rec.fromarrays(columns, names=list(_COLUMNS)), str(file))
         elif isinstance(node, h5py.Dataset):
-            _check_hdf5_dataset(node, file)
+            _check_hdf5_datasets([node], file, f"HDF5 dataset {node.name!r}")
             events = events_from_array(np.asarray(node[()]), str(file))
         else:
             raise InputFormatError(
