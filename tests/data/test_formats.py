@@ -530,6 +530,17 @@ def test_events_outside_given_sensor(tmp_path: Path) -> None:
         read_events(aedat, sensor_size=(64, 128, 2))
 
 
+@pytest.mark.parametrize(
+    ("name", "data"), [("a.aedat", AEDAT31_FILE), ("b.bs2", nmnist_bytes([(1, 2, 1, 100)]))]
+)
+def test_given_sensor_size_above_the_limit_refused(tmp_path: Path, name: str, data: bytes) -> None:
+    # a caller's sensor size obeys the same limit as a stored one, for every format
+    with pytest.raises(
+        InputFormatError, match=rf"{name}.*W x H = 5000 x 128 exceeds the limit of 4096 x 4096"
+    ):
+        read_events(write(tmp_path / name, data), sensor_size=(5000, 128, 2))
+
+
 def test_aedat31_x_outside_dvs128(tmp_path: Path) -> None:
     path = write(tmp_path / "a.aedat", AEDAT31_HEADER + polarity_packet([(1, 1, 1, 1, 1), (2, 300, 1, 1, 1)]))
     with pytest.raises(InputFormatError, match=r"a\.aedat: event 1 has x=300"):

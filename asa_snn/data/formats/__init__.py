@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from asa_snn.data.events import EventStream, SensorSize
+from asa_snn.data.events import EventStream, SensorSize, check_sensor_limit
 from asa_snn.data.formats._common import PathLikeStr, existing_file
 from asa_snn.data.formats.aedat import (
     AEDAT2_CAMERAS,
@@ -80,8 +80,12 @@ class EventFormat:
 
 
 def _with_sensor_size(stream: EventStream, sensor_size: SensorSize | None) -> EventStream:
-    """Re-check ``stream`` against a caller's sensor size (formats that store their own)."""
-    return stream if sensor_size is None else EventStream(stream.events, sensor_size, stream.source)
+    """Re-check ``stream`` against a caller's sensor size (formats that store their own), which
+    must respect :data:`~asa_snn.data.events.MAX_SENSOR_SIDE` like a stored one."""
+    if sensor_size is None:
+        return stream
+    check_sensor_limit(sensor_size, f"{stream.source} (sensor_size given by the caller)")
+    return EventStream(stream.events, sensor_size, stream.source)
 
 
 def _read_aedat4(path: Path, sensor_size: SensorSize | None) -> EventStream:
@@ -167,7 +171,8 @@ def read_events(
     Args:
         path: the file.
         format: a key of :data:`SUPPORTED_FORMATS`, or None to use :func:`detect_format`.
-        sensor_size: (W, H, P) to check the events against; None keeps the size the format
+        sensor_size: (W, H, P) to check the events against, at most
+            :data:`~asa_snn.data.events.MAX_SENSOR_SIDE` pixels per side; None keeps the size the format
             stores or implies (AEDAT 2.0 files: camera from the jAER ``# AEChip:`` header line,
             DVS128 when there is none).
 

@@ -73,6 +73,7 @@ _AEDAT4_PACKET_HEADER = struct.Struct("<iI")
 
 
 def _fail(file: Path, text: str) -> InputFormatError:
+    """The InputFormatError for an AEDAT 4 problem ``text`` in ``file``."""
     return InputFormatError(f"{file}: AEDAT 4 {text}")
 
 
@@ -206,6 +207,7 @@ def _decode_aedat4(file: Path) -> tuple[list[np.ndarray], SensorSize] | None:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (its type name when empty)."""
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
