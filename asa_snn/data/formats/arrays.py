@@ -178,7 +178,8 @@ def read_numpy(path: PathLikeStr, sensor_size: SensorSize | None = None) -> Even
         raise
     except _NUMPY_ERRORS as exc:
         raise InputFormatError(
-            f"{file}: cannot read it as a NumPy .npy/.npz file without unpickling (allow_pickle=False): {exc}"
+            f"{file}: cannot read it as a NumPy .npy/.npz file without unpickling (allow_pickle=False): "
+            f"{' '.join(str(exc).split())}"
         ) from exc
     return finish(events, sensor_size if sensor_size is not None else stored, file)
 
@@ -276,7 +277,9 @@ def read_hdf5(path: PathLikeStr, sensor_size: SensorSize | None = None) -> Event
     except InputFormatError:
         raise
     except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
-        raise InputFormatError(f"{file}: cannot read it as HDF5 event file: {exc}") from exc
+        raise InputFormatError(
+            f"{file}: cannot read it as HDF5 event file: {' '.join(str(exc).split())}"
+        ) from exc
     return finish(events, sensor_size if sensor_size is not None else stored, file)
 
 
