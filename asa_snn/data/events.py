@@ -29,6 +29,26 @@ EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "i1")])
 SensorSize = tuple[int, int, int]
 """(W, H, P): width and height in pixels, number of polarities."""
 
+MAX_SENSOR_SIDE = 4096
+"""Largest width or height in pixels a sensor read from a file may have.
+
+Larger than any event camera sold: the biggest have at most 1280 pixels per side (Sony / Prophesee
+IMX636: 1280 x 720; Samsung DVS-Gen4: 1280 x 960; CelePixel CeleX-V: 1280 x 800). A file declaring
+more is corrupt or hostile; refusing it keeps a 4096 x 4096 x 2 frame (32 Mi pixels) the largest
+image built from one file.
+"""
+
+
+def check_sensor_limit(sensor_size: SensorSize, source: str = "<array>") -> None:
+    """Raise :class:`InputFormatError` when ``sensor_size`` (W, H, P) is wider or taller than
+    :data:`MAX_SENSOR_SIDE` pixels; the message names ``source``, the size and the limit."""
+    width, height = int(sensor_size[0]), int(sensor_size[1])
+    if max(width, height) > MAX_SENSOR_SIDE:
+        raise InputFormatError(
+            f"{source}: sensor size W x H = {width} x {height} exceeds the limit of {MAX_SENSOR_SIDE} x "
+            f"{MAX_SENSOR_SIDE} pixels (larger than any event camera sold); expected a real sensor size"
+        )
+
 
 def make_events(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
     """Pack four equal-length 1-D arrays into an [N] array of :data:`EVENT_DTYPE`.

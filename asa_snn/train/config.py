@@ -8,13 +8,20 @@ A config file has four sections (every key optional except ``model.network``)::
     [train]  epochs, batch_size, loss, seed, eval_windows
 
 :func:`load_config` checks every key and type and names the file, the key and what was expected
-when something is wrong. Overrides such as ``model.attention=asa2`` or ``train.epochs=3`` replace
-single values after the file is read (the value is parsed as a TOML literal, else taken as a string).
+when something is wrong, on one line. Overrides such as ``model.attention=asa2`` or
+``train.epochs=3`` replace single values after the file is read (the value is parsed as a TOML
+literal, else taken as a string).
+
+Hostile files are refused before they cost memory: YAML aliases may expand a document to at most
+:data:`MAX_YAML_NODES` nodes ("billion laughs"), values must be plain data nested at most
+:data:`MAX_NESTING` deep, and every numeric key must be finite and inside the bounds of
+:data:`NUMERIC_BOUNDS`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import types
 import typing
@@ -28,6 +35,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10: the same parser, as a package (pyproject marker)
     import tomli as tomllib
+from asa_snn.data.events import MAX_SENSOR_SIDE
+from asa_snn.data.synthetic import MOTIONS
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.attention import ATTENTION_KINDS
 from asa_snn.models.registry import NETWORKS, NEURONS, ModelSpec
@@ -152,6 +161,84 @@ class TrainConfig:
         return _build(data, source or "<config>", source)
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The values one numeric config key accepts: finite, ``low <= value <= high`` (``<`` where open).
+
+    Args:
+        low, high: the bounds.
+        low_open, high_open: exclude the bound itself.
+        why: why the bound is where it is, quoted in the error message.
+    """
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+    why: str = ""
+
+    def admits(self, value: float) -> bool:
+        """Whether ``value`` is finite and inside the bounds."""
+        if not math.isfinite(value):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        """The bounds as text, e.g. ``0 < value <= 10``."""
+        low, high = ("<" if self.low_open else "<="), ("<" if self.high_open else "<=")
+        text = f"{_plain_number(self.low)} {low} value {high} {_plain_number(self.high)}"
+        return f"{text} ({self.why})" if self.why else text
+
+
+def _plain_number(value: float) -> str:
+    """``4294967295`` for integral bounds (not ``4.29497e+09``), ``0.5`` otherwise."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+HOUR_US = 3_600_000_000
+"""One hour in microseconds: the longest frame or synthetic recording a config may ask for."""
+
+MAX_EPOCHS = 100_000
+"""Most training epochs: far beyond any schedule (the paper's longest is 200), low enough that a
+typo such as ``99999999999999999999`` is caught instead of running forever."""
+
+MAX_SEED = 2**32 - 1
+"""Largest seed: every generator seeded here (``numpy.random.seed``, torch) accepts 0..2**32 - 1."""
+
+_SIDE = Bounds(1, MAX_SENSOR_SIDE, why="at most the largest sensor a file may declare")
+_FRACTION = Bounds(0, 1, high_open=True)
+
+NUMERIC_BOUNDS: dict[str, Bounds] = {
+    "data.dt_us": Bounds(1, HOUR_US, why="1 us to one hour"),
+    "data.n_steps": Bounds(1, 10_000, why="frames per sample; the paper's longest recipe has 60"),
+    "data.downsample": _SIDE,
+    "data.crop": _SIDE,
+    "data.val_fraction": _FRACTION,
+    "data.test_fraction": _FRACTION,
+    "data.max_samples": Bounds(1, 10**9),
+    "data.n_samples": Bounds(1, 1_000_000, why="synthetic recordings, generated on demand"),
+    "data.n_test_samples": Bounds(1, 1_000_000, why="synthetic recordings, generated on demand"),
+    "data.n_classes": Bounds(2, len(MOTIONS), why="the synthetic motion classes"),
+    "data.sensor_size": Bounds(4, MAX_SENSOR_SIDE, why="the synthetic sensor needs 4 px"),
+    "data.duration_us": Bounds(1, HOUR_US, why="1 us to one hour"),
+    "data.data_seed": Bounds(0, MAX_SEED),
+    "model.timesteps": Bounds(1, 10_000, why="equal to data.n_steps"),
+    "model.input_shape": _SIDE,
+    "model.num_classes": Bounds(1, 100_000),
+    "optim.lr": Bounds(0, 10, low_open=True, why="Adam's step size; the recipes use 1e-4 to 3e-3"),
+    "optim.weight_decay": Bounds(0, 1),
+    "optim.lr_min": Bounds(0, 10, why="and at most optim.lr"),
+    "train.epochs": Bounds(1, MAX_EPOCHS, why=f"a sane upper bound of {MAX_EPOCHS}"),
+    "train.batch_size": Bounds(1, 65_536),
+    "train.seed": Bounds(0, MAX_SEED),
+    "train.eval_windows": Bounds(1, 1000),
+}
+"""Bounds of every numeric key of the sections (for tuples such as ``data.crop``, of each entry).
+``tests/train/test_config.py`` checks that every int or float field of the section dataclasses has one."""
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "model": ModelSpec,
@@ -160,24 +247,133 @@ SECTIONS: dict[str, type] = {
 }
 
 
+MAX_YAML_NODES = 10_000
+"""Most nodes a YAML config may hold once its aliases are expanded; a recipe has about a hundred.
+A 334-byte document of nested anchors ("billion laughs") expands to billions."""
+
+MAX_NESTING = 32
+"""Deepest nesting of tables and lists a config may have; recipes nest three levels."""
+
+
+class _AliasBombError(yaml.composer.ComposerError):
+    """A YAML document whose aliases expand beyond :data:`MAX_YAML_NODES` nodes, or recursive ones."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that counts, while composing, the nodes each node stands for with its
+    aliases expanded, and stops once the document exceeds :data:`MAX_YAML_NODES` or an alias
+    refers to a node that contains it (a recursive structure JSON cannot hold)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._expanded: dict[int, int] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        alias = self.check_event(yaml.AliasEvent)
+        mark = self.peek_event().start_mark
+        node = super().compose_node(parent, index)
+        if alias:
+            if id(node) not in self._expanded:
+                raise _AliasBombError(
+                    None,
+                    None,
+                    "an alias refers to a node that contains it (recursive); expected plain data",
+                    mark,
+                )
+            return node
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._expanded[id(item)] for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._expanded[id(key)] + self._expanded[id(value)] for key, value in node.value)
+        else:
+            size = 1
+        if size > MAX_YAML_NODES:
+            raise _AliasBombError(
+                None,
+                None,
+                f"aliases expand the document to more than {MAX_YAML_NODES} nodes (anchors referring "
+                f"to anchors, a 'billion laughs'); expected a config of at most that many values",
+                mark,
+            )
+        self._expanded[id(node)] = size
+        return node
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a PyYAML error: line and column (1-based), problem, context."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        parts = [exc.problem or "", exc.context or ""]
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        return where + " ".join(" ".join(part for part in parts if part).split())
+    if isinstance(exc, yaml.reader.ReaderError):
+        return f"position {exc.position}: unacceptable character #x{exc.character:04x} ({exc.reason})"
+    return " ".join(str(exc).split())
+
+
+def _plain_data(value: Any, key: str, path: Path, depth: int = 0) -> None:
+    """Refuse what the JSON round trip of the overrides cannot hold: only tables with string keys,
+    lists, strings, numbers, booleans and null, nested at most :data:`MAX_NESTING` deep."""
+    if depth > MAX_NESTING:
+        raise AsaSnnError(
+            f"{path}: key {key!r} is nested more than {MAX_NESTING} levels deep; expected plain values"
+        )
+    if isinstance(value, dict):
+        for name, item in value.items():
+            if not isinstance(name, str):
+                where = repr(key) if key else "the top level"
+                raise AsaSnnError(
+                    f"{path}: key {name!r} in {where} has type {type(name).__name__}; expected a string"
+                )
+            _plain_data(item, f"{key}.{name}" if key else name, path, depth + 1)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _plain_data(item, f"{key}[{i}]", path, depth + 1)
+    elif value is not None and not isinstance(value, str | int | float):
+        raise AsaSnnError(
+            f"{path}: key {key!r} has value {value!r} ({type(value).__name__}); expected a number, string, "
+            f"boolean, list or table"
+        )
+
+
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Raw sections of a ``.toml``, ``.yaml`` or ``.yml`` file."""
+    """Raw sections of a ``.toml``, ``.yaml`` or ``.yml`` file, as plain data.
+
+    Raises:
+        AsaSnnError: missing file, unknown suffix, bad syntax (one line: file, line, column,
+            problem), YAML aliases expanding beyond :data:`MAX_YAML_NODES` nodes or recursive,
+            values other than tables / lists / strings / numbers / booleans / null (TOML and YAML
+            dates, YAML sets and binary), nesting deeper than :data:`MAX_NESTING`, a top level
+            that is not a table.
+    """
     path = Path(path)
     if not path.is_file():
         raise AsaSnnError(f"config file {path} does not exist")
+    if path.suffix not in (".toml", ".yaml", ".yml"):
+        raise AsaSnnError(f"{path}: unknown config suffix {path.suffix!r}; expected .toml, .yaml or .yml")
+    kind = path.suffix[1:].upper().replace("YML", "YAML")
     try:
-        if path.suffix == ".toml":
-            return tomllib.loads(path.read_text(encoding="utf-8"))
-        if path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict):
-                raise AsaSnnError(
-                    f"{path}: expected a mapping of sections at the top, found {type(data).__name__}"
-                )
-            return data
-    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise AsaSnnError(f"{path}: not a valid {path.suffix[1:].upper()} file: {exc}") from exc
-    raise AsaSnnError(f"{path}: unknown config suffix {path.suffix!r}; expected .toml, .yaml or .yml")
+        text = path.read_text(encoding="utf-8")
+        # _BoundedLoader is a yaml.SafeLoader: no Python objects are built
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.load(text, Loader=_BoundedLoader)
+    except UnicodeDecodeError as exc:
+        raise AsaSnnError(
+            f"{path}: not a valid {kind} file: byte {exc.start} is not UTF-8 ({exc.reason})"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise AsaSnnError(f"{path}: not a valid TOML file: {' '.join(str(exc).split())}") from exc
+    except _AliasBombError as exc:
+        raise AsaSnnError(f"{path}: refused YAML file: {_yaml_problem(exc)}") from exc
+    except yaml.YAMLError as exc:
+        raise AsaSnnError(f"{path}: not a valid YAML file: {_yaml_problem(exc)}") from exc
+    except RecursionError as exc:
+        raise AsaSnnError(
+            f"{path}: {kind} nesting too deep to parse; expected at most {MAX_NESTING} levels"
+        ) from exc
+    if not isinstance(data, dict):
+        raise AsaSnnError(f"{path}: expected a mapping of sections at the top, found {type(data).__name__}")
+    _plain_data(data, "", path)
+    return data
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -246,13 +442,20 @@ def load_config(path: str | Path, overrides: typing.Sequence[str] = ()) -> Train
 
 
 def _build(raw: dict[str, Any], name: str, source: str) -> TrainConfig:
-    unknown = sorted(set(raw) - set(SECTIONS))
+    if not isinstance(raw, dict):
+        raise AsaSnnError(f"{name}: expected a mapping of sections at the top, found {type(raw).__name__}")
+    unknown = sorted(str(key) for key in raw if key not in SECTIONS)
     if unknown:
         raise AsaSnnError(f"{name}: unknown section(s) {unknown}; expected some of {sorted(SECTIONS)}")
+    for section, values in raw.items():
+        if not isinstance(values, dict):
+            found = "null (empty)" if values is None else f"a {type(values).__name__} ({values!r:.40})"
+            raise AsaSnnError(f"{name}: section [{section}] is {found}; expected a table of keys")
     if "network" not in raw.get("model", {}):
         raise AsaSnnError(f"{name}: key 'model.network' is missing; expected one of {', '.join(NETWORKS)}")
     built = {section: _section(name, section, cls, raw.get(section, {})) for section, cls in SECTIONS.items()}
     config = TrainConfig(source=source, **built)
+    _check_numbers(name, config)
     _check_choices(name, config)
     return config
 
@@ -262,7 +465,7 @@ def _section(name: str, section: str, cls: type, values: Any) -> Any:
         raise AsaSnnError(f"{name}: [{section}] must be a table of keys, found {type(values).__name__}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
+    unknown = sorted(str(key) for key in values if key not in known)
     if unknown:
         raise AsaSnnError(
             f"{name}: unknown key(s) {[f'{section}.{k}' for k in unknown]}; expected some of {sorted(known)}"
@@ -288,6 +491,11 @@ def _coerce(name: str, key: str, hint: Any, value: Any) -> Any:
     if hint is Any:
         return value
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, int) and abs(value) > sys.float_info.max:
+            raise AsaSnnError(
+                f"{name}: key {key!r} is an integer of {len(str(abs(value)))} digits, too large for a "
+                f"float; expected a finite number"
+            )
         return float(value)
     if hint in (int, bool, str) and type(value) is hint:
         return value
@@ -302,6 +510,49 @@ def _coerce(name: str, key: str, hint: Any, value: Any) -> Any:
     raise AsaSnnError(
         f"{name}: key {key!r} has value {value!r} ({type(value).__name__}); expected {expected}"
     )
+
+
+def _numbers(value: Any) -> list[tuple[str, Any]]:
+    """(index suffix, number) of a numeric value or of each entry of a tuple; none for None."""
+    if value is None:
+        return []
+    if isinstance(value, tuple):
+        return [(f"[{i}]", item) for i, item in enumerate(value)]
+    return [("", value)]
+
+
+def _nan_path(value: Any, key: str) -> str | None:
+    """The key of the first NaN inside nested option tables and lists, or None."""
+    if isinstance(value, float) and math.isnan(value):
+        return key
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for part, item in items:
+        found = _nan_path(item, f"{key}.{part}" if isinstance(value, dict) else f"{key}[{part}]")
+        if found is not None:
+            return found
+    return None
+
+
+def _check_numbers(name: str, config: TrainConfig) -> None:
+    """Every numeric key finite and inside :data:`NUMERIC_BOUNDS`; ``optim.lr_min <= optim.lr``;
+    no NaN anywhere in the model's option tables (infinity may be meant there, e.g. tau_mem)."""
+    for key, bounds in NUMERIC_BOUNDS.items():
+        section, field_name = key.split(".")
+        for suffix, value in _numbers(getattr(getattr(config, section), field_name)):
+            if not bounds.admits(value):
+                kind = "an integer" if isinstance(value, int) else "a finite number"
+                raise AsaSnnError(
+                    f"{name}: key '{key}{suffix}' is {value}; expected {kind} with {bounds.describe()}"
+                )
+    if config.optim.lr_min > config.optim.lr:
+        raise AsaSnnError(
+            f"{name}: key 'optim.lr_min' is {config.optim.lr_min}, above 'optim.lr' = {config.optim.lr}; "
+            f"expected lr_min <= lr (the cosine schedule decays from lr to lr_min)"
+        )
+    for option in ("neuron_options", "attention_options", "network_options"):
+        found = _nan_path(getattr(config.model, option), f"model.{option}")
+        if found is not None:
+            raise AsaSnnError(f"{name}: key {found!r} is nan; expected a number")
 
 
 def _check_choices(name: str, config: TrainConfig) -> None:
@@ -319,22 +570,6 @@ def _check_choices(name: str, config: TrainConfig) -> None:
             raise AsaSnnError(
                 f"{name}: key {key!r} has unknown value {value!r}; expected one of {', '.join(options)}"
             )
-    positive = {
-        "data.n_steps": config.data.n_steps,
-        "data.downsample": config.data.downsample,
-        "train.epochs": config.train.epochs,
-        "train.batch_size": config.train.batch_size,
-        "train.eval_windows": config.train.eval_windows,
-    }
-    for key, value in positive.items():
-        if value < 1:
-            raise AsaSnnError(f"{name}: key {key!r} is {value}; expected an integer >= 1")
-    for key, value in (
-        ("data.val_fraction", config.data.val_fraction),
-        ("data.test_fraction", config.data.test_fraction),
-    ):
-        if not 0.0 <= value < 1.0:
-            raise AsaSnnError(f"{name}: key {key!r} is {value}; expected 0 <= value < 1")
     if config.train.eval_windows > 1 and (config.data.equal_count or config.data.kind == "hardvs"):
         raise AsaSnnError(
             f"{name}: key 'train.eval_windows' is {config.train.eval_windows}; the multi-window test needs "

@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
+import tracemalloc
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+from hostile_writers import BOMB_KINDS, write_declared_bomb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from asa_snn.data import events as events_module
 from asa_snn.data.events import EVENT_DTYPE, EventStream, make_events
 from asa_snn.data.formats import (
     SUPPORTED_FORMATS,
     detect_format,
+    guess_aedat2_camera,
     read_aedat2,
     read_aedat4,
     read_aedat31,
@@ -28,6 +32,7 @@ from asa_snn.data.formats import (
     write_hdf5,
     write_numpy,
 )
+from asa_snn.data.preview import accumulate
 from asa_snn.errors import AsaSnnError, InputFormatError
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
@@ -92,13 +97,20 @@ def aedat2_bytes(header: bytes, records: list[tuple[int, int]]) -> bytes:
 
 
 def dvs128_address(x: int, y: int, p: int) -> int:
-    """jAER DVS128 address: y in bits 8-14, 127 - x in bits 1-7, bit 0 = 1 - p (raw 0 is ON)."""
-    return (y << 8) | ((127 - x) << 1) | (1 - p)
+    """jAER DVS128 address of the event at (x, y), origin top-left: jAER's y (origin lower-left),
+    127 - y, in bits 8-14, 127 - x in bits 1-7, bit 0 = 1 - p (raw 0 is ON)."""
+    return ((127 - y) << 8) | ((127 - x) << 1) | (1 - p)
+
+
+def davis_address(x: int, y: int, p: int, width: int = 346, height: int = 260) -> int:
+    """jAER DAVIS DVS address of the event at (x, y), origin top-left: jAER's y (origin lower-left),
+    H - 1 - y, in bits 22-30, W - 1 - x in bits 12-21, p in bit 11."""
+    return ((height - 1 - y) << 22) | ((width - 1 - x) << 12) | (p << 11)
 
 
 def davis346_address(x: int, y: int, p: int) -> int:
     """jAER DAVIS346 DVS address: 259 - y in bits 22-30, 345 - x in bits 12-21, p in bit 11."""
-    return ((259 - y) << 22) | ((345 - x) << 12) | (p << 11)
+    return davis_address(x, y, p, 346, 260)
 
 
 KNOWN = events_of([(0, 0, 0, 0), (5, 127, 0, 1), (5, 3, 127, 1), (900, 64, 33, 0)])
@@ -218,9 +230,10 @@ def test_aedat2_dvs128_round_trip(tmp_path: Path) -> None:
 
 
 def test_aedat2_dvs128_hand_decoded(tmp_path: Path) -> None:
-    # 0x0203: bit 0 = 1 -> OFF (p 0); bits 1-7 = 1 -> x = 127 - 1 = 126; bits 8-14 = 2 -> y = 2
+    # 0x0203: bit 0 = 1 -> OFF (p 0); bits 1-7 = 1 -> x = 127 - 1 = 126; bits 8-14 = 2 -> jAER
+    # y = 2, row 2 from the bottom (jAER's origin is lower-left) -> y = 127 - 2 = 125 from the top
     stream = read_aedat2(write(tmp_path / "a.aedat", aedat2_bytes(DVS128_HEADER, [(0x0203, 7)])))
-    assert stream.events.tolist() == [(7, 126, 2, 0)]
+    assert stream.events.tolist() == [(7, 126, 125, 0)]
 
 
 def test_aedat2_davis346_round_trip_drops_aps(tmp_path: Path) -> None:
@@ -246,6 +259,105 @@ def test_aedat2_unknown_camera(tmp_path: Path) -> None:
     path = write(tmp_path / "a.aedat", aedat2_bytes(DVS128_HEADER, [(0, 1)]))
     with pytest.raises(InputFormatError, match=r"'atis'.*davis346.*dvs128"):
         read_aedat2(path, camera="atis")
+
+
+def jaer_header(chip: str) -> bytes:
+    """An AEDAT 2.0 header as jAER writes it, naming the chip class in its ``# AEChip:`` line."""
+    return (
+        b"#!AER-DAT2.0\r\n# This is a raw AE data file - do not edit\r\n# AEChip: " + chip.encode() + b"\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("chip", "camera", "size"),
+    [
+        ("ch.unizh.ini.jaer.chip.retina.DVS128", "dvs128", (128, 128, 2)),
+        ("eu.seebetter.ini.chips.davis.DAVIS240A", "davis240", (240, 180, 2)),
+        ("eu.seebetter.ini.chips.davis.DAVIS240B", "davis240", (240, 180, 2)),
+        ("eu.seebetter.ini.chips.davis.DAVIS240C", "davis240", (240, 180, 2)),
+        ("eu.seebetter.ini.chips.davis.DVS240", "davis240", (240, 180, 2)),
+        ("eu.seebetter.ini.chips.davis.Davis346B", "davis346", (346, 260, 2)),
+        ("eu.seebetter.ini.chips.davis.Davis346BColor", "davis346", (346, 260, 2)),
+        ("eu.seebetter.ini.chips.davis.Davis346red", "davis346", (346, 260, 2)),
+    ],
+)
+def test_aedat2_camera_from_aechip_line(
+    tmp_path: Path, chip: str, camera: str, size: tuple[int, int, int]
+) -> None:
+    width, height, _ = size
+    # the four corners and a centre pixel, origin top-left, each with both polarities
+    rows = [
+        (1, 0, 0, 1),
+        (2, width - 1, 0, 0),
+        (3, 0, height - 1, 1),
+        (4, width - 1, height - 1, 0),
+        (5, 100, 70, 1),
+    ]
+    if camera == "dvs128":
+        records = [(dvs128_address(x, y, p), t) for t, x, y, p in rows]
+    else:
+        records = [(davis_address(x, y, p, width, height), t) for t, x, y, p in rows]
+    path = write(tmp_path / "chip.aedat", aedat2_bytes(jaer_header(chip), records))
+    assert guess_aedat2_camera(path) == camera
+    stream = read_events(path)
+    assert stream.sensor_size == size
+    np.testing.assert_array_equal(stream.events, events_of(rows))
+
+
+@pytest.mark.parametrize(
+    ("chip", "width", "height"),
+    [
+        ("ch.unizh.ini.jaer.chip.retina.DVS128", 128, 128),
+        ("eu.seebetter.ini.chips.davis.DAVIS240C", 240, 180),
+        ("eu.seebetter.ini.chips.davis.Davis346B", 346, 260),
+    ],
+)
+def test_aedat2_preview_is_upright(tmp_path: Path, chip: str, width: int, height: int) -> None:
+    # jAER's origin is the lower-left corner (y up): an event in jAER's top row, y_jAER = H - 1,
+    # must land in row 0 of our top-left-origin images
+    if width == 128:
+        top_left = (127 << 8) | (127 << 1) | 0  # jAER x = 127 - 127 = 0, y_jAER = 127, raw 0 = ON
+        bottom_right = (0 << 8) | (0 << 1) | 0  # jAER x = 127, y_jAER = 0
+    else:
+        top_left = ((height - 1) << 22) | ((width - 1) << 12) | (1 << 11)  # jAER x = 0, y_jAER = H - 1
+        bottom_right = (0 << 22) | (0 << 12) | (1 << 11)  # jAER x = W - 1, y_jAER = 0
+    path = write(tmp_path / "up.aedat", aedat2_bytes(jaer_header(chip), [(top_left, 1), (bottom_right, 2)]))
+    stream = read_events(path)
+    assert stream.events[["x", "y"]].tolist() == [(0, 0), (width - 1, height - 1)]
+    image = accumulate(stream)
+    assert image.shape == (height, width) and image[0, 0] == 1 and image[height - 1, width - 1] == 1
+
+
+def test_aedat2_davis_special_events_dropped(tmp_path: Path) -> None:
+    # DavisChip: bit 31 APS / IMU samples, bit 10 external-input events (EXTERNAL_INPUT_EVENT_ADDR)
+    records = [
+        (davis_address(3, 4, 1, 240, 180), 1),
+        (davis_address(5, 6, 1, 240, 180) | 0x400, 2),
+        (davis_address(7, 8, 0, 240, 180) | 0x80000000, 3),
+        (0x80000C00, 4),
+        (davis_address(9, 10, 0, 240, 180), 5),
+    ]
+    path = write(
+        tmp_path / "s.aedat", aedat2_bytes(jaer_header("eu.seebetter.ini.chips.davis.DAVIS240C"), records)
+    )
+    assert read_events(path).events.tolist() == [(1, 3, 4, 1), (5, 9, 10, 0)]
+
+
+def test_aedat2_unknown_chip_refused_and_override(tmp_path: Path) -> None:
+    header = jaer_header("ch.unizh.ini.jaer.chip.retina.DVS640")
+    path = write(tmp_path / "dvs640.aedat", aedat2_bytes(header, [(dvs128_address(1, 2, 1), 5)]))
+    with pytest.raises(InputFormatError) as info:
+        read_events(path)
+    message = str(info.value)
+    assert "dvs640.aedat" in message and "'ch.unizh.ini.jaer.chip.retina.DVS640'" in message
+    assert "camera=" in message and "davis240" in message and "\n" not in message
+    assert read_aedat2(path, camera="dvs128").events.tolist() == [(5, 1, 2, 1)]
+
+
+def test_aedat2_without_aechip_line_is_dvs128(tmp_path: Path) -> None:
+    path = write(tmp_path / "old.aedat", aedat2_bytes(b"#!AER-DAT2.0\r\n", [(dvs128_address(4, 5, 0), 9)]))
+    assert guess_aedat2_camera(path) == "dvs128"
+    assert read_events(path).events.tolist() == [(9, 4, 5, 0)]
 
 
 def test_npy_structured_any_field_order(tmp_path: Path) -> None:
@@ -352,7 +464,9 @@ def test_aedat2_truncated_gives_offset(tmp_path: Path) -> None:
 
 def test_aedat4_garbage_after_magic(tmp_path: Path) -> None:
     path = write(tmp_path / "bad.aedat4", b"#!AER-DAT4.0\r\n" + bytes(range(50)))
-    with pytest.raises(InputFormatError, match=r"bad\.aedat4: AEDAT 4 decoder failed on this 64-byte file"):
+    # bytes 14-17 (0x00 0x01 0x02 0x03) read as the header length 50462976, far past the end
+    expected = r"bad\.aedat4: AEDAT 4 header at byte offset 18 declares 50462976 bytes but the 64-byte file"
+    with pytest.raises(InputFormatError, match=expected):
         read_events(path)
 
 
@@ -416,6 +530,17 @@ def test_events_outside_given_sensor(tmp_path: Path) -> None:
         read_events(aedat, sensor_size=(64, 128, 2))
 
 
+@pytest.mark.parametrize(
+    ("name", "data"), [("a.aedat", AEDAT31_FILE), ("b.bs2", nmnist_bytes([(1, 2, 1, 100)]))]
+)
+def test_given_sensor_size_above_the_limit_refused(tmp_path: Path, name: str, data: bytes) -> None:
+    # a caller's sensor size obeys the same limit as a stored one, for every format
+    with pytest.raises(
+        InputFormatError, match=rf"{name}.*W x H = 5000 x 128 exceeds the limit of 4096 x 4096"
+    ):
+        read_events(write(tmp_path / name, data), sensor_size=(5000, 128, 2))
+
+
 def test_aedat31_x_outside_dvs128(tmp_path: Path) -> None:
     path = write(tmp_path / "a.aedat", AEDAT31_HEADER + polarity_packet([(1, 1, 1, 1, 1), (2, 300, 1, 1, 1)]))
     with pytest.raises(InputFormatError, match=r"a\.aedat: event 1 has x=300"):
@@ -455,6 +580,7 @@ READERS = [
     read_aedat31,
     read_aedat2,
     lambda path: read_aedat2(path, camera="davis346"),
+    lambda path: read_aedat2(path, camera="davis240"),
     read_numpy,
     read_hdf5,
 ]
@@ -490,6 +616,35 @@ def test_random_bytes_raise_only_input_format_error(prefix: bytes, body: bytes, 
         path = write(Path(folder) / f"random{suffix}", prefix + body)
         result = read_or_format_error(reader, path)
         assert result is None or isinstance(result, EventStream)
+
+
+PEAK_BYTES = 160 * 2**20
+"""Most Python / NumPy memory (tracemalloc) reading one declared-size bomb may take: the 16 MiB any
+file may decode to, a few copies of it, and the readers' own overhead."""
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    kind=st.sampled_from(BOMB_KINDS),
+    declared=st.one_of(
+        st.integers(0, 2**40), st.sampled_from([2**24, 2**24 + 1, 2**31, 2**32 - 1, 2**32, 2**40])
+    ),
+)
+def test_declared_size_bombs_refused_in_bounded_memory(kind: str, declared: int) -> None:
+    # a file declaring up to 1 TB while holding a few bytes: InputFormatError or a small stream,
+    # never more than PEAK_BYTES allocated, never a sensor above MAX_SENSOR_SIDE
+    with tempfile.TemporaryDirectory() as folder:
+        path = write_declared_bomb(Path(folder), kind, declared)
+        tracemalloc.start()
+        try:
+            result = read_or_format_error(read_events, path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < PEAK_BYTES, f"{kind} declaring {declared} bytes took {peak} bytes to read"
+    if result is not None:
+        assert max(result.sensor_size[:2]) <= events_module.MAX_SENSOR_SIDE
+        assert result.events.nbytes <= 16 * 2**20
 
 
 def _valid_files() -> dict[str, tuple[bytes, np.ndarray, object]]:

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from asa_snn.data.events import EventStream, SensorSize
+from asa_snn.data.events import EventStream, SensorSize, check_sensor_limit
 from asa_snn.data.formats._common import PathLikeStr, existing_file
 from asa_snn.data.formats.aedat import (
     AEDAT2_CAMERAS,
+    AEDAT2_CHIPS,
     AEDAT2_MAGIC,
     AEDAT4_MAGIC,
     AEDAT31_MAGIC,
@@ -37,10 +38,12 @@ from asa_snn.errors import InputFormatError
 
 __all__ = [
     "AEDAT2_CAMERAS",
+    "AEDAT2_CHIPS",
     "FORMATS",
     "SUPPORTED_FORMATS",
     "EventFormat",
     "detect_format",
+    "guess_aedat2_camera",
     "read_aedat2",
     "read_aedat4",
     "read_aedat31",
@@ -77,8 +80,12 @@ class EventFormat:
 
 
 def _with_sensor_size(stream: EventStream, sensor_size: SensorSize | None) -> EventStream:
-    """Re-check ``stream`` against a caller's sensor size (formats that store their own)."""
-    return stream if sensor_size is None else EventStream(stream.events, sensor_size, stream.source)
+    """Re-check ``stream`` against a caller's sensor size (formats that store their own), which
+    must respect :data:`~asa_snn.data.events.MAX_SENSOR_SIDE` like a stored one."""
+    if sensor_size is None:
+        return stream
+    check_sensor_limit(sensor_size, f"{stream.source} (sensor_size given by the caller)")
+    return EventStream(stream.events, sensor_size, stream.source)
 
 
 def _read_aedat4(path: Path, sensor_size: SensorSize | None) -> EventStream:
@@ -90,7 +97,7 @@ def _read_aedat31(path: Path, sensor_size: SensorSize | None) -> EventStream:
 
 
 def _read_aedat2(path: Path, sensor_size: SensorSize | None) -> EventStream:
-    return _with_sensor_size(read_aedat2(path, camera=guess_aedat2_camera(path)), sensor_size)
+    return _with_sensor_size(read_aedat2(path), sensor_size)
 
 
 FORMATS: tuple[EventFormat, ...] = (
@@ -106,7 +113,7 @@ FORMATS: tuple[EventFormat, ...] = (
     EventFormat("aedat3", "AEDAT 3.1 (cAER, DVS128 Gesture), polarity packets", _read_aedat31, AEDAT31_MAGIC),
     EventFormat(
         "aedat2",
-        "AEDAT 2.0 (jAER: DVS128, DAVIS346), big-endian address/timestamp",
+        "AEDAT 2.0 (jAER: DVS128, DAVIS240, DAVIS346), big-endian address/timestamp",
         _read_aedat2,
         AEDAT2_MAGIC,
     ),
@@ -164,8 +171,10 @@ def read_events(
     Args:
         path: the file.
         format: a key of :data:`SUPPORTED_FORMATS`, or None to use :func:`detect_format`.
-        sensor_size: (W, H, P) to check the events against; None keeps the size the format
-            stores or implies (AEDAT 2.0 files: camera from the jAER header, DVS128 by default).
+        sensor_size: (W, H, P) to check the events against, at most
+            :data:`~asa_snn.data.events.MAX_SENSOR_SIDE` pixels per side; None keeps the size the format
+            stores or implies (AEDAT 2.0 files: camera from the jAER ``# AEChip:`` header line,
+            DVS128 when there is none).
 
     Returns:
         EventStream, timestamps in microseconds.
