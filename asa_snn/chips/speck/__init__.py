@@ -1,0 +1,1 @@
+"""SynSense Speck (DYNAP-CNN cores): everything about the chip; :mod:`.chip` registers it."""
