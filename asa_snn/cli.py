@@ -110,24 +110,57 @@ def model_info(
     classes: Annotated[int, typer.Option("--classes", help="Number of classes K.")] = 10,
     neuron: Annotated[str | None, typer.Option("--neuron", help="Override the network's neuron.")] = None,
 ) -> None:
-    """Print the layer table (output shapes, neurons, parameters) and the total parameter count."""
-    from asa_snn.models.registry import ModelSpec, build_model, count_parameters, model_table
+    """Print the layer table (output shapes, neurons, parameters, MACs) and the totals.
+
+    MACs follow :data:`asa_snn.models.registry.MACS_CONVENTION` (per sample of T steps); on the
+    paper's Table 3 setting the attention MACs are compared with the paper's.
+    """
+    from asa_snn.models.registry import (
+        MACS_CONVENTION,
+        ModelSpec,
+        build_model,
+        count_parameters,
+        model_table,
+        table3_check,
+    )
 
     spec = ModelSpec(
         network, attention, timesteps, _int_tuple(input_shape, "--input", 3), classes, neuron=neuron
     )
     model = build_model(spec)
+    rows = model_table(model, timesteps)
     table = Table(title=f"{network} + {attention}, T={timesteps}, input {input_shape}, {classes} classes")
-    for column in ("layer", "type", "output (per step)", "neurons", "parameters"):
+    columns = ("layer", "type", "output (per step)", "neurons", "parameters", "T x FLOPs", "attention MACs")
+    for column in columns:
         text = column in {"layer", "type"}
-        table.add_column(column, justify="left" if text else "right", no_wrap=text)
-    for row in model_table(model, timesteps):
+        table.add_column(column, justify="left" if text else "right", no_wrap=True, overflow="ignore")
+    for row in rows:
         shape = "x".join(str(v) for v in row.output_shape)
         table.add_row(
-            row.name, row.kind, shape, f"{row.neurons:,}" if row.neurons else "", f"{row.parameters:,}"
+            row.name,
+            row.kind,
+            shape,
+            f"{row.neurons:,}" if row.neurons else "",
+            f"{row.parameters:,}",
+            f"{row.dense_ops:,}" if row.dense_ops else "",
+            f"{row.attention_macs:,}" if row.attention_macs else "",
         )
-    console.print(table)
-    console.print(f"total parameters: {count_parameters(model):,}")
+    # never truncate a number: print on a console at least as wide as the table (piped output is 80)
+    natural = console.measure(table, options=console.options.update(max_width=10_000)).maximum
+    wide = Console(width=max(console.width, natural))
+    wide.print(table)
+    attention_macs = sum(row.attention_macs for row in rows)
+    first = next((row for row in rows if row.dense_ops), None)
+    lines = [
+        f"total parameters: {count_parameters(model):,}",
+        f"attention MACs per sample: {attention_macs:,}",
+    ]
+    if first is not None:
+        lines.append(f"first layer MACs per sample (real-valued input, T x FLOPs): {first.dense_ops:,}")
+    check = table3_check(spec, attention_macs)
+    lines += [*([check] if check else []), f"convention: {MACS_CONVENTION}"]
+    for line in lines:
+        wide.print(line, soft_wrap=True)
 
 
 @app.command("train", context_settings={"allow_extra_args": False})
@@ -168,11 +201,44 @@ def analyze_command(
     out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("runs/analysis"),
     max_samples: Annotated[int | None, typer.Option("--max-samples", help="Samples to measure.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 16,
+    feature_steps: Annotated[
+        str | None,
+        typer.Option("--feature-steps", help="Steps of the spike-feature and MPD figures, e.g. 0,30,59."),
+    ] = None,
+    feature_layers: Annotated[
+        str | None,
+        typer.Option(
+            "--feature-layers",
+            help="Spiking layers of those figures, e.g. blocks.0.neuron,blocks.1.neuron (first spatial).",
+        ),
+    ] = None,
+    mpd: Annotated[
+        str,
+        typer.Option(
+            "--mpd", help="Histogram the 'membrane' potential U before reset or the input 'current' X."
+        ),
+    ] = "membrane",
+    hist_range: Annotated[
+        str | None,
+        typer.Option("--hist-range", help="Histogram range LOW,HIGH in units of the threshold (-2,2)."),
+    ] = None,
+    hist_bins: Annotated[int, typer.Option("--hist-bins", help="Histogram bins.")] = 80,
 ) -> None:
     """Firing rates, ghost features, background spikes, MPD/PTD/QE, energy; writes a report folder."""
-    from asa_snn.workflows.analyze import analyze_checkpoints
+    from asa_snn.workflows.analyze import analyze_checkpoints, parse_names, parse_range, parse_steps
 
-    analyze_checkpoints(checkpoint, compare, out, data, max_samples=max_samples, batch_size=batch_size)
+    analyze_checkpoints(
+        checkpoint,
+        compare,
+        out,
+        data,
+        max_samples=max_samples,
+        batch_size=batch_size,
+        quantity=mpd,
+        hist_spec=parse_range(hist_range or "-2,2", hist_bins),
+        feature_steps=parse_steps(feature_steps),
+        feature_layers=parse_names(feature_layers),
+    )
     console.print(f"report written to {out / 'report.md'} (metrics.json, figures/)")
 
 
