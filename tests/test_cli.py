@@ -136,6 +136,10 @@ def test_model_info_prints_the_paper_parameter_count(capsys):
     out = capsys.readouterr().out
     assert "total parameters: 2,334,445" in out  # 2,323,531 + 10,914
     assert "blocks.1.attention" in out
+    # MACs beside the parameters, never truncated on piped (80-column) output
+    assert "…" not in out and "2,097,408" in out and "4,529,848,320" in out
+    assert "attention MACs per sample: 7,628,544" in out
+    assert "paper Table 3: +2.6M" in out and "NOT reproduced" in out and "convention:" in out
 
 
 def test_model_info_bad_input_shape_is_one_line(capsys):
@@ -157,10 +161,14 @@ def test_train_then_analyze_from_the_command_line(tiny_config_file, tmp_path, ca
         "--compare",
         str(runs / "asa2" / "best.safetensors"),
     ]
-    assert main([*args, "--out", str(report), "--max-samples", "8"]) == 0
+    options = ["--feature-steps", "0,1", "--feature-layers", "blocks.1.neuron", "--mpd", "current"]
+    assert main([*args, "--out", str(report), "--max-samples", "8", *options, "--hist-range", "-3,2"]) == 0
     metrics = json.loads((report / "metrics.json").read_text())
     assert set(metrics["models"]) == {"none", "asa2"}
     assert "| NASFR (paper, Def. 1) |" in (report / "report.md").read_text()
+    assert "figures/none_mpd_blocks.1.neuron_t1.png" in metrics["figures"]
+    assert metrics["models"]["none"]["mpd_quantity"] == "current"
+    assert metrics["models"]["none"]["layers"]["blocks.1.neuron"]["histogram_range"][0] < 0
 
     folded = tmp_path / "folded"
     checkpoint = str(runs / "asa2" / "best.safetensors")

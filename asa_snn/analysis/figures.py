@@ -2,14 +2,17 @@
 
 - :func:`plot_spike_feature_grid`: spike features of many channels at one step (paper Fig. 2a).
 - :func:`plot_channel_over_time`: one channel's spike features across steps (paper Fig. 2b).
-- :func:`plot_mpd`: membrane potential histograms with the threshold, the PTD peak centre and the
-  variance, next to the channels' spike features (paper Fig. 6).
+- :func:`plot_mpd`: histograms of the membrane potential U (or of the input current X, as the
+  released code's figures show; the title says which) with the threshold, the PTD peak centre, the
+  variance and the shares outside the histogram range, next to the channels' spike features
+  (paper Fig. 6).
 - :func:`plot_firing_rates`: per-layer mean firing rate (N-SFR averaged over steps and neurons) bars,
   one bar group per model (vanilla vs ASA side by side when two are given).
 - :func:`plot_feature_comparison`: the same channels of two models at one step, one row each.
 
-Every function takes a path stem (no suffix), writes ``stem.png`` and ``stem.svg`` and returns both
-paths. ``warning`` (e.g. non-finite membrane values left out) is printed in red under the title.
+Every function takes a path stem (no suffix; dots in it are kept), writes ``stem.png`` and
+``stem.svg`` and returns both paths. ``warning`` (e.g. non-finite membrane values left out) is
+printed in red under the title.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ def _save(fig: plt.Figure, stem: Path, title: str, warning: str) -> list[Path]:
     fig.suptitle(title)
     if warning:
         fig.text(0.5, 0.005, warning, color="red", ha="center", va="bottom")
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.svg"]
     for path in paths:
         fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -86,16 +89,18 @@ def plot_mpd(
     stem: Path,
     title: str,
     warning: str = "",
+    quantity: str = "membrane potential U before reset",
 ) -> list[Path]:
-    """One row per channel: its spike feature at ``step`` and its membrane histogram.
+    """One row per channel: its spike feature at ``step`` and the histogram of ``quantity``.
 
     Args:
-        hist: [T, C, bins + 2] counts (under/overflow at the ends, shown in the legend).
+        hist: [T, C, bins + 2] counts (under/overflow at the ends; their shares are in the legend).
         edges: [bins + 1] bin edges (membrane units).
         v_th: threshold (dashed red line).
         ptd: [T, C] peak-to-threshold distances (the peak centre v_th + PTD is a dotted black line).
-        variance: [T, C] membrane variance.
+        variance: [T, C] variance of the quantity (over every finite value, in range or not).
         nsfr: [T, C, H, W] spike features.
+        quantity: what was histogrammed, in words (title and axis label).
     """
     fig, axes = plt.subplots(
         len(channels), 2, figsize=(8, 2.2 * len(channels) + 0.8), squeeze=False, layout="constrained"
@@ -118,11 +123,12 @@ def plot_mpd(
                 label=f"peak centre, PTD = {ptd[step, channel]:.3g}",
             )
         ax.plot([], [], " ", label=f"variance {variance[step, channel]:.3g}")
-        ax.plot([], [], " ", label=f"under/overflow {int(counts[0])}/{int(counts[-1])}")
-        ax.set_xlabel("membrane potential before reset (same scale as v_th)")
+        total = max(int(counts.sum()), 1)
+        ax.plot([], [], " ", label=f"below / above range {counts[0] / total:.0%} / {counts[-1] / total:.0%}")
+        ax.set_xlabel(f"{quantity} (same scale as v_th)")
         ax.set_ylabel("neurons x samples")
         ax.legend(fontsize=7)
-    return _save(fig, stem, f"{title}: membrane potential distributions at step t={step}", warning)
+    return _save(fig, stem, f"{title}: distribution of the {quantity} at step t={step}", warning)
 
 
 def plot_firing_rates(

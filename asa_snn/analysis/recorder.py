@@ -8,14 +8,19 @@ per spiking layer (neuron output viewed as [T, C, H, W]; a linear layer's F neur
 
 - ``fired`` [T, C, H, W]: samples in which the neuron emitted at least one spike at step t
   (a multi-spike IAF counts as firing when its count is > 0); ``spikes`` the total spike counts.
-- ``hist`` [T, C, bins + 2]: membrane potential (before reset) histogram per channel and step over
-  the fixed edges ``v_th * linspace(low, high, bins + 1)`` (:class:`HistogramSpec`, in units of the
-  layer threshold); index 0 counts values below the first edge (underflow), the last index values
-  at or above the last edge (overflow).
+- ``hist`` [T, C, bins + 2]: histogram per channel and step of the layer's ``quantity``
+  (:data:`MPD_QUANTITIES`: the membrane potential U before reset, the default and the paper's
+  Definition 5, or the input current X the neuron receives after attention, which the released
+  code's MPD figures show) over the fixed edges ``v_th * linspace(low, high, bins + 1)``
+  (:class:`HistogramSpec`, in units of the layer threshold); index 0 counts values below the first
+  edge (underflow), the last index values at or above the last edge (overflow).
 - ``mem_sum``, ``mem_sq``, ``mem_count`` [T, C]: running sum, sum of squares and count of the finite
-  membrane values (for the variance); ``qe_sum`` [T, C]: sum of (v - s * v_th)^2.
-- ``nonfinite``: number of NaN / inf membrane values; they are left out of every statistic above
-  and reported (never silently plotted).
+  values of the same quantity (for the variance); ``qe_sum`` [T, C]: sum of (U - s * v_th)^2 (always
+  the membrane potential U).
+- ``nonfinite``: number of entries whose U (or X, when X is histogrammed) is NaN / inf; they are
+  left out of every statistic above and reported (never silently plotted).
+- ``neuron``, ``unbounded_below``: the neuron class and whether its potential has no lower bound
+  (a non-leaky IAF without ``min_v``), which makes its negative potentials, and QE, grow without limit.
 - ``background_spikes`` [T, C] (only with masks): spikes on background positions. The input
   resolution mask [T, H_in, W_in] is brought to the layer's H x W by adaptive max pooling: a layer
   position is foreground when any input pixel of its window is foreground.
@@ -40,6 +45,16 @@ from asa_snn.models.recording import SpikingNeuron, record_states
 
 MaskSource = Callable[[int], np.ndarray]
 """Sample index -> bool [T, H_in, W_in] foreground (object) mask at input resolution."""
+
+MPD_QUANTITIES: dict[str, str] = {
+    "membrane": "membrane potential U before reset",
+    "current": "input current X into the neuron (after attention, if any)",
+}
+"""What the membrane histograms (and their PTD and variance) can show, with the words figures and
+report.md use. ``membrane``: the paper's Definition 5. ``current``: the neuron's input X (after batch
+norm, pooling and attention), what the released code collects for its MPD figures (it also averages X
+over the test samples before histogramming the H x W positions; here every neuron and sample counts).
+"""
 
 
 @dataclass(frozen=True)
@@ -77,10 +92,25 @@ class LayerStats:
     qe_sum: np.ndarray
     nonfinite: int = 0
     background_spikes: np.ndarray | None = None
+    quantity: str = "membrane"
+    neuron: str = ""
+    unbounded_below: bool = False
 
     @classmethod
-    def empty(cls, name: str, v_th: float, steps: int, shape: tuple[int, int, int], spec: HistogramSpec):
+    def empty(
+        cls,
+        name: str,
+        v_th: float,
+        steps: int,
+        shape: tuple[int, int, int],
+        spec: HistogramSpec,
+        *,
+        quantity: str = "membrane",
+        neuron: str = "",
+        unbounded_below: bool = False,
+    ):
         """Zeroed accumulators for a layer of ``shape`` (C, H, W) over ``steps`` steps."""
+        _check_quantity(quantity)
         channels = shape[0]
         return cls(
             name=name,
@@ -95,6 +125,17 @@ class LayerStats:
             mem_sq=np.zeros((steps, channels)),
             mem_count=np.zeros((steps, channels), np.int64),
             qe_sum=np.zeros((steps, channels)),
+            quantity=quantity,
+            neuron=neuron,
+            unbounded_below=unbounded_below,
+        )
+
+
+def _check_quantity(quantity: str) -> None:
+    if quantity not in MPD_QUANTITIES:
+        raise AsaSnnError(
+            f"membrane histogram quantity {quantity!r} is unknown; "
+            f"expected one of {', '.join(MPD_QUANTITIES)}"
         )
 
 
@@ -131,6 +172,7 @@ class Measurements:
     synapses: dict[str, SynapseStats] = field(default_factory=dict)
     attention_shapes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     has_masks: bool = False
+    quantity: str = "membrane"
 
 
 def _as_chw(x: Tensor) -> Tensor:
@@ -142,21 +184,45 @@ def _as_chw(x: Tensor) -> Tensor:
     raise AsaSnnError(f"recorder: neuron output must be [T, B, C, H, W] or [T, B, F], got {tuple(x.shape)}")
 
 
-def accumulate_layer(stats: LayerStats, membrane: Tensor, spikes: Tensor, background: Tensor | None) -> None:
-    """Fold one batch ([T, B, C, H, W] membrane before reset and spikes; background bool [T, B, H, W])."""
-    v = _as_chw(membrane).double()
+def accumulate_layer(
+    stats: LayerStats,
+    membrane: Tensor,
+    spikes: Tensor,
+    background: Tensor | None,
+    current: Tensor | None = None,
+) -> None:
+    """Fold one batch into ``stats``.
+
+    Args:
+        stats: the layer's accumulators.
+        membrane: U before reset, [T, B, C, H, W] (or [T, B, F]).
+        spikes: spikes, same shape.
+        background: bool [T, B, H, W] background positions, or None.
+        current: the neuron's input X, same shape; required when ``stats.quantity`` is ``current``.
+    """
+    u = _as_chw(membrane).double()
     s = _as_chw(spikes).double()
+    if stats.quantity == "current":
+        if current is None:
+            raise AsaSnnError(
+                f"recorder: layer {stats.name!r} histograms the input current but none was given"
+            )
+        v = _as_chw(current).double()
+        finite = torch.isfinite(v) & torch.isfinite(u)
+    else:
+        v = u
+        finite = torch.isfinite(u)
     steps, _, channels = v.shape[:3]
-    finite = torch.isfinite(v)
     stats.nonfinite += int((~finite).sum())
     v0 = torch.where(finite, v, torch.zeros_like(v))
+    u0 = torch.where(finite, u, torch.zeros_like(u))
     weight = finite.double()
     stats.fired += (s > 0).sum(1).numpy()
     stats.spikes += s.sum(1).numpy()
     stats.mem_sum += v0.sum((1, 3, 4)).numpy()
     stats.mem_sq += (v0 * v0).sum((1, 3, 4)).numpy()
     stats.mem_count += finite.sum((1, 3, 4)).numpy()
-    stats.qe_sum += ((v0 - s * stats.v_th) ** 2 * weight).sum((1, 3, 4)).numpy()
+    stats.qe_sum += ((u0 - s * stats.v_th) ** 2 * weight).sum((1, 3, 4)).numpy()
     bins = stats.hist.shape[-1] - 2
     low, high = stats.edges[0], stats.edges[-1]
     position = torch.floor((v0 - low) / (high - low) * bins).clamp(-1, bins) + 1
@@ -225,6 +291,30 @@ class _SynapseHooks:
             handle.remove()
 
 
+class _InputHooks:
+    """Forward hooks that keep the latest input X of each named neuron (only for ``quantity="current"``)."""
+
+    def __init__(self, modules: dict[str, nn.Module], names: Sequence[str]) -> None:
+        self.inputs: dict[str, Tensor] = {}
+        self.handles = [modules[name].register_forward_hook(self._hook(name)) for name in names]
+
+    def _hook(self, name: str):
+        def hook(_module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> None:
+            self.inputs[name] = inputs[0].detach()
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def neuron_kind(module: nn.Module) -> tuple[str, bool]:
+    """(class name, unbounded below): a neuron with a ``min_v`` attribute set to None (IAF) has no lower
+    bound on its potential; leaky neurons (LIF, PLIF, CUBA) decay towards 0 and count as bounded."""
+    return type(module).__name__, hasattr(module, "min_v") and module.min_v is None
+
+
 def _load_batch(dataset: Sequence, indices: range) -> Tensor:
     frames = []
     for index in indices:
@@ -284,6 +374,7 @@ def measure(
     masks: MaskSource | None = None,
     layers: Sequence[str] | None = None,
     hist_spec: HistogramSpec | None = None,
+    quantity: str = "membrane",
     progress: bool = True,
 ) -> Measurements:
     """Run ``model`` over the first ``max_samples`` items of ``dataset`` and accumulate statistics.
@@ -296,19 +387,25 @@ def measure(
         masks: sample index -> bool [T, H, W] foreground masks at input resolution, or None.
         layers: names of the spiking layers to keep (default: all).
         hist_spec: membrane histogram bins (default :class:`HistogramSpec`).
+        quantity: what the histograms, PTD and variance describe, a key of :data:`MPD_QUANTITIES`:
+            ``membrane`` (U before reset, default) or ``current`` (X, the neuron's input after attention).
+            QE always uses U.
         progress: show a rich progress bar.
 
     Raises:
         AsaSnnError: unknown layer names (the message lists the valid ones), more samples asked
-            than the dataset holds, or frames whose shape does not match the model's input.
+            than the dataset holds, frames whose shape does not match the model's input, or an
+            unknown ``quantity``.
     """
     if batch_size < 1:
         raise AsaSnnError(f"measure: batch_size must be >= 1, got {batch_size}")
+    _check_quantity(quantity)
     count, names = _check_request(model, dataset, max_samples, layers)
     spec = hist_spec or HistogramSpec()
     modules = dict(model.named_modules())
     stats: dict[str, LayerStats] = {}
     hooks = _SynapseHooks(model)
+    inputs = _InputHooks(modules, names if quantity == "current" else [])
     was_training = model.training
     model.eval()
     bar = _progress(progress)
@@ -327,24 +424,35 @@ def measure(
                     membrane, spikes = _as_chw(record.membrane), _as_chw(record.spikes)
                     if name not in stats:
                         shape = tuple(int(v) for v in membrane.shape[2:])
+                        kind, unbounded = neuron_kind(modules[name])
                         stats[name] = LayerStats.empty(
-                            name, modules[name].v_th, membrane.shape[0], shape, spec
+                            name,
+                            modules[name].v_th,
+                            membrane.shape[0],
+                            shape,
+                            spec,
+                            quantity=quantity,
+                            neuron=kind,
+                            unbounded_below=unbounded,
                         )
                         if mask is not None and shape[1] * shape[2] > 1:
                             stats[name].background_spikes = np.zeros((membrane.shape[0], shape[0]))
                     background = None
                     if stats[name].background_spikes is not None:
                         background = ~resize_masks(mask, *membrane.shape[3:])
-                    accumulate_layer(stats[name], membrane, spikes, background)
+                    accumulate_layer(stats[name], membrane, spikes, background, inputs.inputs.get(name))
                 if bar:
                     bar.advance(task, len(indices))
     finally:
         if bar:
             bar.stop()
         hooks.remove()
+        inputs.remove()
         model.train(was_training)
     steps = next(iter(stats.values())).timesteps
-    return Measurements(count, steps, spec, stats, hooks.stats, hooks.attention_shapes, masks is not None)
+    return Measurements(
+        count, steps, spec, stats, hooks.stats, hooks.attention_shapes, masks is not None, quantity
+    )
 
 
 def _progress(enabled: bool):

@@ -5,8 +5,12 @@ into the paper's metrics (:func:`model_metrics`) and writes into ``out_dir``:
 
 - ``metrics.json``: every number (plain JSON; NaN written as null),
 - ``report.md``: the tables (firing rates, NASFR both ways, ghost features, background fractions and
-  patterns, PTD / variance / QE, energy per preset; with two models side by side with deltas and Eq. 11),
-- ``figures/*.png`` and ``*.svg`` (:mod:`asa_snn.analysis.figures`).
+  patterns, PTD / variance with the shares outside the histogram range, QE with its assumptions,
+  energy per preset with the Speck estimate marked; with two models side by side with deltas, Eq. 11
+  and its break-even),
+- ``figures/*.png`` and ``*.svg`` (:mod:`asa_snn.analysis.figures`): spike features and MPDs for
+  the chosen steps and layers (``feature_steps``, ``feature_layers``; default step 0 of the first
+  spatial layer), each file named ``<model>_<figure>_<layer>_t<step>``.
 
 Everything is written into a temporary folder beside ``out_dir`` first and moved into place at the end.
 """
@@ -31,13 +35,38 @@ from asa_snn.analysis.figures import (
     plot_spike_feature_grid,
 )
 from asa_snn.analysis.operations import model_layer_ops
-from asa_snn.analysis.recorder import LayerStats, MaskSource, Measurements, measure
+from asa_snn.analysis.recorder import (
+    MPD_QUANTITIES,
+    HistogramSpec,
+    LayerStats,
+    MaskSource,
+    Measurements,
+    measure,
+)
+from asa_snn.chips.speck.energy import SPECK_ENERGY, SpeckEnergy
 from asa_snn.energy.model import GENERIC_PRESETS, EnergyModel, OpEnergy, energy, energy_difference
 from asa_snn.errors import AsaSnnError
 from asa_snn.files import staged_folder
+from asa_snn.models.recording import SpikingNeuron
 
 GHOST_THRESHOLD = 0.95
 """Cosine similarity of two N-SFR maps at or above which they are a ghost pair."""
+
+QE_NOTE = (
+    "QE = mean over neurons, samples and steps of (U - s * v_th)^2 with U the membrane potential before "
+    "reset and s the spike count. The spike's quantized value s * v_th is an ASSUMPTION: the paper "
+    "(section 5.5, Table 4) does not say what value a spike stands for. Only the QE of the paper's LIF "
+    "networks is comparable to Table 4: a non-leaky IAF neuron without a lower bound (min_v unset) "
+    "keeps integrating negative input, its potential drifts far below zero and those large negative "
+    "values dominate the mean square."
+)
+
+ESTIMATE_NOTE = (
+    f"ESTIMATE: the Speck per-spike energy ({SPECK_ENERGY.e_spike_j * 1e9:.1f} nJ) is derived from "
+    "published power figures "
+    "(Yao et al., Nat. Commun. 2024: total power 9.5 -> 3.8 mW as spikes fell 1.0M -> 0.4M, "
+    "assuming those counts are per second), not measured; derivation in asa_snn/chips/speck/energy.py."
+)
 
 
 def _mean(values: np.ndarray) -> float | None:
@@ -55,6 +84,8 @@ def layer_metrics(
     spatial = stats.shape[1] * stats.shape[2] > 1
     ptd = membrane.ptd(stats.hist, stats.edges, stats.v_th)
     variance = membrane.variance(stats.mem_sum, stats.mem_sq, stats.mem_count)
+    binned = float(stats.hist.sum())
+    filled = stats.hist.sum(-1) > 0
     background = None
     if stats.background_spikes is not None:
         background = features.background_fraction(stats.background_spikes, stats.spikes.sum((2, 3)))
@@ -64,6 +95,8 @@ def layer_metrics(
     return {
         "shape": list(stats.shape),
         "v_th": stats.v_th,
+        "neuron": stats.neuron,
+        "unbounded_below": stats.unbounded_below,
         "neurons": int(np.prod(stats.shape)),
         "t_sfr": firing.t_sfr([nsfr]),
         "c_sfr": csfr,
@@ -81,6 +114,13 @@ def layer_metrics(
         "ptd_mean": _mean(ptd),
         "variance": variance,
         "variance_mean": _mean(variance),
+        "mpd_quantity": stats.quantity,
+        "histogram_range": [float(stats.edges[0]), float(stats.edges[-1])],
+        "below_range_share": float(stats.hist[..., 0].sum() / binned) if binned else None,
+        "above_range_share": float(stats.hist[..., -1].sum() / binned) if binned else None,
+        "ptd_peak_outside_share": (
+            float(membrane.peak_outside(stats.hist)[filled].mean()) if filled.any() else None
+        ),
         "qe": membrane.mean_from_sums(stats.qe_sum, stats.mem_count),
         "nonfinite_membrane": stats.nonfinite,
     }
@@ -94,10 +134,14 @@ def model_metrics(
     nsfrs = [firing.n_sfr(s.fired, n) for s in measured.layers.values()]
     ops = model_layer_ops(model, measured)
     total_nonfinite = sum(s.nonfinite for s in measured.layers.values())
+    unbounded = [name for name, s in measured.layers.items() if s.unbounded_below]
     return {
         "n_samples": n,
         "timesteps": measured.timesteps,
         "masks": measured.has_masks,
+        "mpd_quantity": measured.quantity,
+        "neurons": sorted({s.neuron for s in measured.layers.values()}),
+        "unbounded_layers": unbounded,
         "network": {
             "t_sfr": firing.t_sfr(nsfrs),
             "nasfr_paper": firing.nasfr_paper(nsfrs),
@@ -176,6 +220,119 @@ def _ghost(key: str):
     return lambda layer: None if layer["ghost"] is None else layer["ghost"][key]
 
 
+def _percent(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+
+
+def _membrane_section(metrics: dict[str, Any]) -> list[str]:
+    """PTD and variance per layer and model, beside the shares outside the histogram range, + warnings."""
+    models = metrics["models"]
+    definitions = metrics["definitions"]
+    names = list(dict.fromkeys(n for m in models.values() for n in m["layers"]))
+    rows, warnings = [], []
+    for name in names:
+        for label, model in models.items():
+            layer = model["layers"].get(name)
+            if layer is None:
+                continue
+            rows.append(
+                [
+                    name,
+                    label,
+                    fmt(layer["ptd_mean"]),
+                    fmt(layer["variance_mean"]),
+                    _percent(layer["below_range_share"]),
+                    _percent(layer["above_range_share"]),
+                    _percent(layer["ptd_peak_outside_share"]),
+                ]
+            )
+            outside = (layer["below_range_share"] or 0.0) + (layer["above_range_share"] or 0.0)
+            if outside > definitions["out_of_range_warning"]:
+                low, high = layer["histogram_range"]
+                warnings.append(
+                    f"**WARNING ({label}, {name})**: {_percent(outside)} of the values lie outside the "
+                    f"histogram range [{low:.3g}, {high:.3g}) ({_percent(layer['below_range_share'])} below, "
+                    f"{_percent(layer['above_range_share'])} above): its PTD describes the in-range bars "
+                    "only; the variance uses every value. Widen the range (`--hist-range`)."
+                )
+    quantities = sorted({m["mpd_quantity"] for m in models.values()})
+    words = " / ".join(MPD_QUANTITIES[q] for q in quantities)
+    header = ["layer", "model", "PTD (mean)", "variance (mean)", "below range", "above range", "peak outside"]
+    return [
+        "## PTD and variance per layer",
+        "",
+        f"Histogrammed quantity: **{words}**. "
+        f"Histogram: {definitions['histogram_units']}. PTD (paper Definition 6): {definitions['ptd']}. "
+        "Means over channels and steps. Variance over every finite value (in range or not). "
+        "'below / above range': share of the values outside the histogram range; 'peak outside': share "
+        "of the (step, channel) histograms whose below- or above-range count exceeds every in-range bar "
+        "(their real peak is outside the range).",
+        "",
+        *_table(header, rows),
+        "",
+        *(line for warning in warnings for line in (warning, "")),
+    ]
+
+
+def _qe_section(models: dict[str, dict]) -> list[str]:
+    lines = _compare("QE per layer", models, _layer_rows(models, lambda x: x["qe"]))
+    lines += [QE_NOTE, ""]
+    for label, model in models.items():
+        kinds = ", ".join(model["neurons"])
+        if model["unbounded_layers"]:
+            lines += [
+                f"- {label} ({kinds}): NOT comparable to Table 4: layers "
+                f"{', '.join(model['unbounded_layers'])} have no lower bound on the potential.",
+            ]
+        else:
+            lines += [f"- {label} ({kinds}): every layer's potential is bounded below or leaky."]
+    return [*lines, ""]
+
+
+def _energy_section(metrics: dict[str, Any]) -> list[str]:
+    models = metrics["models"]
+    first = next(iter(models.values()))
+    estimates = set(metrics.get("energy_estimates", []))
+    rows = [
+        (f"{p} (estimate)" if p in estimates else p, lambda m, p=p: m["energy"][p]["total_j"])
+        for p in first["energy"]
+    ]
+    lines = _compare("Energy per sample (J)", models, rows)
+    sources = metrics.get("energy_sources", {})
+    lines += [f"- {name}: {source}" for name, source in sources.items()]
+    if estimates:
+        lines += ["", ESTIMATE_NOTE]
+    lines += [""]
+    for name, diff in metrics.get("eq11", {}).items():
+        break_even = diff["break_even_ac"]
+        ratio = diff["delta_ac"] / break_even if break_even > 0 else None
+        vanilla = diff["vanilla_ac"]
+        rows = [
+            ["delta MAC (extra attention MACs)", fmt(diff["delta_mac"])],
+            ["delta AC (saved synaptic ops)", fmt(diff["delta_ac"])],
+            ["E_MAC x delta MAC (J)", fmt(diff["mac_cost_j"])],
+            ["E_AC x delta AC (J)", fmt(diff["ac_saving_j"])],
+            ["delta E (J; < 0 saves energy)", fmt(diff["delta_e_j"])],
+            ["break-even delta AC = delta MAC x E_MAC / E_AC", fmt(break_even)],
+            ["delta AC / break-even (> 1 saves energy)", fmt(ratio)],
+            ["vanilla synaptic ops", fmt(vanilla)],
+            ["delta AC, share of the vanilla ops", _percent(diff["delta_ac"] / vanilla if vanilla else None)],
+            ["break-even, share of the vanilla ops", _percent(break_even / vanilla if vanilla else None)],
+        ]
+        verdict = "pays for" if diff["delta_e_j"] < 0 else "does NOT pay for"
+        lines += [
+            f"## Eq. 11 energy difference ({name})",
+            "",
+            *_table(["term", "value"], rows),
+            "",
+            f"Under {name} the attention model {verdict} its extra MACs: each extra MAC costs as much as "
+            f"{fmt(break_even / diff['delta_mac']) if diff['delta_mac'] else 'n/a'} synaptic ops, so it must "
+            f"save at least {fmt(break_even)} synaptic ops per sample and saves {fmt(diff['delta_ac'])}.",
+            "",
+        ]
+    return lines
+
+
 def render_report(metrics: dict[str, Any]) -> str:
     """report.md text from the metrics dictionary (the JSON form of :func:`analyze`)."""
     models = metrics["models"]
@@ -187,7 +344,10 @@ def render_report(metrics: dict[str, Any]) -> str:
         "NASFR (paper) = mean over steps of T-SFR (paper Definition 1); NASFR (released) = total spikes / "
         "(neurons x T x samples) over all spiking layers including the output (released code).",
         f"Ghost pairs: cosine similarity of N-SFR maps >= {metrics['definitions']['ghost_threshold']} at the "
-        "same step, silent maps ignored; counts are means over steps. QE = mean (v - s * v_th)^2.",
+        "same step, silent maps ignored; counts are means over steps. QE = mean (U - s * v_th)^2 "
+        "(spike value s * v_th assumed; see QE per layer).",
+        f"Membrane histograms (MPD, PTD, variance) show the "
+        f"**{' / '.join(MPD_QUANTITIES[q] for q in sorted({m['mpd_quantity'] for m in models.values()}))}**.",
         "",
     ]
     for label, model in models.items():
@@ -228,36 +388,29 @@ def render_report(metrics: dict[str, Any]) -> str:
     )
     for kind in ("noise", "normal", "null"):
         lines += _compare(f"Channels with the {kind} pattern", models, _layer_rows(models, _pattern(kind)))
-    lines += _compare(
-        "PTD per layer (mean over channels and steps)", models, _layer_rows(models, lambda x: x["ptd_mean"])
-    )
-    lines += _compare(
-        "Membrane variance per layer (mean)", models, _layer_rows(models, lambda x: x["variance_mean"])
-    )
-    lines += _compare("QE per layer", models, _layer_rows(models, lambda x: x["qe"]))
-    presets = list(first["energy"])
-    lines += _compare(
-        "Energy per sample (J)", models, [(p, lambda m, p=p: m["energy"][p]["total_j"]) for p in presets]
-    )
-    for name, diff in metrics.get("eq11", {}).items():
-        rows = [
-            ["delta MAC (extra attention MACs)", fmt(diff["delta_mac"])],
-            ["delta AC (saved synaptic ops)", fmt(diff["delta_ac"])],
-            ["E_MAC x delta MAC (J)", fmt(diff["mac_cost_j"])],
-            ["E_AC x delta AC (J)", fmt(diff["ac_saving_j"])],
-            ["delta E (J; < 0 saves energy)", fmt(diff["delta_e_j"])],
-        ]
-        lines += [f"## Eq. 11 energy difference ({name})", "", *_table(["term", "value"], rows), ""]
+    lines += _membrane_section(metrics)
+    lines += _qe_section(models)
+    lines += _energy_section(metrics)
     lines += ["## Figures", "", *(f"- `{path}`" for path in metrics["figures"]), ""]
     return "\n".join(lines)
 
 
-def _figure_layer(measured: Measurements) -> str | None:
-    spatial = [name for name, s in measured.layers.items() if s.shape[1] * s.shape[2] > 1]
-    return spatial[0] if spatial else None
+def _spatial_layers(measured: Measurements) -> list[str]:
+    return [name for name, s in measured.layers.items() if s.shape[1] * s.shape[2] > 1]
 
 
-def _figures(folder: Path, measured: dict[str, Measurements], metrics: dict[str, Any]) -> list[str]:
+def _stem(*parts: object) -> str:
+    """A file stem from parts: layer names keep their dots (figures write ``stem.png`` explicitly)."""
+    return "_".join(str(part).replace("/", "-").replace(" ", "-") for part in parts)
+
+
+def _figures(
+    folder: Path,
+    measured: dict[str, Measurements],
+    metrics: dict[str, Any],
+    steps: Sequence[int] | None,
+    layers: Sequence[str] | None,
+) -> list[str]:
     folder.mkdir()
     written: list[Path] = []
     rates = {
@@ -269,42 +422,97 @@ def _figures(folder: Path, measured: dict[str, Measurements], metrics: dict[str,
         if m["network"]["nonfinite_membrane"]
     )
     written += plot_firing_rates(rates, folder / "firing_rates", "Mean firing rate", warning)
-    nsfr_by_model = {}
+    chosen_steps = list(steps) if steps is not None else [0]
+    comparison: dict[str, dict[str, np.ndarray]] = {}
     for label, data in measured.items():
-        name = _figure_layer(data)
-        if name is None:
-            continue
-        stats, layer = data.layers[name], metrics["models"][label]["layers"][name]
-        nsfr = firing.n_sfr(stats.fired, data.n_samples)
-        nsfr_by_model[label] = nsfr
-        note = f"{stats.nonfinite} non-finite membrane values excluded" if stats.nonfinite else ""
-        written += plot_spike_feature_grid(
-            nsfr, 0, folder / f"{label}_spike_features", f"{label} {name}", warning=note
-        )
-        busiest = int(np.argmax(firing.c_sfr(nsfr).mean(0)))
-        written += plot_channel_over_time(
-            nsfr, busiest, folder / f"{label}_channel_over_time", f"{label} {name}", note
-        )
-        order = np.argsort(firing.c_sfr(nsfr).mean(0))
-        channels = sorted({int(order[-1]), int(order[len(order) // 2]), int(order[0])})
-        written += plot_mpd(
-            stats.hist,
-            stats.edges,
-            stats.v_th,
-            np.asarray(layer["ptd"]),
-            np.asarray(layer["variance"]),
-            nsfr,
-            channels,
-            0,
-            folder / f"{label}_mpd",
-            f"{label} {name}",
-            note,
-        )
-    if len(nsfr_by_model) == 2:
-        written += plot_feature_comparison(
-            nsfr_by_model, 0, folder / "comparison_spike_features", "Side by side"
-        )
+        spatial = _spatial_layers(data)
+        chosen = [n for n in layers if n in spatial] if layers is not None else spatial[:1]
+        for name in chosen:
+            stats, layer = data.layers[name], metrics["models"][label]["layers"][name]
+            nsfr = firing.n_sfr(stats.fired, data.n_samples)
+            comparison.setdefault(name, {})[label] = nsfr
+            note = f"{stats.nonfinite} non-finite membrane values excluded" if stats.nonfinite else ""
+            order = np.argsort(firing.c_sfr(nsfr).mean(0))
+            channels = sorted({int(order[-1]), int(order[len(order) // 2]), int(order[0])})
+            written += plot_channel_over_time(
+                nsfr,
+                int(order[-1]),
+                folder / _stem(label, "channel_over_time", name),
+                f"{label} {name}",
+                note,
+            )
+            for step in chosen_steps:
+                written += plot_spike_feature_grid(
+                    nsfr,
+                    step,
+                    folder / _stem(label, "spike_features", name, f"t{step}"),
+                    f"{label} {name}",
+                    warning=note,
+                )
+                written += plot_mpd(
+                    stats.hist,
+                    stats.edges,
+                    stats.v_th,
+                    np.asarray(layer["ptd"]),
+                    np.asarray(layer["variance"]),
+                    nsfr,
+                    channels,
+                    step,
+                    folder / _stem(label, "mpd", name, f"t{step}"),
+                    f"{label} {name}",
+                    note,
+                    MPD_QUANTITIES[stats.quantity],
+                )
+    for name, by_model in comparison.items():
+        if len(by_model) == 2:
+            for step in chosen_steps:
+                written += plot_feature_comparison(
+                    by_model,
+                    step,
+                    folder / _stem("comparison_spike_features", name, f"t{step}"),
+                    f"Side by side, {name}",
+                )
     return [str(Path(folder.name) / path.name) for path in written]
+
+
+def _spiking_layers(model: nn.Module) -> list[str]:
+    return [name for name, module in model.named_modules() if isinstance(module, SpikingNeuron)]
+
+
+def _check_features(
+    models: dict[str, nn.Module], dataset: Sequence, steps: Sequence[int] | None, layers: Sequence[str] | None
+) -> None:
+    """Fail before measuring when a requested feature step or layer does not exist."""
+    if steps is not None:
+        first = dataset[0]
+        frames = first[0] if isinstance(first, tuple | list) else first
+        count = int(np.shape(frames)[0])
+        bad = [s for s in steps if not 0 <= int(s) < count]
+        if bad or not steps:
+            raise AsaSnnError(
+                f"analyze: feature step(s) {bad or list(steps)} do not exist; the data has T={count} steps, "
+                f"valid steps are 0..{count - 1}"
+            )
+    if layers is not None:
+        known = list(dict.fromkeys(n for m in models.values() for n in _spiking_layers(m)))
+        unknown = [name for name in layers if name not in known]
+        if unknown or not layers:
+            raise AsaSnnError(
+                f"analyze: feature layer(s) {', '.join(unknown) or '(none given)'} unknown; "
+                f"spiking layers are {', '.join(known)}"
+            )
+
+
+def _check_spatial(measured: dict[str, Measurements], layers: Sequence[str] | None) -> None:
+    if layers is None:
+        return
+    spatial = list(dict.fromkeys(n for m in measured.values() for n in _spatial_layers(m)))
+    flat = [name for name in layers if name not in spatial]
+    if flat:
+        raise AsaSnnError(
+            f"analyze: feature layer(s) {', '.join(flat)} have 1 x 1 maps (no spike features to draw); "
+            f"layers with spatial maps are {', '.join(spatial)}"
+        )
 
 
 def analyze(
@@ -319,6 +527,10 @@ def analyze(
     batch_size: int = 16,
     presets: Mapping[str, EnergyModel] = GENERIC_PRESETS,
     duration_s: float | None = None,
+    quantity: str = "membrane",
+    hist_spec: HistogramSpec | None = None,
+    feature_steps: Sequence[int] | None = None,
+    feature_layers: Sequence[str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Measure ``model`` (and ``compare_model``) on ``dataset`` and write metrics.json, report.md, figures.
@@ -335,10 +547,21 @@ def analyze(
         presets: energy models by name (the CLI passes every chip's model too,
             :func:`asa_snn.chips.registry.energy_presets`).
         duration_s: duration of one inference in seconds (Speck resting power), or None.
+        quantity: what the MPD histograms, PTD and variance show (:data:`MPD_QUANTITIES`):
+            ``membrane`` (U before reset, paper Definition 5) or ``current`` (the input current X
+            after attention, as the released code's figures).
+        hist_spec: histogram range and bins in units of each layer's threshold (default
+            [-2, 2) x v_th in 80 bins).
+        feature_steps: steps drawn in the spike-feature and MPD figures (default [0]).
+        feature_layers: spiking layers drawn (default: the first layer with spatial maps).
         progress: show progress bars.
 
     Returns:
         The metrics dictionary written to metrics.json.
+
+    Raises:
+        AsaSnnError: bad labels, an unknown quantity, or a feature step / layer that does not exist
+            (checked before measuring, except that a layer without spatial maps is found after).
     """
     if len(labels) != 2 or labels[0] == labels[1]:
         raise AsaSnnError(f"analyze: labels must be two different names, got {labels}")
@@ -347,18 +570,35 @@ def analyze(
         if compare_model is None
         else dict(zip(labels, (model, compare_model), strict=True))
     )
-    options = {"batch_size": batch_size, "max_samples": max_samples, "masks": masks, "progress": progress}
+    _check_features(models, dataset, feature_steps, feature_layers)
+    spec = hist_spec or HistogramSpec()
+    options = {
+        "batch_size": batch_size,
+        "max_samples": max_samples,
+        "masks": masks,
+        "progress": progress,
+        "quantity": quantity,
+        "hist_spec": spec,
+    }
     measured = {label: measure(m, dataset, **options) for label, m in models.items()}
+    _check_spatial(measured, feature_layers)
     results = {label: model_metrics(models[label], measured[label], presets, duration_s) for label in models}
-    spec = measured[labels[0]].hist_spec
     metrics: dict[str, Any] = {
         "definitions": {
             "ghost_threshold": GHOST_THRESHOLD,
-            "qe_spike_value": "s * v_th",
-            "ptd": "centre of [left edge of leftmost, right edge of rightmost] of the 3 tallest bars - v_th",
+            "qe_spike_value": "s * v_th (assumption; the paper does not define the spike's value)",
+            "qe_note": QE_NOTE,
+            "ptd": "centre of the mean of the intervals of the 3 tallest in-range bars - v_th "
+            "(bars tied for the last place share it equally)",
+            "mpd_quantity": f"{quantity}: {MPD_QUANTITIES[quantity]}",
             "histogram_units": f"v_th x [{spec.low}, {spec.high}) in {spec.bins} bins + under/overflow",
+            "out_of_range_warning": membrane.OUT_OF_RANGE_WARNING,
+            "feature_steps": list(feature_steps) if feature_steps is not None else [0],
+            "feature_layers": list(feature_layers) if feature_layers is not None else "first spatial layer",
         },
         "models": results,
+        "energy_sources": {name: p.source for name, p in presets.items()},
+        "energy_estimates": [name for name, p in presets.items() if isinstance(p, SpeckEnergy)],
     }
     if compare_model is not None:
         vanilla, asa = (results[label]["_ops"] for label in labels)
@@ -369,7 +609,7 @@ def analyze(
         }
     with staged_folder(out_dir) as staging:
         plain = _plain(metrics)
-        plain["figures"] = _figures(staging / "figures", measured, plain)
+        plain["figures"] = _figures(staging / "figures", measured, plain, feature_steps, feature_layers)
         (staging / "metrics.json").write_text(json.dumps(plain, indent=1))
         (staging / "report.md").write_text(render_report(plain))
     return plain

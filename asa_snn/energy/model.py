@@ -226,6 +226,9 @@ class EnergyDifference:
         mac_cost_j: E_MAC * delta_mac.
         ac_saving_j: E_AC * delta_ac.
         delta_e_j: mac_cost_j - ac_saving_j.
+        break_even_ac: saved synaptic ops that pay for the extra MACs, delta_mac * E_MAC / E_AC
+            (:func:`break_even_ops`); dE < 0 exactly when delta_ac > break_even_ac.
+        vanilla_ac: SOPs of the vanilla model (to read delta_ac and break_even_ac as shares of it).
     """
 
     preset: str
@@ -234,10 +237,34 @@ class EnergyDifference:
     mac_cost_j: float
     ac_saving_j: float
     delta_e_j: float
+    break_even_ac: float = 0.0
+    vanilla_ac: float = 0.0
 
     def to_dict(self) -> dict:
         """Plain JSON-safe form."""
         return asdict(self)
+
+
+def break_even_ops(delta_mac: float, preset: str | EnergyModel = "fp32_45nm") -> float:
+    """Synaptic ops an attention model must save to pay for ``delta_mac`` extra MACs (Eq. 11 at dE = 0):
+
+        dAC* = dMAC * E_MAC / E_AC      (fp32, 45 nm: 4.6 / 0.9 = 5.1 saved ops per extra MAC)
+
+    Raises:
+        AsaSnnError: the preset has no E_MAC / E_AC (Loihi, Speck).
+    """
+    model = _op_preset(preset, "break_even_ops")
+    return float(delta_mac) * model.e_mac_pj / model.e_ac_pj
+
+
+def _op_preset(preset: str | EnergyModel, owner: str) -> OpEnergy:
+    model = _preset(preset)
+    if not isinstance(model, OpEnergy):
+        raise AsaSnnError(
+            f"{owner} (Eq. 11) needs a preset with MAC and AC energies "
+            f"({', '.join(GENERIC_PRESETS)}), got {model.name!r}"
+        )
+    return model
 
 
 def energy_difference(
@@ -248,14 +275,19 @@ def energy_difference(
     Raises:
         AsaSnnError: the preset has no E_MAC / E_AC (Loihi, Speck).
     """
-    model = _preset(preset)
-    if not isinstance(model, OpEnergy):
-        raise AsaSnnError(
-            f"energy_difference (Eq. 11) needs a preset with MAC and AC energies "
-            f"({', '.join(GENERIC_PRESETS)}), got {model.name!r}"
-        )
+    model = _op_preset(preset, "energy_difference")
     delta_mac = sum(mac_ops(layer) for layer in asa) - sum(mac_ops(layer) for layer in vanilla)
-    delta_ac = sum(synaptic_ops(layer) for layer in vanilla) - sum(synaptic_ops(layer) for layer in asa)
+    vanilla_ac = sum(synaptic_ops(layer) for layer in vanilla)
+    delta_ac = vanilla_ac - sum(synaptic_ops(layer) for layer in asa)
     cost = delta_mac * model.e_mac_pj * 1e-12
     saving = delta_ac * model.e_ac_pj * 1e-12
-    return EnergyDifference(model.name, float(delta_mac), float(delta_ac), cost, saving, cost - saving)
+    return EnergyDifference(
+        model.name,
+        float(delta_mac),
+        float(delta_ac),
+        cost,
+        saving,
+        cost - saving,
+        break_even_ops(delta_mac, model),
+        float(vanilla_ac),
+    )

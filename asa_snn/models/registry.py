@@ -2,7 +2,29 @@
 
 ``build_model(ModelSpec(...))`` is the one way every stage makes a model, so a checkpoint that
 stores its spec can be rebuilt exactly. ``model_table`` gives the layer table that
-``asa-snn model-info`` prints.
+``asa-snn model-info`` prints, with parameters and operation counts per layer
+(:data:`MACS_CONVENTION`); :func:`table3_check` compares the attention MACs with the paper's Table 3.
+
+Table 3 (3-layer net arch_a, T = 60, input 2x32x32) lists extra MACs of +14.3M (SA), +27.3M (TCSA),
++2.6M (ASA-1) and +2.6M (ASA-2). Under :data:`MACS_CONVENTION` this project counts 14,292,480,
+29,294,640, 7,628,544 and 6,476,544. No single convention reproduces all four:
+
+- SA's +14.3M is reproduced exactly: one 7x7 conv per step (98 H W T) plus one re-weighting of the
+  input, T C H W, summed over the three attended maps (64x32x32, 128x16x16, 128x8x8). Of the sums of
+  SA's parts (conv per step 7.90M or once per sample 0.13M; k passes over T C H W of 6.39M each, for
+  the re-weighting, the channel mean, the channel max; sigmoid per step 0.08M) only "conv per step +
+  one T C H W pass" rounds to 14.3M, so any convention that gives SA 14.3M counts one T C H W pass per
+  attention stage and no sigmoid.
+- ASA cannot then be 2.6M: ASA re-weights (and pools) the same T C H W entries, and the first layer
+  alone has 60 x 64 x 32 x 32 = 3,932,160 of them. Without any T C H W term ASA would be 86,784 (maps
+  once per sample, as ASA computes them) or 2,941,440 (maps per step), and ASA-1's time FC adds
+  1,152,000 (C T^2) in either case, so ASA-1 and ASA-2 cannot both be 2.6M (Table 3 does not seem to
+  count the FC at all).
+- TCSA cannot be 27.3M together with SA's 14.3M: TA and CA would have to add 13.0M +- 0.05M; their two
+  re-weightings are 12,779,520 and the gates' MLPs (reduction 4, pinned by the 24,126 parameters) add
+  47,664 once per sample or 2,222,640 with the channel gate per step, never the missing 0.18-0.28M.
+  With MA-SNN's released per-sample channel gate the count is 27,119,664 (27.1M); this project's
+  channel gate runs per step (T C^2 MLP MACs per layer), giving 29,294,640.
 """
 
 from __future__ import annotations
@@ -145,6 +167,52 @@ def build_model(spec: ModelSpec) -> SpikingNetwork:
         ) from exc
 
 
+MACS_CONVENTION = (
+    "MACs per sample (one inference of T steps), summed over layers. Attention: every multiply-accumulate "
+    "of a conv or FC inside the module (per step when the module computes per step, once per sample when "
+    "its map is shared by all steps), ASA's F_add weights (2 T C) and every element-wise multiplication "
+    "of the input current by an attention weight (the re-weighting, T C H W); pooling (sums, maxes, the "
+    "divisions of means), sigmoid, ReLU, top-k comparisons and 0/1 masks are not counted. "
+    "Conv / linear layers: T x FLOPs, FLOPs = k_h k_w H_out W_out C_in / groups C_out or in x out, the "
+    "dense count: MACs for the first layer (real-valued input), an upper bound of the accumulates (ACs) "
+    "of spiking-input layers, whose actual count is the input spike rate times this."
+)
+"""The counting rule of :func:`model_table`'s operation columns and ``asa-snn model-info``."""
+
+PAPER_TABLE3_MACS: dict[str, float] = {"sa": 14.3e6, "tcsa": 27.3e6, "asa1": 2.6e6, "asa2": 2.6e6}
+"""Extra MACs of the attention modules on arch_a (T = 60, input 2x32x32) in the paper's Table 3."""
+
+_TABLE3_REASONS = {
+    "sa": "98 H W T (7x7 conv per step) + T C H W (re-weighting), summed over the three attended maps",
+    "tcsa": "Table 3's 27.3M cannot be reproduced together with SA's 14.3M: TA and CA would have to add "
+    "13.0M, their re-weightings are 12.78M and no part of their gates makes up the rest (27.1M with "
+    "MA-SNN's released per-sample channel gate; the channel gate here runs per step)",
+    "asa1": "Table 3's 2.6M is below ASA's own re-weighting of the first layer (60 x 64 x 32 x 32 = "
+    "3.93M), which the rule that reproduces SA's 14.3M counts; the time FC adds C T^2 = 1.15M",
+    "asa2": "Table 3's 2.6M is below ASA's own re-weighting of the first layer (60 x 64 x 32 x 32 = "
+    "3.93M), which the rule that reproduces SA's 14.3M counts",
+}
+
+
+def table3_check(spec: ModelSpec, attention_macs: int) -> str | None:
+    """One line comparing ``attention_macs`` with the paper's Table 3, or None when ``spec`` is not
+    Table 3's setting (arch_a, T = 60, input 2x32x32, attention sa / tcsa / asa1 / asa2).
+
+    The line says whether the count, rounded to 0.1M as Table 3 prints it, equals the paper's and why
+    (module docstring).
+    """
+    paper = PAPER_TABLE3_MACS.get(spec.attention)
+    setting = spec.network == "arch_a" and spec.timesteps == 60 and tuple(spec.input_shape) == (2, 32, 32)
+    if paper is None or not setting:
+        return None
+    reproduced = round(attention_macs / 1e5) == round(paper / 1e5)
+    verdict = "reproduced" if reproduced else "NOT reproduced"
+    return (
+        f"paper Table 3: +{paper / 1e6:.1f}M attention MACs; here {attention_macs:,} "
+        f"({attention_macs / 1e6:.1f}M): {verdict} ({_TABLE3_REASONS[spec.attention]})"
+    )
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters (BN running statistics excluded)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -152,13 +220,24 @@ def count_parameters(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class LayerRow:
-    """One row of the layer table: a module with parameters or a neuron layer."""
+    """One row of the layer table: a module with parameters, an attention slot or a neuron layer.
+
+    Attributes:
+        name, kind: module path and class name.
+        output_shape: per step and sample.
+        neurons: units of a neuron layer (0 for other rows).
+        parameters: trainable parameters.
+        dense_ops: conv / linear rows: T x FLOPs per sample (:data:`MACS_CONVENTION`), else 0.
+        attention_macs: attention rows: the module's ``extra_macs`` per sample, else 0.
+    """
 
     name: str
     kind: str
     output_shape: tuple[int, ...]
     neurons: int
     parameters: int
+    dense_ops: int = 0
+    attention_macs: int = 0
 
 
 def _layer_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -172,22 +251,38 @@ def _layer_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return found
 
 
+def _dense_ops(module: nn.Module, output: torch.Tensor, timesteps: int) -> int:
+    """T x FLOPs per sample of a conv (output elements x C_in / groups x k_h k_w) or linear (in x out)."""
+    if isinstance(module, nn.Conv2d):
+        per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        return timesteps * int(output[0].numel()) * per_output
+    if isinstance(module, nn.Linear):
+        return timesteps * module.in_features * module.out_features
+    return 0
+
+
 def model_table(model: SpikingNetwork, timesteps: int) -> list[LayerRow]:
     """Run one zero input [T, 1, C, H, W] through ``model`` and list its layers in call order.
 
     Rows are the layers that hold parameters, the attention slots and the spiking neurons.
-    ``output_shape`` is per step and sample; ``neurons`` counts a neuron layer's units.
+    ``output_shape`` is per step and sample; ``neurons`` counts a neuron layer's units;
+    ``dense_ops`` and ``attention_macs`` follow :data:`MACS_CONVENTION` (per sample of T steps).
     """
     rows: list[LayerRow] = []
 
     def hook(name: str, module: nn.Module, output: torch.Tensor) -> None:
         parameters = sum(p.numel() for p in module.parameters() if p.requires_grad)
         is_neuron = isinstance(module, SpikingNeuron)
-        multi_step = is_neuron or name.split(".")[-1] == "attention"
+        is_attention = name.split(".")[-1] == "attention"
+        multi_step = is_neuron or is_attention
         shape = tuple(output.shape[2:] if multi_step else output.shape[1:])
         if is_neuron or parameters or multi_step:
             size = int(torch.tensor(shape).prod()) if is_neuron else 0
-            rows.append(LayerRow(name, type(module).__name__, shape, size, parameters))
+            macs = 0
+            if is_attention and hasattr(module, "extra_macs") and len(shape) == 3:
+                macs = int(module.extra_macs(timesteps, *shape))
+            dense = 0 if multi_step else _dense_ops(module, output, timesteps)
+            rows.append(LayerRow(name, type(module).__name__, shape, size, parameters, dense, macs))
 
     handles = [
         module.register_forward_hook(lambda m, _i, o, n=name: hook(n, m, o))

@@ -7,11 +7,14 @@ config file), the energy models from every registered chip
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from asa_snn.analysis.recorder import HistogramSpec
 from asa_snn.analysis.report import analyze
 from asa_snn.chips.registry import energy_presets
+from asa_snn.errors import AsaSnnError
 from asa_snn.train.data import foreground_masks
 from asa_snn.train.run import load_run
 
@@ -29,6 +32,44 @@ def _labels(checkpoint: Path, compare: Path | None) -> tuple[str, str]:
     return ("model_a", "model_b")
 
 
+def parse_steps(text: str | None) -> list[int] | None:
+    """``"0,10,59"`` -> [0, 10, 59] (None stays None: the default step).
+
+    Raises:
+        AsaSnnError: an entry that is not an integer (the message quotes the option's text).
+    """
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise AsaSnnError(f"--feature-steps must be comma-separated integers, got {text!r}") from None
+
+
+def parse_names(text: str | None) -> list[str] | None:
+    """``"blocks.0.neuron,blocks.1.neuron"`` -> the names (None stays None: the default layer)."""
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_range(text: str | None, bins: int) -> HistogramSpec | None:
+    """``"-4,2"`` -> the histogram over [-4, 2) x v_th in ``bins`` bins (None: the default range).
+
+    Raises:
+        AsaSnnError: not two numbers LOW,HIGH with LOW < HIGH, or fewer than 3 bins.
+    """
+    if text is None:
+        return None
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise AsaSnnError(
+            f"--hist-range must be LOW,HIGH in units of the threshold (e.g. -4,2), got {text!r}"
+        ) from None
+    return HistogramSpec(low, high, bins)
+
+
 def analyze_checkpoints(
     checkpoint: str | Path,
     compare: str | Path | None,
@@ -38,6 +79,11 @@ def analyze_checkpoints(
     max_samples: int | None = None,
     batch_size: int = 16,
     progress: bool = True,
+    *,
+    quantity: str = "membrane",
+    hist_spec: HistogramSpec | None = None,
+    feature_steps: Sequence[int] | None = None,
+    feature_layers: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Analyse ``checkpoint`` (and ``compare`` on the same samples) and write the report folder.
 
@@ -48,6 +94,11 @@ def analyze_checkpoints(
             whose test part is used.
         labels: the two models' names; None: from the file locations.
         max_samples, batch_size: samples measured and per forward pass.
+        quantity: ``membrane`` (U before reset) or ``current`` (input current X after attention)
+            for the MPD histograms, PTD and variance.
+        hist_spec: histogram range and bins in units of each layer's threshold (None: the default).
+        feature_steps, feature_layers: steps and spiking layers of the spike-feature and MPD
+            figures (None: step 0 of the first spatial layer).
 
     Returns:
         The metrics written to metrics.json.
@@ -67,6 +118,10 @@ def analyze_checkpoints(
         batch_size=batch_size,
         presets=energy_presets(),
         duration_s=run.duration_s,
+        quantity=quantity,
+        hist_spec=hist_spec,
+        feature_steps=feature_steps,
+        feature_layers=feature_layers,
         progress=progress,
     )
 

@@ -1,13 +1,21 @@
-"""The paper's metrics against hand-computed values on tiny arrays (firing rates, PTD, QE, variance,
-ghost features, background fractions, patterns, temporal similarity), including the streaming path."""
+"""The paper's metrics against hand-computed values on tiny arrays (firing rates, PTD on hand-made
+histograms, shares outside the range, QE, variance, ghost features, background fractions, patterns,
+temporal similarity), including the streaming path."""
 
 import numpy as np
 import pytest
 import torch
 
 from asa_snn.analysis import features, firing, membrane
-from asa_snn.analysis.recorder import HistogramSpec, LayerStats, accumulate_layer, resize_masks
+from asa_snn.analysis.recorder import (
+    HistogramSpec,
+    LayerStats,
+    accumulate_layer,
+    neuron_kind,
+    resize_masks,
+)
 from asa_snn.errors import AsaSnnError
+from asa_snn.models.neurons import IAF, LIF
 
 
 def _stats(steps, shape, v_th=1.0, spec=None):
@@ -65,6 +73,70 @@ def test_ptd_takes_the_interval_of_the_three_tallest_bars():
     assert np.isnan(membrane.ptd(np.zeros(12), edges, 4.0))
     with pytest.raises(AsaSnnError, match="edges"):
         membrane.ptd(np.zeros(7), edges, 4.0)
+
+
+def test_ptd_averages_the_intervals_of_the_three_tallest_bars_as_definition_6_says():
+    edges = np.arange(11.0)
+    hist = np.zeros(10)
+    hist[[0, 1, 9]] = [5, 6, 7]  # bars centred at 0.5, 1.5 and 9.5
+    # mean interval [(0 + 1 + 9) / 3, (1 + 2 + 10) / 3] = [3.33, 4.33], centre 3.83 (not the span's 5.0)
+    assert membrane.ptd(hist, edges, 1.0) == pytest.approx(23 / 6 - 1.0)
+    # the same bars numbered the other way round give the mirrored centre
+    assert membrane.ptd(hist[::-1], edges, 1.0) == pytest.approx(10 - 23 / 6 - 1.0)
+
+
+def test_ptd_ties_share_the_last_place_and_empty_bars_never_count():
+    edges = np.arange(11.0)
+    four = np.array([4, 4, 0, 0, 0, 0, 0, 0, 4, 4])  # four bars tied for three places: 3/4 each
+    np.testing.assert_allclose(membrane.peak_weights(four), [0.75, 0.75, 0, 0, 0, 0, 0, 0, 0.75, 0.75])
+    assert membrane.ptd(four, edges, 0.0) == pytest.approx(5.0)  # (0.5 + 1.5 + 8.5 + 9.5) / 4
+    tied_third = np.array([9, 8, 2, 0, 0, 0, 0, 0, 0, 2])  # bars 2 and 9 share the third place
+    np.testing.assert_allclose(membrane.peak_weights(tied_third)[[0, 1, 2, 9]], [1, 1, 0.5, 0.5])
+    assert membrane.ptd(tied_third, edges, 0.0) == pytest.approx((0.5 + 1.5 + 0.5 * 2.5 + 0.5 * 9.5) / 3)
+    single = np.zeros(10)
+    single[6] = 3  # one non-empty bar: its centre, the empty bars do not pull it
+    assert membrane.ptd(single, edges, 0.0) == pytest.approx(6.5)
+    stacked = np.stack([four, tied_third])  # any leading shape
+    assert membrane.ptd(stacked, edges, 0.0).shape == (2,)
+
+
+def test_shares_outside_the_range_and_a_peak_outside_it():
+    hist = np.array(
+        [
+            [62, 10, 20, 5, 3],  # 62 % below the range: the peak is outside
+            [0, 10, 20, 5, 5],  # 12.5 % above, the tallest bar is in range
+            [0, 0, 0, 0, 0],  # empty
+        ]
+    )
+    below, above = membrane.range_shares(hist)
+    np.testing.assert_allclose(below[:2], [0.62, 0.0])
+    np.testing.assert_allclose(above[:2], [0.03, 0.125])
+    assert np.isnan(below[2]) and np.isnan(above[2])
+    np.testing.assert_array_equal(membrane.peak_outside(hist), [True, False, False])
+    # PTD uses the in-range bars only (bars 1..3 of 3), centred at 0.5, 1.5, 2.5 -> 1.5
+    assert membrane.ptd(hist[0], np.arange(4.0), 0.0) == pytest.approx(1.5)
+
+
+def test_current_histogram_uses_the_input_and_qe_the_membrane():
+    spec = HistogramSpec(low=-1.0, high=1.0, bins=4)
+    stats = LayerStats.empty("layer", 1.0, 1, (1, 1, 2), spec, quantity="current")
+    u = torch.tensor([0.25, 1.5]).view(1, 1, 1, 1, 2)
+    x = torch.tensor([-0.75, 0.75]).view(1, 1, 1, 1, 2)
+    s = torch.tensor([0.0, 1.0]).view(1, 1, 1, 1, 2)
+    accumulate_layer(stats, u, s, None, x)
+    np.testing.assert_array_equal(stats.hist[0, 0], [0, 1, 0, 0, 1, 0])  # X's bins, not U's
+    assert stats.mem_sum[0, 0] == pytest.approx(0.0)  # variance of X
+    assert stats.qe_sum[0, 0] == pytest.approx(0.25**2 + 0.5**2)  # QE of U
+    with pytest.raises(AsaSnnError, match="input current"):
+        accumulate_layer(stats, u, s, None)
+    with pytest.raises(AsaSnnError, match="membrane, current"):
+        LayerStats.empty("layer", 1.0, 1, (1, 1, 2), spec, quantity="voltage")
+
+
+def test_neuron_kind_flags_iaf_without_lower_bound():
+    assert neuron_kind(IAF()) == ("IAF", True)
+    assert neuron_kind(IAF(min_v=-1.0)) == ("IAF", False)
+    assert neuron_kind(LIF()) == ("LIF", False)
 
 
 def test_quantization_error_uses_spike_times_threshold():

@@ -1,4 +1,5 @@
-"""The streaming pass (batching invariance, bad input) and the end-to-end analysis on two tiny models."""
+"""The streaming pass (batching invariance, bad input, U or X histograms), the end-to-end analysis on two
+tiny models, the chosen feature figures, out-of-range warnings and the energy notes."""
 
 import json
 
@@ -6,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from asa_snn.analysis.recorder import measure
+from asa_snn.analysis.recorder import HistogramSpec, measure
 from asa_snn.analysis.report import analyze, fmt
+from asa_snn.chips.speck.energy import SPECK_ENERGY
 from asa_snn.data.synthetic import SyntheticDVS, SyntheticDVSConfig
+from asa_snn.energy.model import GENERIC_PRESETS
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.registry import ModelSpec, build_model
 
@@ -121,16 +124,89 @@ def test_analyze_two_models_end_to_end(dataset, tmp_path):
     eq11 = saved["eq11"]["fp32_45nm"]
     assert eq11["delta_mac"] > 0  # ASA adds attention MACs
     assert f"| delta E (J; < 0 saves energy) | {fmt(eq11['delta_e_j'])} |" in report
+    # break-even: saved synaptic ops that pay for the extra MACs, delta MAC x 4.6 pJ / 0.9 pJ
+    assert eq11["break_even_ac"] == pytest.approx(eq11["delta_mac"] * 4.6 / 0.9)
+    assert f"| break-even delta AC = delta MAC x E_MAC / E_AC | {fmt(eq11['break_even_ac'])} |" in report
+    assert (eq11["delta_e_j"] < 0) == (eq11["delta_ac"] > eq11["break_even_ac"])
+    assert "ASSUMPTION" in report and "membrane potential U before reset" in report
+    row = vanilla["layers"][LAYERS[0]]
+    assert f"| {LAYERS[0]} | vanilla | {fmt(row['ptd_mean'])} | {fmt(row['variance_mean'])} |" in report
+    assert "NOT comparable to Table 4" in report  # speck_net's IAF neurons have no lower bound
     assert eq11["delta_e_j"] == pytest.approx(eq11["mac_cost_j"] - eq11["ac_saving_j"])
     assert set(saved["eq11"]) == {"fp32_45nm", "int8_45nm"}
+    first = LAYERS[0]
     for stem in (
         "firing_rates",
-        "vanilla_spike_features",
-        "asa_channel_over_time",
-        "vanilla_mpd",
-        "comparison_spike_features",
+        f"vanilla_spike_features_{first}_t0",
+        f"asa_channel_over_time_{first}",
+        f"vanilla_mpd_{first}_t0",
+        f"comparison_spike_features_{first}_t0",
     ):
         for suffix in (".png", ".svg"):
             path = out / "figures" / f"{stem}{suffix}"
             assert path.stat().st_size > 1000, path
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".analysis-")]  # staging folder removed
+
+
+def test_input_current_equals_the_membrane_at_the_first_step_of_an_iaf(dataset):
+    # IAF from rest: U[0] = X[0]; later steps add the kept potential, so the histograms part
+    model = _model()
+    options = {"batch_size": 4, "max_samples": 4, "progress": False}
+    u = measure(model, dataset, **options)
+    x = measure(model, dataset, quantity="current", **options)
+    a, b = u.layers[LAYERS[1]], x.layers[LAYERS[1]]
+    assert (a.quantity, b.quantity, x.quantity) == ("membrane", "current", "current")
+    np.testing.assert_array_equal(a.hist[0], b.hist[0])
+    assert not np.array_equal(a.hist[1:], b.hist[1:])
+    np.testing.assert_allclose(a.qe_sum, b.qe_sum)  # QE always uses U
+    with pytest.raises(AsaSnnError, match="quantity 'spikes'"):
+        measure(model, dataset, quantity="spikes", **options)
+
+
+def test_feature_steps_and_layers_are_chosen_and_checked(dataset, tmp_path):
+    options = {"max_samples": 4, "batch_size": 4, "progress": False}
+    metrics = analyze(
+        _model(),
+        dataset,
+        tmp_path / "chosen",
+        feature_steps=[1, 3],
+        feature_layers=[LAYERS[1], LAYERS[2]],
+        quantity="current",
+        **options,
+    )
+    figures = set(metrics["figures"])
+    for layer in (LAYERS[1], LAYERS[2]):
+        for step in (1, 3):
+            assert f"figures/vanilla_spike_features_{layer}_t{step}.png" in figures
+            assert f"figures/vanilla_mpd_{layer}_t{step}.svg" in figures
+        assert f"figures/vanilla_channel_over_time_{layer}.png" in figures
+    assert not any(LAYERS[0] in path or "_t0" in path for path in figures)
+    assert "input current X into the neuron" in (tmp_path / "chosen" / "report.md").read_text()
+    with pytest.raises(AsaSnnError, match=r"\[4\].*T=4.*0\.\.3"):
+        analyze(_model(), dataset, tmp_path / "bad", feature_steps=[4], **options)
+    with pytest.raises(AsaSnnError, match=r"blocks\.7\.neuron.*spiking layers are blocks\.0\.neuron"):
+        analyze(_model(), dataset, tmp_path / "bad", feature_layers=["blocks.7.neuron"], **options)
+    with pytest.raises(AsaSnnError, match=r"blocks\.3\.neuron have 1 x 1 maps"):
+        analyze(_model(), dataset, tmp_path / "bad", feature_layers=[LAYERS[3]], **options)
+
+
+def test_out_of_range_share_is_reported_and_warned_and_speck_marked_an_estimate(dataset, tmp_path):
+    narrow = HistogramSpec(low=-0.05, high=0.05, bins=4)
+    metrics = analyze(
+        _model(),
+        dataset,
+        tmp_path / "narrow",
+        hist_spec=narrow,
+        presets={**GENERIC_PRESETS, "speck": SPECK_ENERGY},
+        max_samples=4,
+        batch_size=4,
+        progress=False,
+    )
+    layer = metrics["models"]["vanilla"]["layers"][LAYERS[0]]
+    outside = layer["below_range_share"] + layer["above_range_share"]
+    assert outside > 0.1
+    report = (tmp_path / "narrow" / "report.md").read_text()
+    assert f"**WARNING (vanilla, {LAYERS[0]})**" in report
+    assert f"{100 * layer['below_range_share']:.1f}%" in report
+    assert "| speck (estimate) |" in report and "ESTIMATE" in report
+    assert metrics["energy_estimates"] == ["speck"]

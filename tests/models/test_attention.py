@@ -94,6 +94,17 @@ def test_asa_macs_follow_counting_rule() -> None:
     assert three_layer_macs("none") == 0
 
 
+def test_macs_of_one_small_module_counted_by_hand() -> None:
+    # T = 4 steps, C = 2 channels, 3 x 3 maps.
+    # SA: one 7x7 2->1 conv per step at 9 pixels (4 * 98 * 9 = 3528) + re-weighting 4 * 2 * 9 = 72.
+    assert make_attention("sa", 2, 4).extra_macs(4, 2, 3, 3) == 3528 + 72
+    # ASA-2: F_add weights 2 * 4 * 2 = 16, two 3x3 2->1 convs once per sample 2 * 18 * 9 = 324,
+    # re-weighting 72; pooling, sigmoid, top-k and the 0/1 masks are not counted.
+    assert make_attention("asa2", 2, 4).extra_macs(4, 2, 3, 3) == 16 + 324 + 72
+    # ASA-1 adds the time FC 4 -> 2 -> 4 on each channel: 2 * (4 * 2 + 2 * 4) = 32.
+    assert make_attention("asa1", 2, 4).extra_macs(4, 2, 3, 3) == 16 + 324 + 72 + 32
+
+
 def test_tcsa_macs_follow_counting_rule() -> None:
     c, h, w = LAYERS[0]
     expected = 2 * 2 * 60 * 15 + 60 * 2 * 2 * c * 16 + 60 * 98 * h * w + 3 * 60 * c * h * w

@@ -6,7 +6,14 @@ import torch
 from asa_snn.errors import AsaSnnError, InputFormatError
 from asa_snn.models.blocks import ConvBlock, SumPool2d
 from asa_snn.models.neurons import IAF, LIF, CubaLIF, ParametricLIF
-from asa_snn.models.registry import NETWORKS, ModelSpec, build_model, count_parameters, model_table
+from asa_snn.models.registry import (
+    NETWORKS,
+    ModelSpec,
+    build_model,
+    count_parameters,
+    model_table,
+    table3_check,
+)
 
 PAPER = {"input_shape": (2, 32, 32), "num_classes": 11, "timesteps": 60}
 
@@ -116,6 +123,23 @@ def test_model_table_lists_shapes_neurons_and_parameters():
     assert by_name["blocks.1.attention"].output_shape == (128, 16, 16)
     assert by_name["blocks.1.neuron"].neurons == 128 * 16 * 16
     assert by_name["blocks.4.neuron"].neurons == 11
+
+
+def test_model_table_counts_macs_and_checks_table3():
+    spec = ModelSpec("arch_a", "sa", **PAPER)
+    rows = {row.name: row for row in model_table(build_model(spec), 60)}
+    # first conv by hand: T x (3 x 3 x 2 inputs per output) x 64 x 32 x 32 outputs
+    assert rows["blocks.0.conv"].dense_ops == 60 * 18 * 64 * 32 * 32 == 70_778_880
+    assert rows["blocks.3.linear"].dense_ops == 60 * 8192 * 256
+    # SA on the 128x8x8 map after pooling: 7x7 conv per step + re-weighting
+    assert rows["blocks.2.attention"].attention_macs == 60 * 98 * 64 + 60 * 128 * 64
+    total = sum(row.attention_macs for row in rows.values())
+    assert total == 14_292_480
+    assert "reproduced (" in table3_check(spec, total)
+    asa2 = ModelSpec("arch_a", "asa2", **PAPER)
+    macs = sum(row.attention_macs for row in model_table(build_model(asa2), 60))
+    assert macs == 6_476_544 and "NOT reproduced" in table3_check(asa2, macs)
+    assert table3_check(ModelSpec("arch_a", "sa", timesteps=16), total) is None  # not Table 3's setting
 
 
 def test_spec_round_trips_through_plain_data():

@@ -296,7 +296,10 @@ class AdvancedSpatialAttention(nn.Module):
         and per element-wise multiplication of an activation tensor; pooling (the sums, maxes and
         normalizing divisions of means), sigmoid and ReLU are not counted, and multiplying by a 0/1
         mask is a selection, not a MAC. This rule reproduces the paper's +14.3M for MA-SNN's SA on
-        the 3-layer net exactly (T = 60; 98 * H*W * T for the 7x7 convs plus T*C*H*W).
+        the 3-layer net exactly (T = 60; 98 * H*W * T for the 7x7 convs plus T*C*H*W). Table 3's
+        +2.6M for ASA is not reproduced by it (6.48M for ASA-2, 7.63M for ASA-1), nor by any rule
+        that gives SA 14.3M: that needs the T*C*H*W re-weighting term, which for ASA's first layer
+        alone is 3.93M (the argument is in :mod:`asa_snn.models.registry`).
         Here: the F_add weights 2*T*C, the importance FC, the two 3x3 convs 2 * 18*H*W (once per
         sample: the maps are shared by all steps) and one scaling of every entry by its group's
         map T*C*H*W.
