@@ -102,6 +102,50 @@ def _read_log(path: Path, before_epoch: int) -> list[dict[str, Any]]:
     return [r for r in records if r["epoch"] <= before_epoch]
 
 
+@dataclass
+class _Standing:
+    """Where a run stands.
+
+    Attributes:
+        start_epoch: the 0-based epoch it (re)starts at.
+        best_val: the best validation accuracy so far (-1 before any epoch).
+        best_epoch: its 1-based epoch (0 before any epoch).
+        history: the per-epoch log records so far.
+    """
+
+    start_epoch: int
+    best_val: float
+    best_epoch: int
+    history: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the epochs of one run share (built by :func:`_setup`).
+
+    Attributes:
+        config, out_dir, cluster: as given to :func:`train`.
+        data: the training, validation and test sets.
+        model: this process's network; ``trained`` is it, or its DistributedDataParallel wrapper.
+        optimizer, scheduler: Adam and its cosine learning-rate schedule (one step per epoch).
+        loss_fn: the configured loss.
+        sampler: orders and shards the training set, per epoch.
+        val_loader: batches of the validation set.
+    """
+
+    config: TrainConfig
+    out_dir: Path
+    cluster: Cluster
+    data: DataBundle
+    model: torch.nn.Module
+    trained: torch.nn.Module
+    optimizer: torch.optim.Adam
+    scheduler: CosineAnnealingLR
+    loss_fn: Any
+    sampler: DistributedSampler
+    val_loader: DataLoader
+
+
 def _resume(
     out_dir: Path,
     config: TrainConfig,
@@ -109,8 +153,9 @@ def _resume(
     model: torch.nn.Module,
     optimizer: Any,
     scheduler: Any,
-) -> dict[str, Any]:
-    """Load ``last.safetensors`` into model, optimiser, scheduler and the torch RNG; return its metadata."""
+) -> _Standing:
+    """Load ``last.safetensors`` into model, optimiser, scheduler and the torch RNG; return where the
+    run stood then (its epoch, best validation accuracy and epoch, and the log up to that epoch)."""
     path = out_dir / LAST
     tensors, metadata = read_checkpoint(path)
     if metadata.get("model_spec") != config.model.to_dict():
@@ -129,7 +174,9 @@ def _resume(
     optimizer.load_state_dict(optimizer_state(tensors, metadata["param_groups"]))
     scheduler.load_state_dict(metadata["scheduler"])
     torch.set_rng_state(tensors["rng.torch"])
-    return metadata
+    epoch = metadata["epoch"]
+    history = _read_log(out_dir / LOG, epoch)
+    return _Standing(epoch, metadata["best_val_accuracy"], metadata["best_epoch"], history)
 
 
 def train(
@@ -157,8 +204,30 @@ def train(
 
 
 def _train(config: TrainConfig, out_dir: Path, resume: bool, progress: bool, cluster: Cluster) -> TrainResult:
-    seed, settings = config.train.seed, config.train
-    torch.manual_seed(seed)
+    """Set up, run the remaining epochs (rank 0 saves each, all wait for it), then test the best model."""
+    run, standing = _setup(config, out_dir, resume, cluster)
+    with _progress(progress) as bar:
+        for epoch in range(standing.start_epoch, config.train.epochs):
+            record = _epoch(run, epoch, bar)
+            standing.history.append(record)
+            improved = record["val_accuracy"] > standing.best_val
+            if improved:
+                standing.best_val, standing.best_epoch = record["val_accuracy"], epoch + 1
+            if cluster.is_main:
+                _save_epoch(run, standing, record, improved, bar)
+            cluster.barrier()
+    return _finish(run, standing)
+
+
+def _setup(config: TrainConfig, out_dir: Path, resume: bool, cluster: Cluster) -> tuple[_Run, _Standing]:
+    """Seed torch, build data, model, optimiser, schedule and loss, resume when asked, and (rank 0)
+    create ``out_dir`` and rewrite ``log.jsonl`` with the records kept.
+
+    Returns:
+        What the epochs share, and where the run stands (epoch 0 with no best, unless resumed).
+    """
+    settings = config.train
+    torch.manual_seed(settings.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     data = build_data(config)
     model = build_model(config.model)
@@ -169,132 +238,142 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, progress: bool, clu
     loss_fn = LOSS_FUNCTIONS[settings.loss]()
     if cluster.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-    start_epoch, best_val, best_epoch = 0, -1.0, 0
-    if resume:
-        metadata = _resume(out_dir, config, data, model, optimizer, scheduler)
-        start_epoch, best_val, best_epoch = (
-            metadata["epoch"],
-            metadata["best_val_accuracy"],
-            metadata["best_epoch"],
-        )
-    history = _read_log(out_dir / LOG, start_epoch) if resume else []
+    fresh = _Standing(0, -1.0, 0, [])
+    standing = _resume(out_dir, config, data, model, optimizer, scheduler) if resume else fresh
     if cluster.is_main:
-        (out_dir / LOG).write_text("".join(json.dumps(r) + "\n" for r in history))
+        (out_dir / LOG).write_text("".join(json.dumps(r) + "\n" for r in standing.history))
     trained = DistributedDataParallel(model) if cluster.distributed else model
     sampler = DistributedSampler(
-        data.train, num_replicas=cluster.world_size, rank=cluster.rank, shuffle=True, seed=seed
+        data.train, num_replicas=cluster.world_size, rank=cluster.rank, shuffle=True, seed=settings.seed
     )
     val_loader = _loader(data.val, settings.batch_size)
-    common = {
-        "config": config.to_dict(),
-        "data_fingerprint": data.fingerprint,
+    run = _Run(
+        config, out_dir, cluster, data, model, trained, optimizer, scheduler, loss_fn, sampler, val_loader
+    )
+    return run, standing
+
+
+def _train_epoch(run: _Run, epoch: int, bar: Progress | None) -> dict[str, Any]:
+    """Epoch ``epoch`` (0-based) of training: one optimiser step per batch of this process's shard
+    (augmentation reseeded from seed, epoch and rank), then one learning-rate step.
+
+    Returns:
+        ``train_loss`` and ``train_accuracy`` (over all processes), ``lr`` (the epoch's learning rate),
+        ``train_shard_sizes`` (samples per process) and ``train_samples_seen`` (distinct samples).
+    """
+    settings, data = run.config.train, run.data
+    run.sampler.set_epoch(epoch)
+    augment_seed = (settings.seed * 1_000_003 + epoch) * 1_009 + run.cluster.rank
+    data.train.transform = frame_pipeline(data.input_spec, run.config.data, augment_seed)
+    lr = run.optimizer.param_groups[0]["lr"]
+    loss_sum, correct, count = 0.0, 0, 0
+    run.trained.train()
+    loader = _loader(data.train, settings.batch_size, run.sampler)
+    for frames, labels in _batches(loader, bar, f"epoch {epoch + 1}"):
+        run.optimizer.zero_grad()
+        scores = run.trained(to_time_major(frames))
+        loss = run.loss_fn(scores, labels)
+        loss.backward()
+        run.optimizer.step()
+        loss_sum += float(loss.detach()) * len(labels)
+        correct += int((scores.detach().argmax(1) == labels).sum())
+        count += len(labels)
+    run.scheduler.step()
+    loss_sum, correct, total = run.cluster.sum([loss_sum, correct, count])
+    shards = run.cluster.gather(sorted(int(i) for i in run.sampler))
+    return {
+        "train_loss": loss_sum / max(total, 1),
+        "train_accuracy": correct / max(total, 1),
+        "lr": lr,
+        "train_shard_sizes": [len(s) for s in shards],
+        "train_samples_seen": len(set().union(*shards)),
     }
-    with _progress(progress) as bar:
-        for epoch in range(start_epoch, settings.epochs):
-            started = time.perf_counter()
-            sampler.set_epoch(epoch)
-            augment_seed = (seed * 1_000_003 + epoch) * 1_009 + cluster.rank
-            data.train.transform = frame_pipeline(data.input_spec, config.data, augment_seed)
-            lr = optimizer.param_groups[0]["lr"]
-            loss_sum, correct, count = 0.0, 0, 0
-            trained.train()
-            for frames, labels in _batches(
-                _loader(data.train, settings.batch_size, sampler), bar, f"epoch {epoch + 1}"
-            ):
-                optimizer.zero_grad()
-                scores = trained(to_time_major(frames))
-                loss = loss_fn(scores, labels)
-                loss.backward()
-                optimizer.step()
-                loss_sum += float(loss.detach()) * len(labels)
-                correct += int((scores.detach().argmax(1) == labels).sum())
-                count += len(labels)
-            scheduler.step()
-            loss_sum, correct, total = cluster.sum([loss_sum, correct, count])
-            shards = cluster.gather(sorted(int(i) for i in sampler))
-            val = evaluate(model, val_loader, loss_fn)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum / max(total, 1),
-                "train_accuracy": correct / max(total, 1),
-                "val_loss": val.loss,
-                "val_accuracy": val.accuracy,
-                "val_nasfr": val.nasfr,
-                "lr": lr,
-                "seconds": time.perf_counter() - started,
-                "train_shard_sizes": [len(s) for s in shards],
-                "train_samples_seen": len(set().union(*shards)),
-            }
-            history.append(record)
-            improved = val.accuracy > best_val
-            if improved:
-                best_val, best_epoch = val.accuracy, epoch + 1
-            if cluster.is_main:
-                meta = {
-                    **common,
-                    "epoch": epoch + 1,
-                    "metrics": record,
-                    "best_val_accuracy": best_val,
-                    "best_epoch": best_epoch,
-                    "scheduler": scheduler.state_dict(),
-                }
-                if improved:
-                    save_checkpoint(out_dir / BEST, model, config.model, meta)
-                save_checkpoint(out_dir / LAST, model, config.model, meta, optimizer)
-                with (out_dir / LOG).open("a") as log:
-                    log.write(json.dumps(record) + "\n")
-                if progress:
-                    bar.console.print(
-                        f"epoch {epoch + 1}/{settings.epochs}  loss {record['train_loss']:.4f}  "
-                        f"train {record['train_accuracy']:.3f}  val {val.accuracy:.3f}  "
-                        f"NASFR {val.nasfr:.4f}  {record['seconds']:.1f}s"
-                    )
-            cluster.barrier()
-    return _finish(config, out_dir, data, loss_fn, history, best_epoch, best_val, cluster)
 
 
-def _finish(
-    config: TrainConfig,
-    out_dir: Path,
-    data: DataBundle,
-    loss_fn: Any,
-    history: list[dict[str, Any]],
-    best_epoch: int,
-    best_val: float,
-    cluster: Cluster,
-) -> TrainResult:
-    """Test the best checkpoint (every process reads rank 0's file) and write result.json on rank 0."""
-    cluster.barrier()
-    best = out_dir / BEST
-    spec, state, _ = load_checkpoint(best)
+def _epoch(run: _Run, epoch: int, bar: Progress | None) -> dict[str, Any]:
+    """Train epoch ``epoch`` (0-based) and validate; return its log record (``seconds``: wall time)."""
+    started = time.perf_counter()
+    train = _train_epoch(run, epoch, bar)
+    val = evaluate(run.model, run.val_loader, run.loss_fn)
+    return {
+        "epoch": epoch + 1,
+        "train_loss": train["train_loss"],
+        "train_accuracy": train["train_accuracy"],
+        "val_loss": val.loss,
+        "val_accuracy": val.accuracy,
+        "val_nasfr": val.nasfr,
+        "lr": train["lr"],
+        "seconds": time.perf_counter() - started,
+        "train_shard_sizes": train["train_shard_sizes"],
+        "train_samples_seen": train["train_samples_seen"],
+    }
+
+
+def _save_epoch(
+    run: _Run, standing: _Standing, record: dict[str, Any], improved: bool, bar: Progress | None
+) -> None:
+    """Rank 0 after an epoch: write best (when ``improved``) and last checkpoints, append ``record``
+    to the log and, with a progress bar, print the epoch's summary line."""
+    epoch, config = record["epoch"], run.config
+    meta = {
+        "config": config.to_dict(),
+        "data_fingerprint": run.data.fingerprint,
+        "epoch": epoch,
+        "metrics": record,
+        "best_val_accuracy": standing.best_val,
+        "best_epoch": standing.best_epoch,
+        "scheduler": run.scheduler.state_dict(),
+    }
+    if improved:
+        save_checkpoint(run.out_dir / BEST, run.model, config.model, meta)
+    save_checkpoint(run.out_dir / LAST, run.model, config.model, meta, run.optimizer)
+    with (run.out_dir / LOG).open("a") as log:
+        log.write(json.dumps(record) + "\n")
+    if bar is not None:
+        bar.console.print(
+            f"epoch {epoch}/{config.train.epochs}  loss {record['train_loss']:.4f}  "
+            f"train {record['train_accuracy']:.3f}  val {record['val_accuracy']:.3f}  "
+            f"NASFR {record['val_nasfr']:.4f}  {record['seconds']:.1f}s"
+        )
+
+
+def _test_best(run: _Run) -> tuple[float, float, float, int]:
+    """Test the best checkpoint (every process reads rank 0's file).
+
+    Returns:
+        (accuracy, per-window accuracy, NASFR, test samples); with ``train.eval_windows > 1`` the
+        accuracy is the majority over windows, else both accuracies are the plain test accuracy.
+    """
+    spec, state, _ = load_checkpoint(run.out_dir / BEST)
     model = build_model(spec)
     model.load_state_dict(state)
-    windows = config.train.eval_windows
+    windows = run.config.train.eval_windows
     if windows > 1:
-        test = evaluate_windows(model, data.test, data.input_spec, windows)
-        accuracy, window_accuracy, nasfr, samples = (
-            test.accuracy,
-            test.window_accuracy,
-            test.nasfr,
-            test.samples,
-        )
-    else:
-        test = evaluate(model, _loader(data.test, config.train.batch_size), loss_fn)
-        accuracy, window_accuracy, nasfr, samples = test.accuracy, test.accuracy, test.nasfr, test.samples
+        test = evaluate_windows(model, run.data.test, run.data.input_spec, windows)
+        return test.accuracy, test.window_accuracy, test.nasfr, test.samples
+    test = evaluate(model, _loader(run.data.test, run.config.train.batch_size), run.loss_fn)
+    return test.accuracy, test.accuracy, test.nasfr, test.samples
+
+
+def _finish(run: _Run, standing: _Standing) -> TrainResult:
+    """After every process finished training: test the best model and write result.json on rank 0."""
+    run.cluster.barrier()
+    accuracy, window_accuracy, nasfr, samples = _test_best(run)
     result = TrainResult(
-        out_dir=str(out_dir),
-        epochs=len(history),
-        best_epoch=best_epoch,
-        best_val_accuracy=best_val,
+        out_dir=str(run.out_dir),
+        epochs=len(standing.history),
+        best_epoch=standing.best_epoch,
+        best_val_accuracy=standing.best_val,
         test_accuracy=accuracy,
         test_window_accuracy=window_accuracy,
         test_nasfr=nasfr,
         test_samples=samples,
-        history=history,
+        history=standing.history,
     )
-    if cluster.is_main:
+    if run.cluster.is_main:
         summary = {k: v for k, v in asdict(result).items() if k != "history"}
-        (out_dir / RESULT).write_text(json.dumps({**summary, "test_windows": windows}, indent=2) + "\n")
+        windows = run.config.train.eval_windows
+        (run.out_dir / RESULT).write_text(json.dumps({**summary, "test_windows": windows}, indent=2) + "\n")
     return result
 
 

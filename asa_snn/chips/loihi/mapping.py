@@ -136,35 +136,46 @@ def _input_size(layers: list[NetxLayer], index: int) -> int:
     return int(np.prod(layers[index - 1].shape))
 
 
-def _map_layer(
-    layers: list[NetxLayer], index: int, limits: LoihiLimits
-) -> tuple[LayerMapping, list[Violation]]:
-    layer = layers[index]
-    name, weight = layer.name, layer.weight
-    neurons = int(np.prod(layer.shape))
-    fan_in = int(np.prod(weight.shape[1:]))
-    inputs = _input_size(layers, index)
-    bits, exponent = weight_format(weight)
-    violations = []
+def _core_count(
+    name: str, neurons: int, fan_in: int, inputs: int, limits: LoihiLimits
+) -> tuple[int, list[Violation]]:
+    """Cores layer ``name`` needs for its neurons, synapses and input axons, and a violation when
+    one neuron's fan-in alone exceeds a core's input axons.
+
+    Args:
+        name: the layer's name (for the violation).
+        neurons: the layer's neurons.
+        fan_in: synapses per neuron.
+        inputs: the layer's input size (neurons of the layer before).
+        limits: the chip's limits.
+    """
     cores = max(
         math.ceil(neurons / limits.neurons_per_core),
         math.ceil(neurons * fan_in / limits.synapses_per_core),
         1,
     )
-    if inputs > limits.input_axons_per_core:
-        if fan_in > limits.input_axons_per_core:
-            violations.append(
-                Violation(
-                    name,
-                    "input axons per core",
-                    f"fan-in {fan_in} > {limits.input_axons_per_core}",
-                    "reduce the layer's fan-in (fewer input channels or a smaller kernel)",
-                )
-            )
-        else:
-            cores = max(cores, math.ceil(neurons / (limits.input_axons_per_core // fan_in)))
+    if inputs <= limits.input_axons_per_core:
+        return cores, []
+    if fan_in <= limits.input_axons_per_core:
+        return max(cores, math.ceil(neurons / (limits.input_axons_per_core // fan_in))), []
+    violation = Violation(
+        name,
+        "input axons per core",
+        f"fan-in {fan_in} > {limits.input_axons_per_core}",
+        "reduce the layer's fan-in (fewer input channels or a smaller kernel)",
+    )
+    return cores, [violation]
+
+
+def _weight_limits(
+    name: str, weight: np.ndarray, bits: int, exponent: int, limits: LoihiLimits
+) -> list[Violation]:
+    """Weight mantissa ``bits`` and shared ``exponent`` (:func:`weight_format` of ``weight``), and the
+    24-bit current: the summed positive (or negative) weights of one neuron, shifted by 6, must stay
+    below 2^23."""
+    found = []
     if bits > limits.max_weight_bits:
-        violations.append(
+        found.append(
             Violation(
                 name,
                 "weight bits",
@@ -173,7 +184,7 @@ def _map_layer(
             )
         )
     if exponent > limits.max_weight_exponent:
-        violations.append(
+        found.append(
             Violation(
                 name,
                 "weight exponent",
@@ -181,12 +192,10 @@ def _map_layer(
                 "rescale weights, bias and threshold together",
             )
         )
-    worst = max(
-        int(np.clip(weight, 0, None).reshape(weight.shape[0], -1).sum(1).max()),
-        int(-np.clip(weight, None, 0).reshape(weight.shape[0], -1).sum(1).min()),
-    )
+    rows = weight.reshape(weight.shape[0], -1)
+    worst = max(int(np.clip(rows, 0, None).sum(1).max()), int(-np.clip(rows, None, 0).sum(1).min()))
     if worst << 6 >= 2 ** (limits.state_bits - 1):
-        violations.append(
+        found.append(
             Violation(
                 name,
                 "24-bit current u",
@@ -194,6 +203,11 @@ def _map_layer(
                 "scale weights and threshold down together",
             )
         )
+    return found
+
+
+def _parameter_limits(layer: NetxLayer) -> list[Violation]:
+    """Lava LIF parameter ranges: vThMant, iDecay, vDecay and the bias mantissa (module docstring)."""
     neuron = layer.neuron
     checks = [
         ("vThMant (17 bit unsigned)", neuron.vth_mant, 0, 2**17 - 1, "lower the threshold scale"),
@@ -201,20 +215,27 @@ def _map_layer(
         ("vDecay (0..4095)", neuron.v_decay, 0, 4095, "use a voltage decay dv < 1"),
     ]
     if layer.bias is not None and layer.bias.size:
-        checks.append(
-            (
-                "bias mantissa (13 bit signed)",
-                int(np.abs(layer.bias).max()),
-                -4096,
-                4095,
-                "scale the bias down or drop it",
-            )
-        )
-    for limit, value, low, high, fix in checks:
-        if not low <= value <= high:
-            violations.append(Violation(name, limit, f"{value} outside [{low}, {high}]", fix))
-    mapping = LayerMapping(name, layer.kind, neurons, fan_in, neurons * fan_in, bits, exponent, cores)
-    return mapping, violations
+        bias = int(np.abs(layer.bias).max())
+        checks.append(("bias mantissa (13 bit signed)", bias, -4096, 4095, "scale the bias down or drop it"))
+    return [
+        Violation(layer.name, limit, f"{value} outside [{low}, {high}]", fix)
+        for limit, value, low, high, fix in checks
+        if not low <= value <= high
+    ]
+
+
+def _map_layer(
+    layers: list[NetxLayer], index: int, limits: LoihiLimits
+) -> tuple[LayerMapping, list[Violation]]:
+    """Resources of conv / dense layer ``layers[index]`` and every limit it breaks."""
+    layer = layers[index]
+    neurons = int(np.prod(layer.shape))
+    fan_in = int(np.prod(layer.weight.shape[1:]))
+    cores, axons = _core_count(layer.name, neurons, fan_in, _input_size(layers, index), limits)
+    bits, exponent = weight_format(layer.weight)
+    weights = _weight_limits(layer.name, layer.weight, bits, exponent, limits)
+    mapping = LayerMapping(layer.name, layer.kind, neurons, fan_in, neurons * fan_in, bits, exponent, cores)
+    return mapping, [*axons, *weights, *_parameter_limits(layer)]
 
 
 def check_loihi(graph: FoldedGraph, limits: LoihiLimits | None = None) -> MappingReport:

@@ -9,6 +9,8 @@ module reads a folded graph only (no sinabs, no samna) and answers two questions
 * :func:`check_speck`: every documented chip limit (FACTS.md section 3, sinabs 3.1.3), the
   memory each core layer needs, and an assignment of core layers to the 9 cores by maximum
   bipartite matching; problems come back as a list of :class:`Violation`, not as exceptions.
+  Its steps return plain data: :func:`core_layers` (the core layers and their maps),
+  :func:`core_layer_limits`, :func:`core_memory`, :func:`assign_cores` and :func:`destinations`.
 
 Memory per layer, in words (sinabs ``DynapcnnLayer.memory_summary``), for a weight
 (f out, c in, h, w) and a neuron map (f, H, W) (the conv output, before pooling)::
@@ -49,6 +51,7 @@ MAX_DESTINATIONS = 2
 WEIGHT_BITS = 8
 STATE_BITS = 16
 SPIKING_OPS = ("conv2d", "linear")
+FLOAT_NOTE = "float graph: Speck needs integers; fold with --target speck before deploying"
 
 
 @dataclass(frozen=True)
@@ -296,12 +299,144 @@ class MappingReport:
         }
 
 
-def _consumers(graph: FoldedGraph) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {layer.name: [] for layer in graph.layers}
-    for index, layer in enumerate(graph.layers):
-        sources = layer.inputs or ((graph.layers[index - 1].name,) if index else ())
-        for source in sources:
-            found.setdefault(source, []).append(layer.name)
+@dataclass(frozen=True)
+class CoreLayer:
+    """One core layer as the graph lays it out: a weight layer, its neurons and the sum pools after it.
+
+    Attributes:
+        layer: the conv2d / linear layer (it has a neuron).
+        in_map: (C, H, W) the layer reads (a linear layer: the map before flattening).
+        kernel, stride, padding: (h, w) of the conv; a linear layer is a conv whose kernel is its
+            whole input map, stride (1, 1), padding (0, 0).
+        neuron_map: (f, H, W) of its neurons: the conv output, before pooling.
+        pools: the sumpool2d layers that pool its spikes, in order.
+        last: the layer its spikes leave the core from: the weight layer, or the last pool or
+            flatten right after it.
+    """
+
+    layer: Layer
+    in_map: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    neuron_map: tuple[int, int, int]
+    pools: tuple[Layer, ...]
+    last: str
+
+    @property
+    def pooling(self) -> int:
+        """Combined sum-pooling factor of ``pools`` (the product of their kernel heights; 1: none)."""
+        factor = 1
+        for pool in self.pools:
+            factor *= pool_size(pool)[0]
+        return factor
+
+    @property
+    def bias_entries(self) -> int:
+        """Bias values the core holds (0 without a bias)."""
+        bias = self.layer.tensors.get("bias")
+        return 0 if bias is None else int(bias.size)
+
+
+def _core_layer(layer: Layer, in_map: tuple[int, int, int]) -> CoreLayer:
+    """The core layer that ``layer`` (conv2d / linear, reading ``in_map``) starts, with no pools yet."""
+    _, h, w = in_map
+    f = layer.tensors["weight"].shape[0]
+    if layer.op == "linear":
+        return CoreLayer(layer, in_map, (h, w), (1, 1), (0, 0), (f, 1, 1), (), layer.name)
+    geo = conv_geometry(layer)
+    (kh, kw), stride, padding = geo["kernel_size"], geo["stride"], geo["padding"]
+    neuron_map = (
+        f,
+        (h + 2 * padding[0] - kh) // stride[0] + 1,
+        (w + 2 * padding[1] - kw) // stride[1] + 1,
+    )
+    return CoreLayer(layer, in_map, (kh, kw), stride, padding, neuron_map, (), layer.name)
+
+
+def core_layers(graph: FoldedGraph) -> tuple[list[CoreLayer], list[Violation]]:
+    """The graph's core layers in order, and a :class:`Violation` for each layer that fits in none.
+
+    A layer reading the ``last`` layer of the current core layer joins it (sum pooling, flatten);
+    ``add`` ops, layers whose shapes disagree with their input, weight layers without a neuron and
+    sum pooling anywhere but after a core layer are the violations (in graph order).
+    """
+    cores: list[CoreLayer] = []
+    problems: list[Violation] = []
+    c, h, w = graph.input.shape
+    in_map = (int(c), int(h), int(w))
+    previous = None
+    for layer in graph.layers:
+        layer_map = in_map
+        source = layer.inputs[0] if layer.inputs else previous
+        previous = layer.name
+        if layer.op == "add":
+            problems.append(Violation(layer.name, "op", "add", "Speck export takes no residual adds"))
+            continue
+        try:
+            in_map = _next_map(layer, layer_map)
+        except InputFormatError as exc:
+            problems.append(Violation(layer.name, "shape", str(exc), "re-fold the graph"))
+            continue
+        joins = bool(cores) and cores[-1].last == source
+        if layer.op in SPIKING_OPS and layer.neuron is None:
+            problems.append(Violation(layer.name, "neuron", None, "a weight layer must end in iaf neurons"))
+        elif layer.op in SPIKING_OPS:
+            cores.append(_core_layer(layer, layer_map))
+        elif layer.op == "sumpool2d" and not joins:
+            problems.append(
+                Violation(
+                    layer.name, "pooling position", "not after a weight layer", "fold into input downsample"
+                )
+            )
+        elif joins:
+            pools = (*cores[-1].pools, layer) if layer.op == "sumpool2d" else cores[-1].pools
+            cores[-1] = replace(cores[-1], pools=pools, last=layer.name)
+    return cores, problems
+
+
+def _geometry_limits(core: CoreLayer) -> list[Violation]:
+    """Kernel, stride, padding, channel and output-map limits of one core layer's weight layer."""
+    layer, (kh, kw), stride, padding = core.layer, core.kernel, core.stride, core.padding
+    name, found = layer.name, []
+    if kh != kw:
+        found.append(Violation(name, "kernel square", (kh, kw), "use a square kernel (kh == kw)"))
+    if max(kh, kw) > MAX_KERNEL:
+        fix = (
+            "pool the map further before this linear layer"
+            if layer.op == "linear"
+            else "use a smaller kernel"
+        )
+        found.append(Violation(name, f"kernel <= {MAX_KERNEL}", (kh, kw), fix))
+    if any(s not in STRIDES for s in stride):
+        found.append(Violation(name, "stride in 1/2/4/8", stride, "use stride 1, 2, 4 or 8"))
+    if any(not 0 <= p <= MAX_PADDING for p in padding):
+        found.append(Violation(name, f"padding 0..{MAX_PADDING}", padding, "reduce the padding"))
+    for label, channels in (("input channels", core.in_map[0]), ("output channels", core.neuron_map[0])):
+        if channels > MAX_CHANNELS:
+            found.append(Violation(name, f"{label} <= {MAX_CHANNELS}", channels, "use fewer channels"))
+    if max(core.neuron_map[1:]) > MAX_OUTPUT_MAP:
+        limit = f"output map <= {MAX_OUTPUT_MAP}x{MAX_OUTPUT_MAP}"
+        found.append(Violation(name, limit, core.neuron_map[1:], "downsample earlier"))
+    return found
+
+
+def _neuron_limits(layer: Layer) -> list[Violation]:
+    """One threshold per layer (no per-neuron tensors) and iaf neurons."""
+    found = []
+    extra = sorted(set(layer.tensors) - {"weight", "bias"})
+    threshold = np.asarray(layer.neuron.threshold)
+    if extra or threshold.ndim != 0:
+        found.append(
+            Violation(
+                layer.name,
+                "one threshold per layer",
+                extra or list(threshold.shape),
+                "Speck holds one threshold/min_v per layer, no per-neuron parameters",
+            )
+        )
+    if layer.neuron.kind != "iaf":
+        found.append(Violation(layer.name, "neuron kind", layer.neuron.kind, "Speck has only iaf neurons"))
     return found
 
 
@@ -309,93 +444,137 @@ def _int_range(bits: int) -> tuple[int, int]:
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
 
-def _check_values(layer: Layer, out: list[Violation]) -> None:
+def _value_limits(layer: Layer) -> list[Violation]:
     """Integer weights / state of a quantized layer (int8 weights, int16 state)."""
+    found = []
     w_lo, w_hi = _int_range(WEIGHT_BITS)
     s_lo, s_hi = _int_range(STATE_BITS)
     weight = layer.tensors["weight"]
     if not np.issubdtype(weight.dtype, np.integer):
-        out.append(
-            Violation(layer.name, "weight dtype", str(weight.dtype), "quantize: Speck weights are int8")
-        )
+        fix = "quantize: Speck weights are int8"
+        found.append(Violation(layer.name, "weight dtype", str(weight.dtype), fix))
     elif weight.size and (weight.min() < w_lo or weight.max() > w_hi):
-        out.append(
-            Violation(
-                layer.name, "weight range", (int(weight.min()), int(weight.max())), "weights must fit int8"
-            )
-        )
-    neuron = layer.neuron
-    values = {"threshold": neuron.threshold, "min_v": neuron.min_v}
+        value = (int(weight.min()), int(weight.max()))
+        found.append(Violation(layer.name, "weight range", value, "weights must fit int8"))
+    values = {"threshold": layer.neuron.threshold, "min_v": layer.neuron.min_v}
     bias = layer.tensors.get("bias")
     if bias is not None and bias.size:
         values["bias"] = (float(bias.min()), float(bias.max()))
     for name, value in values.items():
-        for item in np.atleast_1d(np.asarray(value if value is not None else 0, dtype=float)):
-            if item != np.round(item) or not s_lo <= item <= s_hi:
-                out.append(
-                    Violation(
-                        layer.name, name, value, f"must be an integer in [{s_lo}, {s_hi}] (int16 state)"
-                    )
-                )
-                break
+        items = np.atleast_1d(np.asarray(value if value is not None else 0, dtype=float))
+        if any(item != np.round(item) or not s_lo <= item <= s_hi for item in items):
+            fix = f"must be an integer in [{s_lo}, {s_hi}] (int16 state)"
+            found.append(Violation(layer.name, name, value, fix))
     if layer.quant is not None and layer.quant.state_bits > STATE_BITS:
-        out.append(Violation(layer.name, "state_bits", layer.quant.state_bits, "Speck state is int16"))
+        found.append(Violation(layer.name, "state_bits", layer.quant.state_bits, "Speck state is int16"))
     if layer.quant is not None and layer.quant.weight_bits > WEIGHT_BITS:
-        out.append(Violation(layer.name, "weight_bits", layer.quant.weight_bits, "Speck weights are int8"))
+        found.append(Violation(layer.name, "weight_bits", layer.quant.weight_bits, "Speck weights are int8"))
+    return found
 
 
-def _check_weight_layer(layer: Layer, in_map: tuple[int, int, int], out: list[Violation]) -> tuple:
-    """Geometry limits of one weight layer; returns (f, c, kh, kw, neuron map)."""
-    c, h, w = in_map
-    if layer.op == "linear":
-        f = layer.tensors["weight"].shape[0]
-        kh, kw, stride, padding, neuron_map = h, w, (1, 1), (0, 0), (f, 1, 1)
-    else:
-        geo = conv_geometry(layer)
-        (kh, kw), stride, padding = geo["kernel_size"], geo["stride"], geo["padding"]
-        f = layer.tensors["weight"].shape[0]
-        neuron_map = (
-            f,
-            (h + 2 * padding[0] - kh) // stride[0] + 1,
-            (w + 2 * padding[1] - kw) // stride[1] + 1,
-        )
-    name = layer.name
-    if kh != kw:
-        out.append(Violation(name, "kernel square", (kh, kw), "use a square kernel (kh == kw)"))
-    if max(kh, kw) > MAX_KERNEL:
-        fix = (
-            "pool the map further before this linear layer"
-            if layer.op == "linear"
-            else "use a smaller kernel"
-        )
-        out.append(Violation(name, f"kernel <= {MAX_KERNEL}", (kh, kw), fix))
-    if any(s not in STRIDES for s in stride):
-        out.append(Violation(name, "stride in 1/2/4/8", stride, "use stride 1, 2, 4 or 8"))
-    if any(not 0 <= p <= MAX_PADDING for p in padding):
-        out.append(Violation(name, f"padding 0..{MAX_PADDING}", padding, "reduce the padding"))
-    for label, channels in (("input channels", c), ("output channels", f)):
-        if channels > MAX_CHANNELS:
-            out.append(Violation(name, f"{label} <= {MAX_CHANNELS}", channels, "use fewer channels"))
-    if max(neuron_map[1:]) > MAX_OUTPUT_MAP:
-        out.append(
-            Violation(
-                name, f"output map <= {MAX_OUTPUT_MAP}x{MAX_OUTPUT_MAP}", neuron_map[1:], "downsample earlier"
+def _pooling_limits(core: CoreLayer) -> list[Violation]:
+    """Square sum pools whose combined factor, after each pool, is 1, 2 or 4."""
+    found, factor = [], 1
+    for pool in core.pools:
+        kh, kw = pool_size(pool)
+        factor *= kh
+        if kh != kw or factor not in POOL_SIZES:
+            found.append(
+                Violation(pool.name, "sum pooling 1/2/4", (kh, kw), "use square sum pooling of 1, 2 or 4")
             )
-        )
-    extra = sorted(set(layer.tensors) - {"weight", "bias"})
-    threshold = np.asarray(layer.neuron.threshold)
-    if extra or threshold.ndim != 0:
-        out.append(
-            Violation(
-                name,
-                "one threshold per layer",
-                extra or list(threshold.shape),
-                "Speck holds one threshold/min_v per layer, no per-neuron parameters",
+    return found
+
+
+def core_layer_limits(core: CoreLayer, quantized: bool) -> list[Violation]:
+    """Every per-layer Speck limit one core layer breaks: geometry, neurons, values, pooling.
+
+    Args:
+        core: the core layer.
+        quantized: check integer weights and state (int8 / int16) too.
+    """
+    values = _value_limits(core.layer) if quantized else []
+    return [*_geometry_limits(core), *_neuron_limits(core.layer), *values, *_pooling_limits(core)]
+
+
+def core_memory(core: CoreLayer) -> tuple[int, int]:
+    """(kernel words, neuron words) one core layer needs (formulas in the module docstring)."""
+    kernel = kernel_memory(core.in_map[0], core.neuron_map[0], *core.kernel)
+    return kernel, neuron_memory(*core.neuron_map)
+
+
+def assign_cores(names: list[str], words: list[tuple[int, int]]) -> tuple[list[int | None], list[Violation]]:
+    """Assign core layers to the 9 cores by maximum bipartite matching.
+
+    A layer may take a core whose kernel and neuron memory (``CORE_MEMORY``, words) both hold its own.
+
+    Args:
+        names: the core layers' names.
+        words: (kernel words, neuron words) each needs (:func:`core_memory`).
+
+    Returns:
+        The core of each layer (None: none left for it), and a violation per unassigned layer plus
+        one when there are more core layers than cores.
+    """
+    fits = [
+        [j for j, (k_cap, n_cap) in enumerate(CORE_MEMORY) if kernel <= k_cap and neuron <= n_cap]
+        for kernel, neuron in words
+    ]
+    assignment = max_bipartite_matching(fits, len(CORE_MEMORY))
+    found = []
+    for name, (kernel, neuron), fit, chosen in zip(names, words, fits, assignment, strict=True):
+        if chosen is None:
+            reason = "fits no core" if not fit else "every core it fits is taken"
+            found.append(
+                Violation(
+                    name,
+                    f"core memory ({reason})",
+                    {"kernel": kernel, "neuron": neuron},
+                    "use fewer channels or a smaller map (a stride or pooling earlier)",
+                )
             )
-        )
-    if layer.neuron.kind != "iaf":
-        out.append(Violation(name, "neuron kind", layer.neuron.kind, "Speck has only iaf neurons"))
-    return f, c, kh, kw, neuron_map
+    if len(names) > len(CORE_MEMORY):
+        limit = f"core layers <= {len(CORE_MEMORY)}"
+        found.append(Violation("graph", limit, len(names), "use fewer weight layers"))
+    return assignment, found
+
+
+def destinations(graph: FoldedGraph, cores: list[CoreLayer]) -> list[int]:
+    """Number of layers each core layer sends spikes to: the readers of its ``last`` layer.
+
+    A layer without ``inputs`` reads the layer before it.
+    """
+    readers: dict[str, int] = {}
+    for index, layer in enumerate(graph.layers):
+        for source in layer.inputs or ((graph.layers[index - 1].name,) if index else ()):
+            readers[source] = readers.get(source, 0) + 1
+    return [readers.get(core.last, 0) for core in cores]
+
+
+def _input_limits(graph: FoldedGraph) -> list[Violation]:
+    """The input map limit (``MAX_INPUT_MAP`` square)."""
+    _, h, w = graph.input.shape
+    if max(h, w) > MAX_INPUT_MAP:
+        limit = f"input <= {MAX_INPUT_MAP}x{MAX_INPUT_MAP}"
+        return [Violation("input", limit, (h, w), "downsample the input")]
+    return []
+
+
+def _row_limits(rows: list[CoreRow]) -> list[Violation]:
+    """Bias entries and destinations of each core layer, in row order."""
+    found = []
+    for row in rows:
+        if row.bias_entries > BIAS_ENTRIES:
+            found.append(Violation(row.layer, f"bias <= {BIAS_ENTRIES}", row.bias_entries, "fewer channels"))
+        if row.destinations > MAX_DESTINATIONS:
+            limit = f"destinations <= {MAX_DESTINATIONS}"
+            found.append(Violation(row.layer, limit, row.destinations, "reduce fan-out"))
+    return found
+
+
+def _in_graph_order(graph: FoldedGraph, violations: list[Violation]) -> list[Violation]:
+    """``violations`` (each naming a graph layer) sorted by that layer's position; ties keep their order."""
+    position = {layer.name: index for index, layer in enumerate(graph.layers)}
+    return sorted(violations, key=lambda v: position[v.layer])
 
 
 def check_speck(graph: FoldedGraph) -> MappingReport:
@@ -406,125 +585,22 @@ def check_speck(graph: FoldedGraph) -> MappingReport:
     (``CORE_MEMORY``); layers are matched to cores by maximum bipartite matching.
 
     Returns:
-        A :class:`MappingReport`; ``report.ok`` is False when any :class:`Violation` was found.
+        A :class:`MappingReport`; ``report.ok`` is False when any :class:`Violation` was found. The
+        violations come as: the input map; each layer's, in graph order; each core layer's bias and
+        destinations; the core assignment's.
     """
-    violations: list[Violation] = []
-    notes: list[str] = []
-    if not graph.quantized:
-        notes.append("float graph: Speck needs integers; fold with --target speck before deploying")
-    c, h, w = graph.input.shape
-    if max(h, w) > MAX_INPUT_MAP:
-        violations.append(
-            Violation("input", f"input <= {MAX_INPUT_MAP}x{MAX_INPUT_MAP}", (h, w), "downsample the input")
-        )
-    consumers = _consumers(graph)
-    pending: list[dict] = []
-    in_map = (int(c), int(h), int(w))
-    previous = None
-    for layer in graph.layers:
-        layer_map = in_map
-        source = layer.inputs[0] if layer.inputs else previous
-        previous = layer.name
-        if layer.op == "add":
-            violations.append(Violation(layer.name, "op", "add", "Speck export takes no residual adds"))
-            continue
-        try:
-            in_map = _next_map(layer, layer_map)
-        except InputFormatError as exc:
-            violations.append(Violation(layer.name, "shape", str(exc), "re-fold the graph"))
-            continue
-        if layer.op in SPIKING_OPS:
-            if layer.neuron is None:
-                violations.append(
-                    Violation(layer.name, "neuron", None, "a weight layer must end in iaf neurons")
-                )
-                continue
-            f, c_in, kh, kw, neuron_map = _check_weight_layer(layer, layer_map, violations)
-            if graph.quantized:
-                _check_values(layer, violations)
-            bias = layer.tensors.get("bias")
-            pending.append(
-                {
-                    "layer": layer.name,
-                    "last": layer.name,
-                    "kernel": kernel_memory(c_in, f, kh, kw),
-                    "neuron": neuron_memory(*neuron_map),
-                    "bias": 0 if bias is None else int(bias.size),
-                    "pool": 1,
-                }
-            )
-        elif layer.op == "sumpool2d":
-            kh, kw = pool_size(layer)
-            if not pending or pending[-1]["last"] != source:
-                violations.append(
-                    Violation(
-                        layer.name,
-                        "pooling position",
-                        "not after a weight layer",
-                        "fold into input downsample",
-                    )
-                )
-                continue
-            core = pending[-1]
-            core["pool"] *= kh
-            core["last"] = layer.name
-            if kh != kw or core["pool"] not in POOL_SIZES:
-                violations.append(
-                    Violation(
-                        layer.name, "sum pooling 1/2/4", (kh, kw), "use square sum pooling of 1, 2 or 4"
-                    )
-                )
-        elif pending and pending[-1]["last"] == source:
-            pending[-1]["last"] = layer.name
-    rows = []
-    for core in pending:
-        if core["bias"] > BIAS_ENTRIES:
-            violations.append(
-                Violation(core["layer"], f"bias <= {BIAS_ENTRIES}", core["bias"], "fewer channels")
-            )
-        destinations = len(consumers.get(core["last"], ()))
-        if destinations > MAX_DESTINATIONS:
-            violations.append(
-                Violation(
-                    core["layer"], f"destinations <= {MAX_DESTINATIONS}", destinations, "reduce fan-out"
-                )
-            )
-        core["destinations"] = destinations
-    fits = [
-        [
-            j
-            for j, (k_cap, n_cap) in enumerate(CORE_MEMORY)
-            if core["kernel"] <= k_cap and core["neuron"] <= n_cap
-        ]
-        for core in pending
+    notes = [] if graph.quantized else [FLOAT_NOTE]
+    cores, misplaced = core_layers(graph)
+    limits = [v for core in cores for v in core_layer_limits(core, graph.quantized)]
+    words = [core_memory(core) for core in cores]
+    assignment, unassigned = assign_cores([core.layer.name for core in cores], words)
+    fan_out = destinations(graph, cores)
+    rows = [
+        CoreRow(core.layer.name, chosen, kernel, neuron, core.bias_entries, core.pooling, sent)
+        for core, chosen, (kernel, neuron), sent in zip(cores, assignment, words, fan_out, strict=True)
     ]
-    assignment = max_bipartite_matching(fits, len(CORE_MEMORY))
-    for core, fit, chosen in zip(pending, fits, assignment, strict=True):
-        if chosen is None:
-            reason = "fits no core" if not fit else "every core it fits is taken"
-            violations.append(
-                Violation(
-                    core["layer"],
-                    f"core memory ({reason})",
-                    {"kernel": core["kernel"], "neuron": core["neuron"]},
-                    "use fewer channels or a smaller map (a stride or pooling earlier)",
-                )
-            )
-        rows.append(
-            CoreRow(
-                core["layer"],
-                chosen,
-                core["kernel"],
-                core["neuron"],
-                core["bias"],
-                core["pool"],
-                core["destinations"],
-            )
-        )
-    if len(pending) > len(CORE_MEMORY):
-        violations.append(
-            Violation("graph", f"core layers <= {len(CORE_MEMORY)}", len(pending), "use fewer weight layers")
-        )
+    layer_limits = _in_graph_order(graph, misplaced + limits)
+    violations = [*_input_limits(graph), *layer_limits, *_row_limits(rows), *unassigned]
     return MappingReport(rows, violations, notes)
 
 

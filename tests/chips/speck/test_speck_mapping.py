@@ -8,7 +8,11 @@ from sinabs.validate_memory_speck import ValidateMapping
 
 from asa_snn.chips.speck.mapping import (
     CORE_MEMORY,
+    KI,
+    assign_cores,
     check_speck,
+    core_layers,
+    destinations,
     kernel_memory,
     max_bipartite_matching,
     neuron_memory,
@@ -122,6 +126,41 @@ def test_arch_a_second_layer_does_not_fit():
 def test_matching_moves_a_layer_to_free_a_core():
     assert max_bipartite_matching([[0, 1], [0]], 2) == [1, 0]
     assert max_bipartite_matching([[0], [0], [1]], 2) in ([0, None, 1], [None, 0, 1])
+
+
+def test_assignment_frees_a_big_core_that_greedy_would_give_a_small_layer():
+    # first-fit would put "small" on core 0 and leave the third 64Ki-neuron layer (cores 0-2 only) out
+    words = [(1, 1), (1, 64 * KI), (1, 64 * KI), (1, 64 * KI)]
+    assignment, violations = assign_cores(["small", "b0", "b1", "b2"], words)
+    assert violations == []
+    assert sorted(assignment[1:]) == [0, 1, 2] and assignment[0] not in (0, 1, 2)
+
+
+def test_core_layers_take_pools_and_flatten_and_send_from_the_last():
+    cores, misplaced = core_layers(small())
+    assert misplaced == []
+    assert [(c.layer.name, [p.name for p in c.pools], c.last) for c in cores] == [
+        ("c0", ["p0"], "p0"),
+        ("c1", ["p1"], "flat"),
+        ("fc", [], "fc"),
+    ]
+    assert [(c.in_map, c.kernel, c.neuron_map) for c in cores][2] == ((8, 4, 4), (4, 4), (3, 1, 1))
+    assert destinations(small(), cores) == [1, 1, 0]
+
+
+def test_violations_come_in_graph_order():
+    layers = [
+        conv("a", 2, 4, (44, 44), stride=3),
+        Layer("join", "add", {}, (4, 44, 44), inputs=("a", "a")),
+        conv("b", 4, 4, (58, 58), padding=8),
+    ]
+    report = check_speck(graph(layers, (2, 130, 130)))
+    assert [(v.layer, v.limit) for v in report.violations] == [
+        ("input", "input <= 128x128"),
+        ("a", "stride in 1/2/4/8"),
+        ("join", "op"),
+        ("b", "padding 0..7"),
+    ]
 
 
 def test_fourth_big_neuron_layer_finds_every_core_taken():
