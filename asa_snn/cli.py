@@ -276,6 +276,66 @@ def fold_command(
     console.print(f"graph and fidelity report in {outcome.out_dir}; goal {verdict}")
 
 
+@app.command("import")
+def import_command(
+    model: Annotated[Path, typer.Argument(help="NIR file (.nir) from sinabs, Norse, snnTorch, asa-snn, ...")],
+    target: Annotated[str, typer.Option("--target", help="A chip (speck, loihi) or generic.")] = "speck",
+    calib: Annotated[
+        str | None,
+        typer.Option(
+            "--calib",
+            help="Recordings to quantize and measure fidelity on (event file, folder, builtin:synthetic).",
+        ),
+    ] = None,
+    n_calib: Annotated[int, typer.Option("--n-calib", help="Calibration recordings.")] = 64,
+    dt_us: Annotated[
+        int | None,
+        typer.Option("--dt-us", help="Microseconds per step (default: the file's dt metadata, else 1000)."),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option("--steps", help="Steps per inference (default: the file's n_steps, else 16)."),
+    ] = None,
+    sensor: Annotated[
+        str | None, typer.Option("--sensor", help="Event sensor W,H,P (default: the input's W,H,C).")
+    ] = None,
+    approximate: Annotated[
+        bool,
+        typer.Option(
+            "--approximate",
+            help="Accept conversions that change the dynamics (leaky LIF as Speck IAF, ...); each is named.",
+        ),
+    ] = False,
+    multi_spike: Annotated[
+        bool,
+        typer.Option("--multi-spike", help="IF neurons emit floor(v / threshold) spikes, as sinabs' IAF."),
+    ] = False,
+    out: Annotated[Path, typer.Option("--out", help="Output folder: graph (+ fidelity.md/json).")] = Path(
+        "runs/import"
+    ),
+) -> None:
+    """Turn a NIR graph into a folded graph for a chip; with --calib quantize it and report fidelity."""
+    from asa_snn.workflows.import_nir import run_import
+
+    sensor_size = _int_tuple(sensor, "--sensor", 3) if sensor else None
+    outcome = run_import(
+        model, target, out, calib, n_calib, dt_us, steps, sensor_size, approximate, multi_spike
+    )
+    if outcome.fidelity is not None:
+        typer.echo((outcome.out_dir / "fidelity.md").read_text())
+    else:
+        for note in outcome.result.notes:
+            console.print(f"note: {note}", soft_wrap=True)
+    layers = ", ".join(f"{layer.name} ({layer.op})" for layer in outcome.graph.layers)
+    kind = "quantized" if outcome.graph.quantized else "float"
+    console.print(f"imported {len(outcome.graph.layers)} layers: {layers}", soft_wrap=True)
+    console.print(f"{kind} graph for {target} written to {outcome.out_dir}", soft_wrap=True)
+    if outcome.goal_met is False:
+        console.print("fidelity goal NOT met (see fidelity.md)")
+    elif not outcome.graph.quantized and target != "generic":
+        console.print(f"float graph: pass --calib DATA to quantize it for {target} before deploying")
+
+
 @app.command("simulate")
 def simulate_command(
     graph_dir: Annotated[
