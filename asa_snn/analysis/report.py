@@ -43,7 +43,6 @@ from asa_snn.analysis.recorder import (
     Measurements,
     measure,
 )
-from asa_snn.chips.speck.energy import SPECK_ENERGY, SpeckEnergy
 from asa_snn.energy.model import GENERIC_PRESETS, EnergyModel, OpEnergy, energy, energy_difference
 from asa_snn.errors import AsaSnnError
 from asa_snn.files import staged_folder
@@ -60,14 +59,6 @@ QE_NOTE = (
     "keeps integrating negative input, its potential drifts far below zero and those large negative "
     "values dominate the mean square."
 )
-
-ESTIMATE_NOTE = (
-    f"ESTIMATE: the Speck per-spike energy ({SPECK_ENERGY.e_spike_j * 1e9:.1f} nJ) is derived from "
-    "published power figures "
-    "(Yao et al., Nat. Commun. 2024: total power 9.5 -> 3.8 mW as spikes fell 1.0M -> 0.4M, "
-    "assuming those counts are per second), not measured; derivation in asa_snn/chips/speck/energy.py."
-)
-
 
 def _mean(values: np.ndarray) -> float | None:
     finite = np.asarray(values, dtype=np.float64)
@@ -292,7 +283,7 @@ def _qe_section(models: dict[str, dict]) -> list[str]:
 def _energy_section(metrics: dict[str, Any]) -> list[str]:
     models = metrics["models"]
     first = next(iter(models.values()))
-    estimates = set(metrics.get("energy_estimates", []))
+    estimates = metrics.get("energy_estimates", {})
     rows = [
         (f"{p} (estimate)" if p in estimates else p, lambda m, p=p: m["energy"][p]["total_j"])
         for p in first["energy"]
@@ -300,8 +291,8 @@ def _energy_section(metrics: dict[str, Any]) -> list[str]:
     lines = _compare("Energy per sample (J)", models, rows)
     sources = metrics.get("energy_sources", {})
     lines += [f"- {name}: {source}" for name, source in sources.items()]
-    if estimates:
-        lines += ["", ESTIMATE_NOTE]
+    for note in dict.fromkeys(estimates.values()):
+        lines += ["", note]
     lines += [""]
     for name, diff in metrics.get("eq11", {}).items():
         break_even = diff["break_even_ac"]
@@ -598,7 +589,7 @@ def analyze(
         },
         "models": results,
         "energy_sources": {name: p.source for name, p in presets.items()},
-        "energy_estimates": [name for name, p in presets.items() if isinstance(p, SpeckEnergy)],
+        "energy_estimates": {name: p.estimate for name, p in presets.items() if p.estimate},
     }
     if compare_model is not None:
         vanilla, asa = (results[label]["_ops"] for label in labels)

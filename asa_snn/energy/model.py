@@ -124,6 +124,8 @@ class EnergyModel(Protocol):
     name: str
     source: str
     uses_duration: bool
+    estimate: str
+    """Empty for published per-operation figures; else why the figures are an estimate."""
 
     def layer_terms(self, layer: LayerOps) -> dict[str, float]: ...
 
@@ -139,6 +141,7 @@ class OpEnergy:
     e_ac_pj: float
     source: str
     uses_duration: bool = False
+    estimate: str = ""
 
     def layer_terms(self, layer: LayerOps) -> dict[str, float]:
         """{"mac_j", "ac_j"} per sample."""

@@ -22,6 +22,7 @@ class LoihiEnergy:
     e_inactive_update_pj: float
     source: str
     uses_duration: bool = False
+    estimate: str = ""
 
     def layer_terms(self, layer: LayerOps) -> dict[str, float]:
         """{"synop_j", "neuron_j"} per sample; active = neuron-steps with a spike."""

@@ -22,6 +22,7 @@ class SpeckEnergy:
     e_spike_j: float
     source: str
     uses_duration: bool = True
+    estimate: str = ""
 
     def layer_terms(self, layer: LayerOps) -> dict[str, float]:
         """{"spike_j"} per sample: output spikes of the layer's neurons times the per-spike energy."""
@@ -38,5 +39,10 @@ SPECK_ENERGY = SpeckEnergy(
     (9.5e-3 - 3.8e-3) / 0.6e6,
     "resting 0.42 mW; 9.5 nJ/spike inferred from Yao et al., Nat. Commun. 2024 "
     "(spike counts assumed per second)",
+    estimate=(
+        "ESTIMATE: the Speck per-spike energy (9.5 nJ) is derived from published power figures (Yao et al., "
+        "Nat. Commun. 2024: total power 9.5 -> 3.8 mW as spikes fell 1.0M -> 0.4M, assuming those counts "
+        "are per second), not measured; derivation in asa_snn/chips/speck/energy.py."
+    ),
 )
 """The ``speck`` preset (an estimate; module docstring)."""
