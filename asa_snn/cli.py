@@ -51,39 +51,58 @@ def _global_options(
 def data_inspect(
     path: Annotated[Path, typer.Argument(help="Event recording (any supported format).")],
     format: Annotated[
-        str | None, typer.Option("--format", help="Force a format instead of detecting it.")
+        str | None,
+        typer.Option(
+            "--format", help="Force a format (nmnist, aedat4, ..., dat, evt2, evt3) instead of detecting it."
+        ),
+    ] = None,
+    sensor_size: Annotated[
+        str | None,
+        typer.Option(
+            "--sensor-size",
+            help="W,H,P instead of the sensor size the file stores (a Prophesee file may have none).",
+        ),
     ] = None,
     preview: Annotated[
         Path | None,
         typer.Option(
-            "--preview", help="PNG preview path (default: <file stem>_preview.png in the current folder)."
+            "--preview", help="Also render a PNG preview to this file (nothing is written without it)."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Print format, sensor size, event count, duration and rate of a recording; render a PNG preview."""
-    from asa_snn.data.formats import detect_format, read_events
+    """Print format, sensor size, event count, duration and rate of a recording.
+
+    Writes nothing unless asked: --preview FILE renders a PNG preview there.
+    """
+    from asa_snn.data.formats import SUPPORTED_FORMATS, detect_format, read_events
     from asa_snn.data.preview import render_preview, summarize
 
+    size = _int_tuple(sensor_size, "--sensor-size", 3) if sensor_size is not None else None
     detected = format or detect_format(path)
-    stream = read_events(path, format=detected)
-    summary = {"format": detected, **summarize(stream)}
-    preview_path = render_preview(stream, preview or Path(f"{path.stem}_preview.png"))
-    summary["preview"] = str(preview_path)
+    stream = read_events(path, format=detected, sensor_size=size)
+    summary = {
+        "format": detected,
+        "format_description": SUPPORTED_FORMATS.get(detected, ""),
+        **summarize(stream),
+    }
+    preview_path = render_preview(stream, preview) if preview is not None else None
+    summary["preview"] = str(preview_path) if preview_path is not None else None
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
     table = Table(title=str(path), show_header=False)
     width, height, polarities = stream.sensor_size
     rows = [
-        ("format", detected),
+        ("format", f"{detected} ({summary['format_description']})"),
         ("sensor size (W x H x P)", f"{width} x {height} x {polarities}"),
         ("events", f"{len(stream):,}"),
         ("duration", f"{stream.duration_us / 1000:.3f} ms"),
         ("rate", f"{stream.rate_hz / 1e3:.1f} kev/s"),
         ("events per polarity", ", ".join(f"{c:,}" for c in summary["polarity_counts"])),
-        ("preview", str(preview_path)),
     ]
+    if preview_path is not None:
+        rows.append(("preview", str(preview_path)))
     for name, value in rows:
         table.add_row(name, value)
     console.print(table)

@@ -85,6 +85,43 @@ def test_inspect_prints_the_summary_and_writes_a_png(small_recording, tmp_path, 
     assert summary["rate_hz"] == pytest.approx(4 / 0.5)
     assert summary["polarity_counts"] == [1, 3]
     assert preview.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert summary["preview"] == str(preview)
+
+
+def test_inspect_writes_nothing_without_preview(small_recording, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = sorted(tmp_path.rglob("*"))
+    assert main(["data", "inspect", str(small_recording)]) == 0
+    assert main(["data", "inspect", str(small_recording), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out[out.index("{") :])["preview"] is None
+    assert "│ preview" not in out[: out.index("{")]  # no preview row in the table
+    assert sorted(tmp_path.rglob("*")) == before  # no <stem>_preview.png in the working folder
+
+
+def test_inspect_writes_the_preview_only_where_told(small_recording, tmp_path, monkeypatch, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["data", "inspect", str(small_recording), "--preview", "look.png"]) == 0
+    assert "look.png" in capsys.readouterr().out
+    assert [p.name for p in work.iterdir()] == ["look.png"]
+    assert (work / "look.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inspect_help_says_nothing_is_written_by_default():
+    result = subprocess.run(
+        [sys.executable, "-m", "asa_snn.cli", "data", "inspect", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert result.returncode == 0
+    assert "nothing is written without it" in result.stdout
+    assert "current folder" not in result.stdout
 
 
 @pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is absent")

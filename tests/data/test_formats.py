@@ -475,12 +475,23 @@ def test_unknown_extension_and_magic(tmp_path: Path) -> None:
     with pytest.raises(InputFormatError, match=r"notes\.txt.*'\.txt'.*hello events") as info:
         read_events(path)
     assert all(name in str(info.value) for name in SUPPORTED_FORMATS)
-    with pytest.raises(InputFormatError, match=r"unknown event file format 'evt3'.*nmnist.*hdf5"):
-        read_events(path, format="evt3")
+    with pytest.raises(InputFormatError, match=r"unknown event file format 'evt4'.*nmnist.*hdf5.*evt3"):
+        read_events(path, format="evt4")
 
 
 def test_supported_formats_names() -> None:
-    assert list(SUPPORTED_FORMATS) == ["nmnist", "aedat4", "aedat3", "aedat2", "npy", "npz", "hdf5"]
+    assert list(SUPPORTED_FORMATS) == [
+        "nmnist",
+        "aedat4",
+        "aedat3",
+        "aedat2",
+        "npy",
+        "npz",
+        "hdf5",
+        "dat",
+        "evt2",
+        "evt3",
+    ]
 
 
 @pytest.mark.parametrize(

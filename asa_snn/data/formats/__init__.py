@@ -1,7 +1,7 @@
 """Event file readers: one entry point, :func:`read_events`, that picks the format.
 
-Each format is an :class:`EventFormat` (name, description, magic bytes, extensions, reader); the
-registry :data:`FORMATS` is the only place that lists them.
+Each format is an :class:`EventFormat` (name, description, magic bytes or a header sniffer,
+extensions, reader); the registry :data:`FORMATS` is the only place that lists them.
 """
 
 from __future__ import annotations
@@ -34,12 +34,14 @@ from asa_snn.data.formats.arrays import (
     write_numpy,
 )
 from asa_snn.data.formats.binary import read_nmnist_binary
+from asa_snn.data.formats.prophesee import PROPHESEE_ENCODINGS, read_prophesee, sniff_prophesee
 from asa_snn.errors import InputFormatError
 
 __all__ = [
     "AEDAT2_CAMERAS",
     "AEDAT2_CHIPS",
     "FORMATS",
+    "PROPHESEE_ENCODINGS",
     "SUPPORTED_FORMATS",
     "EventFormat",
     "detect_format",
@@ -52,6 +54,7 @@ __all__ = [
     "read_hdf5",
     "read_nmnist_binary",
     "read_numpy",
+    "read_prophesee",
     "write_hdf5",
     "write_numpy",
 ]
@@ -70,6 +73,8 @@ class EventFormat:
         read: the reader.
         magic: first bytes that identify the format, or None when it has none.
         extensions: lower-case file suffixes that identify it when the magic does not.
+        sniff: for a format without fixed first bytes, a test of the file's first
+            :data:`SNIFF_BYTES` bytes (a text header naming the format), tried after every magic.
     """
 
     name: str
@@ -77,6 +82,11 @@ class EventFormat:
     read: Reader
     magic: bytes | None = None
     extensions: tuple[str, ...] = ()
+    sniff: Callable[[bytes], bool] | None = None
+
+
+SNIFF_BYTES = 64 * 1024
+"""Bytes :func:`detect_format` reads from the start of a file for the magic bytes and the sniffers."""
 
 
 def _with_sensor_size(stream: EventStream, sensor_size: SensorSize | None) -> EventStream:
@@ -98,6 +108,18 @@ def _read_aedat31(path: Path, sensor_size: SensorSize | None) -> EventStream:
 
 def _read_aedat2(path: Path, sensor_size: SensorSize | None) -> EventStream:
     return _with_sensor_size(read_aedat2(path), sensor_size)
+
+
+def _read_dat(path: Path, sensor_size: SensorSize | None) -> EventStream:
+    return read_prophesee(path, "dat", sensor_size)
+
+
+def _read_evt2(path: Path, sensor_size: SensorSize | None) -> EventStream:
+    return read_prophesee(path, "evt2", sensor_size)
+
+
+def _read_evt3(path: Path, sensor_size: SensorSize | None) -> EventStream:
+    return read_prophesee(path, "evt3", sensor_size)
 
 
 FORMATS: tuple[EventFormat, ...] = (
@@ -126,8 +148,27 @@ FORMATS: tuple[EventFormat, ...] = (
         HDF5_MAGIC,
         (".h5", ".hdf5"),
     ),
+    EventFormat(
+        "dat",
+        "Prophesee DAT (.dat), CD events, '% Data file containing' header, via expelliarmus",
+        _read_dat,
+        extensions=(".dat",),
+        sniff=lambda head: sniff_prophesee(head) == "dat",
+    ),
+    EventFormat(
+        "evt2",
+        "Prophesee RAW EVT 2.0 (.raw, '% evt 2.0' header), via expelliarmus",
+        _read_evt2,
+        sniff=lambda head: sniff_prophesee(head) == "evt2",
+    ),
+    EventFormat(
+        "evt3",
+        "Prophesee RAW EVT 3.0 (.raw, '% evt 3.0' header), via expelliarmus, timestamps decoded here",
+        _read_evt3,
+        sniff=lambda head: sniff_prophesee(head) == "evt3",
+    ),
 )
-"""Every supported format, in the order :func:`detect_format` tries their magic bytes."""
+"""Every supported format, in the order :func:`detect_format` tries their magic bytes, then their sniffers."""
 
 SUPPORTED_FORMATS: dict[str, str] = {spec.name: spec.description for spec in FORMATS}
 """Format name -> one-line description."""
@@ -141,7 +182,8 @@ def _unknown(what: str) -> InputFormatError:
 
 
 def detect_format(path: PathLikeStr) -> str:
-    """Name of the format of ``path``: from its first bytes (magic), else from its extension.
+    """Name of the format of ``path``: from its first bytes (magic bytes, then a text header such as
+    Prophesee's ``% evt 3.0``), else from its extension.
 
     Raises:
         AsaSnnError: the file does not exist.
@@ -150,16 +192,19 @@ def detect_format(path: PathLikeStr) -> str:
     """
     file = existing_file(path)
     with open(file, "rb") as handle:
-        head = handle.read(16)
+        head = handle.read(SNIFF_BYTES)
     for spec in FORMATS:
         if spec.magic is not None and head.startswith(spec.magic):
+            return spec.name
+    for spec in FORMATS:
+        if spec.sniff is not None and spec.sniff(head):
             return spec.name
     for spec in FORMATS:
         if file.suffix.lower() in spec.extensions:
             return spec.name
     raise _unknown(
         f"{file}: cannot tell the event file format from the extension '{file.suffix}' "
-        f"or the first bytes {head!r}"
+        f"or the first bytes {head[:16]!r}"
     )
 
 
@@ -174,7 +219,8 @@ def read_events(
         sensor_size: (W, H, P) to check the events against, at most
             :data:`~asa_snn.data.events.MAX_SENSOR_SIDE` pixels per side; None keeps the size the format
             stores or implies (AEDAT 2.0 files: camera from the jAER ``# AEChip:`` header line,
-            DVS128 when there is none).
+            DVS128 when there is none; Prophesee files: the header geometry, required when the
+            header has none).
 
     Returns:
         EventStream, timestamps in microseconds.
