@@ -7,24 +7,31 @@ Tensor names:
     rng.torch                          ``torch.get_rng_state()`` (uint8)
 
 The metadata entry ``"asa_snn"`` holds JSON with ``format``, ``version``, ``config``, ``model_spec``,
-``data_fingerprint``, ``epoch`` (epochs completed), ``metrics``, ``best_val_accuracy``, the
-optimiser's ``param_groups`` and the ``scheduler`` state. Nothing is unpickled when reading.
+``data_fingerprint``, ``epoch`` (epochs completed), ``metrics`` (that epoch's log record),
+``history`` (the log records of every epoch so far: the checkpoint and the log are one commit),
+``best_val_accuracy``, the optimiser's ``param_groups`` and the ``scheduler`` state. Nothing is
+unpickled when reading.
+
+Writers replace a checkpoint atomically (temporary file, fsync, ``os.replace``); readers open the
+file once and parse what that one read returned, so a reader racing a writer sees the old file or
+the new one, whole.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load, save_file
 from torch import Tensor, nn
 
 from asa_snn.errors import AsaSnnError
+from asa_snn.files import atomic_write
 from asa_snn.models.networks import SpikingNetwork
 from asa_snn.models.registry import ModelSpec, build_model
 
@@ -35,21 +42,6 @@ VERSION = 1
 """The checkpoint layout version this code writes and reads."""
 
 METADATA_KEY = "asa_snn"
-
-
-def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(temp)`` on a temporary file beside ``path``, then ``os.replace`` it onto ``path``.
-
-    If ``write`` raises (or the process is interrupted with Ctrl-C), the temporary file is removed
-    and any previous ``path`` is left untouched.
-    """
-    path = Path(path)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temp)
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
@@ -94,25 +86,45 @@ def save_checkpoint(
     atomic_write(path, lambda temp: write(tensors, temp, text))
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def checkpoint_bytes(path: str | Path) -> bytes:
+    """The bytes of the checkpoint file ``path``, read through one open file handle.
+
+    Raises:
+        AsaSnnError: missing or unreadable file (names it).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AsaSnnError(f"checkpoint {path} does not exist")
+    try:
+        with path.open("rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise AsaSnnError(f"checkpoint {path}: cannot be read ({exc.strerror or exc})") from exc
+
+
+def read_checkpoint(path: str | Path, data: bytes | None = None) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """All tensors and the decoded metadata of a checkpoint file.
+
+    Args:
+        path: the file (named in errors).
+        data: its bytes when already read (:func:`checkpoint_bytes`); None: read them here, once.
 
     Raises:
         AsaSnnError: missing file, not a safetensors file, no asa-snn metadata, another format
             version (the message names the file and what was found).
     """
     path = Path(path)
-    if not path.is_file():
-        raise AsaSnnError(f"checkpoint {path} does not exist")
+    data = checkpoint_bytes(path) if data is None else data
     try:
-        tensors = load_file(path)
-        with safe_open(path, framework="pt") as handle:
-            raw = (handle.metadata() or {}).get(METADATA_KEY)
-    except (SafetensorError, OSError, ValueError) as exc:
+        tensors = load(data)
+        length = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + length])
+        raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
+    except (SafetensorError, ValueError, AttributeError) as exc:
         raise AsaSnnError(f"{path}: not a checkpoint (not a readable safetensors file: {exc})") from exc
     try:
         metadata = json.loads(raw) if raw is not None else None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, TypeError) as exc:
         raise AsaSnnError(f"{path}: checkpoint metadata is not valid JSON ({exc})") from exc
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
         raise AsaSnnError(f"{path}: not an asa-snn checkpoint (no {FORMAT!r} metadata)")
@@ -122,6 +134,25 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]
             f"this asa-snn reads version {VERSION}"
         )
     return tensors, metadata
+
+
+def check_finite(path: str | Path, state: dict[str, Tensor]) -> None:
+    """Raise :class:`AsaSnnError` naming the first tensor of ``state`` holding NaN or infinity.
+
+    A model with such weights computes nothing meaningful; folding it could even report the
+    fidelity goal met (every stage equally broken).
+    """
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            values = tensor.detach().flatten()
+            bad = int((~torch.isfinite(values)).sum())
+            first = float(values[~torch.isfinite(values)][0])
+            kind = "NaN" if math.isnan(first) else "infinity"
+            raise AsaSnnError(
+                f"{path}: tensor {name!r} holds {bad} non-finite value(s) (first: {kind}); "
+                "the checkpoint cannot be used (a diverged training run; train again, e.g. with a lower "
+                "optim.lr)"
+            )
 
 
 def check_state(path: str | Path, model: nn.Module, state: dict[str, Tensor], spec: ModelSpec) -> None:
@@ -148,14 +179,18 @@ def check_state(path: str | Path, model: nn.Module, state: dict[str, Tensor], sp
         raise AsaSnnError(f"{path}: checkpoint state does not fit network {spec.network!r} ({details})")
 
 
-def load_checkpoint(path: str | Path) -> tuple[ModelSpec, dict[str, Tensor], dict[str, Any]]:
+def load_checkpoint(
+    path: str | Path, data: bytes | None = None
+) -> tuple[ModelSpec, dict[str, Tensor], dict[str, Any]]:
     """(model spec, model state dict, metadata) of a checkpoint; the state is checked against the spec.
+
+    ``data``: the file's bytes when already read (see :func:`read_checkpoint`).
 
     Raises:
         AsaSnnError: see :func:`read_checkpoint`; or the state's keys or shapes do not match the
             network the spec builds.
     """
-    tensors, metadata = read_checkpoint(path)
+    tensors, metadata = read_checkpoint(path, data)
     try:
         spec = ModelSpec.from_dict(metadata["model_spec"])
     except (KeyError, TypeError) as exc:
@@ -165,17 +200,20 @@ def load_checkpoint(path: str | Path) -> tuple[ModelSpec, dict[str, Tensor], dic
     return spec, state, metadata
 
 
-def load_model(path: str | Path, spec: ModelSpec | None = None) -> tuple[SpikingNetwork, dict[str, Any]]:
+def load_model(
+    path: str | Path, spec: ModelSpec | None = None, data: bytes | None = None
+) -> tuple[SpikingNetwork, dict[str, Any]]:
     """Rebuild the checkpoint's model (in eval mode) and return it with the metadata.
 
     Args:
         path: a checkpoint file.
         spec: build this spec instead of the stored one; its state must fit.
+        data: the file's bytes when already read (see :func:`read_checkpoint`).
 
     Raises:
         AsaSnnError: see :func:`load_checkpoint`; the state does not fit ``spec``.
     """
-    stored, state, metadata = load_checkpoint(path)
+    stored, state, metadata = load_checkpoint(path, data)
     spec = stored if spec is None else spec
     model = build_model(spec)
     check_state(path, model, state, spec)

@@ -151,6 +151,8 @@ class DataBundle:
         dt_us: frame length in microseconds (None for equal-count or HAR-DVS frames).
         fingerprint: sha256 hex of the dataset identity (:func:`fingerprint`).
         input_spec: how a recording becomes the model input (the folded graph carries it).
+        num_classes: the data's classes: as many as the datasets name, at least the highest label
+            of any part plus one (0: not known).
     """
 
     train: Mapped
@@ -159,6 +161,7 @@ class DataBundle:
     dt_us: int | None
     fingerprint: str
     input_spec: InputSpec
+    num_classes: int = 0
 
 
 def _raw_datasets(config: TrainConfig) -> tuple[Dataset, Dataset | None, str]:
@@ -197,6 +200,7 @@ class _Recordings(Dataset):
     def __init__(self, dataset: SyntheticDVS) -> None:
         self.dataset = dataset
         self.labels = dataset.labels
+        self.classes = list(dataset.config.classes)
         self.files = [f"synthetic:{dataset.split}:{i}" for i in range(len(dataset))]
 
     def __len__(self) -> int:
@@ -277,6 +281,8 @@ def build_data(config: TrainConfig) -> DataBundle:
             )
         },
     }
+    seen = [label for part in identity["parts"].values() for label in part[1]]
+    named = max(len(getattr(base, "classes", None) or ()) for base in (train_split, test_base))
     return DataBundle(
         train=Mapped(train_split, train_indices, plain),
         val=Mapped(train_split, val_indices, plain),
@@ -284,6 +290,33 @@ def build_data(config: TrainConfig) -> DataBundle:
         dt_us=dt_us,
         fingerprint=fingerprint(identity),
         input_spec=spec,
+        num_classes=max(named, max(seen, default=-1) + 1),
+    )
+
+
+def check_classes(config: TrainConfig, data: DataBundle, allow_unused: bool = False) -> None:
+    """Refuse a ``model.num_classes`` unlike the data's classes, before any training.
+
+    Fewer outputs than classes cannot be trained at all (a label has no output); more leave
+    outputs that no sample ever trains, almost always a mistyped config, so they are refused too
+    unless ``allow_unused``.
+
+    Raises:
+        AsaSnnError: naming ``model.num_classes`` and the data's class count.
+    """
+    wanted, found = config.model.num_classes, data.num_classes
+    if found <= 0 or wanted == found or (wanted > found and allow_unused):
+        return
+    source = config.source or "<config>"
+    if wanted < found:
+        raise AsaSnnError(
+            f"{source}: model.num_classes = {wanted} but the data has {found} classes "
+            f"(labels 0..{found - 1}); set model.num_classes = {found}"
+        )
+    raise AsaSnnError(
+        f"{source}: model.num_classes = {wanted} but the data has only {found} classes "
+        f"(labels 0..{found - 1}): {wanted - found} outputs would never be trained; set "
+        f"model.num_classes = {found} (train(..., allow_unused_classes=True) accepts it)"
     )
 
 

@@ -6,13 +6,14 @@ into everything the analysis, the fold and the demo need.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.networks import SpikingNetwork
-from asa_snn.train.checkpoint import load_model
+from asa_snn.train.checkpoint import check_finite, checkpoint_bytes, load_model
 from asa_snn.train.config import TrainConfig, load_config, resolve_config_path
 from asa_snn.train.data import DataBundle, build_data
 
@@ -27,6 +28,7 @@ class Run:
         metadata: the checkpoint's metadata (epoch, config, data fingerprint, ...).
         config: the config whose data ``data`` was built from (the checkpoint's, or the one given).
         data: training, validation and test parts, and the input spec.
+        sha256: hex digest of the checkpoint bytes the model was read from ("" when not known).
     """
 
     checkpoint: Path
@@ -34,6 +36,7 @@ class Run:
     metadata: dict[str, Any]
     config: TrainConfig
     data: DataBundle
+    sha256: str = ""
 
     @property
     def epochs(self) -> int:
@@ -69,9 +72,16 @@ def run_config(
 def load_run(checkpoint: str | Path, data_config: str | Path | None = None) -> Run:
     """The model, config and data of ``checkpoint``; ``data_config`` replaces the checkpoint's data.
 
+    The file is read once (a training run may replace it meanwhile): model, metadata and
+    ``sha256`` come from the same bytes.
+
     Raises:
-        AsaSnnError: an unreadable checkpoint, no data config, missing or unusable data.
+        AsaSnnError: an unreadable checkpoint, weights holding NaN or infinity (the tensor named),
+            no data config, missing or unusable data.
     """
-    model, metadata = load_model(checkpoint)
+    raw = checkpoint_bytes(checkpoint)
+    model, metadata = load_model(checkpoint, data=raw)
+    check_finite(checkpoint, model.state_dict())
     config = run_config(checkpoint, metadata, data_config)
-    return Run(Path(checkpoint), model, metadata, config, build_data(config))
+    digest = hashlib.sha256(raw).hexdigest()
+    return Run(Path(checkpoint), model, metadata, config, build_data(config), digest)

@@ -3,21 +3,34 @@
 Per epoch e (0-based): the training shard is visited in the order of a ``DistributedSampler``
 seeded with ``train.seed`` (its permutation depends on (seed, e) alone), augmentation is reseeded
 from (seed, e, rank), the optimiser steps on every batch and the learning-rate schedule once at
-the end of the epoch. Validation loss, accuracy and NASFR are computed, a line is appended to
-``log.jsonl``, ``last.safetensors`` is written and ``best.safetensors`` when validation accuracy
-improved. After the last epoch the best model is evaluated on the test set (the multi-window
+the end of the epoch. A non-finite loss stops the run at once (epoch and batch named) and leaves
+the last good checkpoint. Validation loss, accuracy and NASFR are computed; ``best.safetensors``
+is written when validation accuracy improved, then ``last.safetensors`` (holding the epoch's log
+record and every earlier one: the commit point), then ``log.jsonl`` is rewritten from those
+records. After the last epoch the best model is evaluated on the test set (the multi-window
 majority protocol when ``train.eval_windows > 1``) and ``result.json`` is written.
 
+The output folder follows README "Command line": it is new, empty or asa-snn's (marked with
+``.asa-snn-output`` when claimed), one run at a time writes it (a lock file records the holder),
+every file is replaced atomically (a symbolic link is replaced, never followed), and leftovers of
+killed runs are removed. A fresh run empties the folder; ``--resume`` keeps it.
+
 Resuming from ``last.safetensors`` restores model, optimiser, scheduler and the torch RNG state,
-so a resumed run equals the uninterrupted one bit for bit.
+so a resumed run equals the uninterrupted one bit for bit, and rebuilds ``log.jsonl`` from the
+checkpoint. Every setting must be the checkpoint's, except ``train.epochs`` (at least the epochs
+done) and ``train.eval_windows``; with more (or fewer) epochs the learning rate continues from
+where the run stopped and decays by a new half cosine to ``optim.lr_min`` over the remaining
+epochs (:func:`extended_schedule`), so it never rises.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import time
-from collections.abc import Iterator
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +43,16 @@ from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from asa_snn.errors import AsaSnnError
+from asa_snn.files import (
+    LOCK_FILE,
+    OUTPUT_MARKER,
+    claim_folder,
+    clear_folder,
+    folder_lock,
+    remove_stale,
+    write_bytes,
+    write_json,
+)
 from asa_snn.models.registry import build_model
 from asa_snn.train.checkpoint import (
     check_state,
@@ -39,7 +62,7 @@ from asa_snn.train.checkpoint import (
     save_checkpoint,
 )
 from asa_snn.train.config import TrainConfig
-from asa_snn.train.data import DataBundle, build_data, frame_pipeline
+from asa_snn.train.data import DataBundle, build_data, check_classes, frame_pipeline
 from asa_snn.train.distributed import Cluster, start_cluster, stop_cluster
 from asa_snn.train.metrics import LOSS_FUNCTIONS, evaluate, evaluate_windows, to_time_major
 
@@ -47,6 +70,11 @@ LAST = "last.safetensors"
 BEST = "best.safetensors"
 LOG = "log.jsonl"
 RESULT = "result.json"
+TRAIN_FILES = (LOG, LAST, BEST, RESULT)
+"""The files a run writes into its folder (besides the marker and the lock file)."""
+
+RESUMABLE_CHANGES = ("train.epochs", "train.eval_windows")
+"""Settings ``--resume`` accepts changed; any other difference from the checkpoint is refused."""
 
 
 @dataclass(frozen=True)
@@ -95,11 +123,46 @@ def _batches(loader: DataLoader, progress: Progress | None, label: str) -> Itera
     progress.remove_task(task)
 
 
-def _read_log(path: Path, before_epoch: int) -> list[dict[str, Any]]:
-    if not path.is_file():
+def _read_log(path: Path, up_to_epoch: int) -> list[dict[str, Any]]:
+    """The records of ``log.jsonl`` up to epoch ``up_to_epoch``, one per epoch (the last written wins).
+
+    Tolerant: lines that are not whole JSON records (a line cut by a kill) are skipped, and a
+    symbolic link is not followed (read as an empty log).
+    """
+    try:
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [r for r in records if r["epoch"] <= before_epoch]
+    with os.fdopen(handle, "rb") as file:
+        text = file.read().decode("utf-8", "replace")
+    records: dict[int, dict[str, Any]] = {}
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        epoch = record.get("epoch") if isinstance(record, dict) else None
+        if isinstance(epoch, int) and 1 <= epoch <= up_to_epoch:
+            records[epoch] = record
+    return [records[e] for e in sorted(records)]
+
+
+def _history(out_dir: Path, metadata: dict[str, Any], epoch: int) -> list[dict[str, Any]]:
+    """The log records of epochs 1..``epoch`` from the checkpoint's metadata (``history``); for a
+    checkpoint written before it held them, from ``log.jsonl`` plus the checkpoint's own record."""
+    stored = metadata.get("history")
+    if isinstance(stored, list) and all(isinstance(r, dict) for r in stored):
+        return [r for r in stored if isinstance(r.get("epoch"), int) and r["epoch"] <= epoch]
+    records = _read_log(out_dir / LOG, epoch)
+    last = metadata.get("metrics")
+    if isinstance(last, dict) and last.get("epoch") == epoch and all(r["epoch"] != epoch for r in records):
+        records.append(last)
+    return records
+
+
+def _write_log(out_dir: Path, history: list[dict[str, Any]]) -> None:
+    """Rewrite ``log.jsonl`` with ``history``, one JSON line per epoch (atomically)."""
+    write_bytes(out_dir / LOG, "".join(json.dumps(r) + "\n" for r in history))
 
 
 @dataclass
@@ -146,41 +209,149 @@ class _Run:
     val_loader: DataLoader
 
 
+def _flat(document: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists and scalars are leaves)."""
+    if not isinstance(document, dict):
+        return {prefix: document} if prefix else {}
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def settings_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``key old -> new`` for every setting that differs between two configs (:meth:`TrainConfig.to_dict`),
+    except :data:`RESUMABLE_CHANGES` and keys only one of them has (settings of another version)."""
+    old, new = _flat(stored), _flat(current)
+    return [
+        f"{key} {json.dumps(old[key])} -> {json.dumps(new[key])}"
+        for key in sorted(old.keys() & new.keys())
+        if key not in RESUMABLE_CHANGES and old[key] != new[key]
+    ]
+
+
+def extended_schedule(
+    optimizer: torch.optim.Optimizer, done: int, epochs: int, lr_min: float
+) -> CosineAnnealingLR:
+    """The learning-rate schedule of a run resumed after ``done`` epochs with a new total ``epochs``.
+
+    The rate starts at the optimiser's current rate ``lr_k`` (where the old schedule stood) and
+    decays by a half cosine to ``lr_min`` over the remaining ``epochs - done`` epochs:
+
+        lr_e = lr_min + (lr_k - lr_min) * (1 + cos(pi * (e - done) / (epochs - done))) / 2
+
+    for epoch e (0-based) >= done. It never rises; a run that finished its schedule continues at
+    ``lr_min``. The scheduler's state (saved in each checkpoint) carries this schedule on.
+    """
+    for group in optimizer.param_groups:
+        group["initial_lr"] = group["lr"]
+    return CosineAnnealingLR(optimizer, T_max=max(epochs - done, 1), eta_min=lr_min)
+
+
 def _resume(
     out_dir: Path,
     config: TrainConfig,
     data: DataBundle,
     model: torch.nn.Module,
     optimizer: Any,
-    scheduler: Any,
-) -> _Standing:
+    scheduler: CosineAnnealingLR,
+) -> tuple[_Standing, CosineAnnealingLR]:
     """Load ``last.safetensors`` into model, optimiser, scheduler and the torch RNG; return where the
-    run stood then (its epoch, best validation accuracy and epoch, and the log up to that epoch)."""
+    run stood then (its epoch, best validation accuracy and epoch, and the log up to that epoch)
+    and the learning-rate schedule to go on with (:func:`extended_schedule` when ``train.epochs``
+    changed).
+
+    Raises:
+        AsaSnnError: a setting differs from the checkpoint's (all of them listed, old -> new), other
+            data, or fewer ``train.epochs`` than the checkpoint has done.
+    """
     path = out_dir / LAST
     tensors, metadata = read_checkpoint(path)
-    if metadata.get("model_spec") != config.model.to_dict():
+    stored = metadata.get("config") if isinstance(metadata.get("config"), dict) else {}
+    stored = {**stored, "model": metadata.get("model_spec")}
+    changes = settings_changes(stored, config.to_dict())
+    if changes:
         raise AsaSnnError(
-            f"{path}: checkpoint was trained with model {metadata.get('model_spec')}, the config asks for "
-            f"{config.model.to_dict()}; resume with the same config or use another out_dir"
+            f"{path}: --resume with settings that differ from the checkpoint's: {'; '.join(changes)}; "
+            f"resume with the checkpoint's settings (only {' and '.join(RESUMABLE_CHANGES)} may change) "
+            "or train into another --out"
         )
     if metadata.get("data_fingerprint") != data.fingerprint:
         raise AsaSnnError(
             f"{path}: checkpoint data fingerprint {metadata.get('data_fingerprint')} differs from this "
             f"config's data ({data.fingerprint}); resume with the same data and config"
         )
+    epoch = metadata["epoch"]
+    if config.train.epochs < epoch:
+        raise AsaSnnError(
+            f"{path}: the checkpoint has {epoch} epochs done, train.epochs = {config.train.epochs}; "
+            f"expected train.epochs >= {epoch}"
+        )
     state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     check_state(path, model, state, config.model)
     model.load_state_dict(state)
     optimizer.load_state_dict(optimizer_state(tensors, metadata["param_groups"]))
     scheduler.load_state_dict(metadata["scheduler"])
+    planned = stored.get("train", {}).get("epochs") if isinstance(stored.get("train"), dict) else None
+    if planned != config.train.epochs:
+        scheduler = extended_schedule(optimizer, epoch, config.train.epochs, config.optim.lr_min)
     torch.set_rng_state(tensors["rng.torch"])
-    epoch = metadata["epoch"]
-    history = _read_log(out_dir / LOG, epoch)
-    return _Standing(epoch, metadata["best_val_accuracy"], metadata["best_epoch"], history)
+    history = _history(out_dir, metadata, epoch)
+    return _Standing(epoch, metadata["best_val_accuracy"], metadata["best_epoch"], history), scheduler
+
+
+def _adoptable(resume: bool) -> Callable[[Path], bool]:
+    """For ``--resume``: accept a folder without the marker that holds only a run's files (a run
+    of an asa-snn version that wrote no marker)."""
+
+    def adopt(folder: Path) -> bool:
+        names = {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+        last = folder / LAST
+        return resume and names <= set(TRAIN_FILES) and last.is_file() and not last.is_symlink()
+
+    return adopt
+
+
+@contextmanager
+def output_folder(out_dir: Path, resume: bool, cluster: Cluster) -> Iterator[None]:
+    """Claim ``out_dir`` for this run (rank 0) and hold its lock while the block runs.
+
+    New, empty or asa-snn's folders only (README "Command line"); ``resume`` needs
+    ``last.safetensors`` and creates nothing without it. Leftovers of killed runs are removed
+    once the lock is held. Every process raises when rank 0 could not claim the folder.
+
+    Raises:
+        AsaSnnError: a folder asa-snn did not write, another run holds the lock (its pid, host and
+            start time named), ``resume`` without a checkpoint.
+    """
+    with ExitStack() as stack:
+        problem = None
+        if cluster.is_main:
+            try:
+                if resume and not (out_dir / LAST).is_file():
+                    raise AsaSnnError(
+                        f"checkpoint {out_dir / LAST} does not exist: nothing to resume in {out_dir} "
+                        "(train without --resume to start a run)"
+                    )
+                claim_folder(out_dir, _adoptable(resume))
+                stack.enter_context(folder_lock(out_dir))
+                remove_stale(out_dir)
+            except AsaSnnError as exc:
+                problem = exc
+        messages = [m for m in cluster.gather(None if problem is None else str(problem)) if m]
+        if problem is not None:
+            raise problem
+        if messages:
+            raise AsaSnnError(str(messages[0]))
+        yield
 
 
 def train(
-    config: TrainConfig, out_dir: str | Path, resume: bool = False, progress: bool = True
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    allow_unused_classes: bool = False,
 ) -> TrainResult:
     """Train ``config`` into ``out_dir`` (created) and test the best model; see the module docstring.
 
@@ -188,24 +359,40 @@ def train(
 
     Args:
         config: the training config (:func:`~asa_snn.train.config.load_config`).
-        out_dir: output folder: log.jsonl, last.safetensors, best.safetensors, result.json.
-        resume: continue from ``out_dir/last.safetensors`` (the same config and data are required).
+        out_dir: output folder: log.jsonl, last.safetensors, best.safetensors, result.json (new,
+            empty, or written by asa-snn).
+        resume: continue from ``out_dir/last.safetensors`` (the same settings and data are required;
+            ``train.epochs`` may change, see the module docstring).
         progress: show a rich progress bar and one summary line per epoch.
+        allow_unused_classes: accept ``model.num_classes`` above the data's classes (outputs no
+            sample trains); refused otherwise.
 
     Raises:
-        AsaSnnError: data or config problems; ``resume`` without a matching checkpoint.
+        AsaSnnError: data or config problems (``model.num_classes`` unlike the data's classes);
+            ``out_dir`` not asa-snn's or written by another run; ``resume`` without a matching
+            checkpoint or with changed settings; a non-finite loss or weight (epoch and batch named).
     """
     out_dir = Path(out_dir)
     cluster = start_cluster()
     try:
-        return _train(config, out_dir, resume, progress and cluster.is_main, cluster)
+        with output_folder(out_dir, resume, cluster):
+            return _train(
+                config, out_dir, resume, progress and cluster.is_main, cluster, allow_unused_classes
+            )
     finally:
         stop_cluster(cluster)
 
 
-def _train(config: TrainConfig, out_dir: Path, resume: bool, progress: bool, cluster: Cluster) -> TrainResult:
+def _train(
+    config: TrainConfig,
+    out_dir: Path,
+    resume: bool,
+    progress: bool,
+    cluster: Cluster,
+    allow_unused_classes: bool = False,
+) -> TrainResult:
     """Set up, run the remaining epochs (rank 0 saves each, all wait for it), then test the best model."""
-    run, standing = _setup(config, out_dir, resume, cluster)
+    run, standing = _setup(config, out_dir, resume, cluster, allow_unused_classes)
     with _progress(progress) as bar:
         for epoch in range(standing.start_epoch, config.train.epochs):
             record = _epoch(run, epoch, bar)
@@ -219,9 +406,11 @@ def _train(config: TrainConfig, out_dir: Path, resume: bool, progress: bool, clu
     return _finish(run, standing)
 
 
-def _setup(config: TrainConfig, out_dir: Path, resume: bool, cluster: Cluster) -> tuple[_Run, _Standing]:
+def _setup(
+    config: TrainConfig, out_dir: Path, resume: bool, cluster: Cluster, allow_unused_classes: bool = False
+) -> tuple[_Run, _Standing]:
     """Seed torch, build data, model, optimiser, schedule and loss, resume when asked, and (rank 0)
-    create ``out_dir`` and rewrite ``log.jsonl`` with the records kept.
+    empty ``out_dir`` for a fresh run and rewrite ``log.jsonl`` with the records kept.
 
     Returns:
         What the epochs share, and where the run stands (epoch 0 with no best, unless resumed).
@@ -230,18 +419,20 @@ def _setup(config: TrainConfig, out_dir: Path, resume: bool, cluster: Cluster) -
     torch.manual_seed(settings.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     data = build_data(config)
+    check_classes(config, data, allow_unused_classes)
     model = build_model(config.model)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
     )
     scheduler = CosineAnnealingLR(optimizer, T_max=settings.epochs, eta_min=config.optim.lr_min)
     loss_fn = LOSS_FUNCTIONS[settings.loss]()
+    standing = _Standing(0, -1.0, 0, [])
+    if resume:
+        standing, scheduler = _resume(out_dir, config, data, model, optimizer, scheduler)
     if cluster.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    fresh = _Standing(0, -1.0, 0, [])
-    standing = _resume(out_dir, config, data, model, optimizer, scheduler) if resume else fresh
-    if cluster.is_main:
-        (out_dir / LOG).write_text("".join(json.dumps(r) + "\n" for r in standing.history))
+        if not resume:
+            clear_folder(out_dir, keep=(OUTPUT_MARKER, LOCK_FILE))
+        _write_log(out_dir, standing.history)
     trained = DistributedDataParallel(model) if cluster.distributed else model
     sampler = DistributedSampler(
         data.train, num_replicas=cluster.world_size, rank=cluster.rank, shuffle=True, seed=settings.seed
@@ -269,10 +460,11 @@ def _train_epoch(run: _Run, epoch: int, bar: Progress | None) -> dict[str, Any]:
     loss_sum, correct, count = 0.0, 0, 0
     run.trained.train()
     loader = _loader(data.train, settings.batch_size, run.sampler)
-    for frames, labels in _batches(loader, bar, f"epoch {epoch + 1}"):
+    for batch, (frames, labels) in enumerate(_batches(loader, bar, f"epoch {epoch + 1}")):
         run.optimizer.zero_grad()
         scores = run.trained(to_time_major(frames))
         loss = run.loss_fn(scores, labels)
+        _check_loss(run, float(loss.detach()), epoch, batch)
         loss.backward()
         run.optimizer.step()
         loss_sum += float(loss.detach()) * len(labels)
@@ -290,10 +482,39 @@ def _train_epoch(run: _Run, epoch: int, bar: Progress | None) -> dict[str, Any]:
     }
 
 
+def _diverged(run: _Run, epoch: int, what: str) -> AsaSnnError:
+    """The error for a run that produced a non-finite value in epoch ``epoch`` (0-based)."""
+    kept = (
+        f"{run.out_dir / LAST} keeps epoch {epoch}, the last good one"
+        if epoch
+        else "no checkpoint was written"
+    )
+    return AsaSnnError(f"training diverged: {what}; {kept}; lower optim.lr or check the data and config")
+
+
+def _check_loss(run: _Run, loss: float, epoch: int, batch: int) -> None:
+    """Stop every process when the loss of batch ``batch`` in epoch ``epoch`` (0-based) is NaN or
+    infinite on any of them (before the step, so no weight is touched)."""
+    bad = not math.isfinite(loss)
+    if run.cluster.distributed:
+        bad = run.cluster.sum([float(bad)])[0] > 0
+    if bad:
+        value = f"{loss}" if not math.isfinite(loss) else "non-finite on another process"
+        raise _diverged(run, epoch, f"the loss is {value} in epoch {epoch + 1}, batch {batch + 1}")
+
+
+def _check_weights(run: _Run, epoch: int) -> None:
+    """Stop when a parameter or buffer became NaN or infinite during epoch ``epoch`` (0-based)."""
+    for name, tensor in run.model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise _diverged(run, epoch, f"tensor {name!r} became non-finite in epoch {epoch + 1}")
+
+
 def _epoch(run: _Run, epoch: int, bar: Progress | None) -> dict[str, Any]:
     """Train epoch ``epoch`` (0-based) and validate; return its log record (``seconds``: wall time)."""
     started = time.perf_counter()
     train = _train_epoch(run, epoch, bar)
+    _check_weights(run, epoch)
     val = evaluate(run.model, run.val_loader, run.loss_fn)
     return {
         "epoch": epoch + 1,
@@ -312,14 +533,16 @@ def _epoch(run: _Run, epoch: int, bar: Progress | None) -> dict[str, Any]:
 def _save_epoch(
     run: _Run, standing: _Standing, record: dict[str, Any], improved: bool, bar: Progress | None
 ) -> None:
-    """Rank 0 after an epoch: write best (when ``improved``) and last checkpoints, append ``record``
-    to the log and, with a progress bar, print the epoch's summary line."""
+    """Rank 0 after an epoch: write best (when ``improved``) and last checkpoints (both hold the
+    log records so far: ``last.safetensors`` is the commit point), rewrite the log from them and,
+    with a progress bar, print the epoch's summary line."""
     epoch, config = record["epoch"], run.config
     meta = {
         "config": config.to_dict(),
         "data_fingerprint": run.data.fingerprint,
         "epoch": epoch,
         "metrics": record,
+        "history": standing.history,
         "best_val_accuracy": standing.best_val,
         "best_epoch": standing.best_epoch,
         "scheduler": run.scheduler.state_dict(),
@@ -327,8 +550,7 @@ def _save_epoch(
     if improved:
         save_checkpoint(run.out_dir / BEST, run.model, config.model, meta)
     save_checkpoint(run.out_dir / LAST, run.model, config.model, meta, run.optimizer)
-    with (run.out_dir / LOG).open("a") as log:
-        log.write(json.dumps(record) + "\n")
+    _write_log(run.out_dir, standing.history)
     if bar is not None:
         bar.console.print(
             f"epoch {epoch}/{config.train.epochs}  loss {record['train_loss']:.4f}  "
@@ -373,7 +595,7 @@ def _finish(run: _Run, standing: _Standing) -> TrainResult:
     if run.cluster.is_main:
         summary = {k: v for k, v in asdict(result).items() if k != "history"}
         windows = run.config.train.eval_windows
-        (run.out_dir / RESULT).write_text(json.dumps({**summary, "test_windows": windows}, indent=2) + "\n")
+        write_json({**summary, "test_windows": windows}, run.out_dir / RESULT)
     return result
 
 

@@ -45,9 +45,7 @@ Each figure is measured per recording; a limit holds when the WORST recording st
 from __future__ import annotations
 
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,7 +61,7 @@ from asa_snn.chips.registry import chip_of_backend, chips, energy_presets, get_b
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.energy.model import EnergyModel, energy, synaptic_ops
 from asa_snn.errors import AsaSnnError, InputFormatError
-from asa_snn.files import write_json
+from asa_snn.files import staged_folder, write_json
 from asa_snn.simulators.base import SimulationResult
 from asa_snn.simulators.inputs import input_batches
 from asa_snn.simulators.operations import graph_layer_ops
@@ -544,26 +542,27 @@ def _rate_figure(report: BudgetReport, path: Path) -> None:
     ax.set_ylabel("spikes per neuron per step")
     verdict = "PASS" if report.ok else "FAIL"
     ax.set_title(f"firing rate vs budget ({verdict}): bar mean, dot worst recording, red limit")
-    handle, temporary = tempfile.mkstemp(suffix=".png", dir=path.parent)
-    os.close(handle)
     try:
-        fig.savefig(temporary, dpi=110, bbox_inches="tight")
-        os.replace(temporary, path)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def write_budget_report(report: BudgetReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``budget.json`` and ``budget_rates.png`` into ``out_dir`` (each atomically).
+    """Write the folder ``out_dir`` with ``budget.json`` and ``budget_rates.png``, whole or not at all.
+
+    Both files are staged beside ``out_dir`` and moved in together
+    (:func:`~asa_snn.files.staged_folder`): a failure while drawing the figure leaves the previous
+    folder as it was. ``out_dir`` must be new, empty, or written by asa-snn.
 
     Returns:
-        {"json": path, "figure": path}.
+        {"json": path, "figure": path} inside ``out_dir``.
+
+    Raises:
+        AsaSnnError: ``out_dir`` holds files asa-snn did not write.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = write_json(report.to_dict(), out / "budget.json")
-    figure_path = out / "budget_rates.png"
-    _rate_figure(report, figure_path)
-    return {"json": json_path, "figure": figure_path}
+    with staged_folder(out) as staging:
+        write_json(report.to_dict(), staging / "budget.json")
+        _rate_figure(report, staging / "budget_rates.png")
+    return {"json": out / "budget.json", "figure": out / "budget_rates.png"}

@@ -28,7 +28,7 @@ from asa_snn.convert.fold import GENERIC_TARGET, FoldReport, Target, fold_model
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.convert.measure import StageMetrics, measure_live
 from asa_snn.convert.quantize import FakeQuantizer, Quantizer
-from asa_snn.train.checkpoint import load_model
+from asa_snn.train.checkpoint import check_finite, load_model
 from asa_snn.train.metrics import LOSS_FUNCTIONS, to_time_major
 from asa_snn.train.run import Run
 
@@ -93,7 +93,7 @@ def provenance_of(run: Run, target: str, calib: str | Path | None, samples: int,
     """What the graph records about its origin: checkpoint digest, model, data, options."""
     return {
         "checkpoint": str(run.checkpoint),
-        "checkpoint_sha256": hashlib.sha256(run.checkpoint.read_bytes()).hexdigest(),
+        "checkpoint_sha256": run.sha256 or hashlib.sha256(run.checkpoint.read_bytes()).hexdigest(),
         "model_spec": run.metadata.get("model_spec"),
         "calibration": {"config": str(calib) if calib else "checkpoint metadata", "samples": samples},
         "data_fingerprint": run.data.fingerprint,
@@ -138,6 +138,7 @@ def tune(
 def vanilla_stage(vanilla: str | Path, layers: list[str], loader: DataLoader) -> StageMetrics:
     """A vanilla checkpoint measured on the same data (its layers named like the fold's if they match)."""
     model, metadata = load_model(vanilla)
+    check_finite(vanilla, model.state_dict())
     names = layers if len(model.blocks) == len(layers) else [f"block{i}" for i in range(len(model.blocks))]
     return measure_live("vanilla (no attention)", model, names, loader, int(metadata.get("epoch", 0)))[0]
 

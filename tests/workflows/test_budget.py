@@ -141,6 +141,37 @@ def test_report_files(measured, tmp_path):
     assert paths["figure"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_rerun_failing_in_the_figure_leaves_the_old_output_whole(measured, tmp_path, monkeypatch):
+    import asa_snn.workflows.budget as budget_module
+
+    _, report, _ = measured
+    out = tmp_path / "out"
+    paths = write_budget_report(report, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken_figure(report, path):
+        raise MemoryError("matplotlib ran out of memory")
+
+    monkeypatch.setattr(budget_module, "_rate_figure", broken_figure)
+    with pytest.raises(MemoryError):
+        write_budget_report(report, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(before) == [".asa-snn-output", "budget.json", "budget_rates.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and paths["json"] == out / "budget.json"
+
+
+def test_report_refuses_a_folder_it_did_not_write(measured, tmp_path):
+    _, report, _ = measured
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "data.csv").write_text("1,2,3\n")
+    (out / "budget.json").write_text('{"mine": true}\n')
+    with pytest.raises(AsaSnnError, match=r"out.*not an asa-snn output folder"):
+        write_budget_report(report, out)
+    assert (out / "budget.json").read_text() == '{"mine": true}\n'
+    assert sorted(p.name for p in out.iterdir()) == ["budget.json", "data.csv"]
+
+
 def test_example_budget_applies_to_any_graph(speck):
     budget = load_budget(EXAMPLE)
     assert budget.layers == {}

@@ -63,3 +63,21 @@ def test_a_failing_fold_leaves_an_existing_output_untouched(tiny_checkpoint, tmp
     with pytest.raises(AsaSnnError, match="target 'loihi'"):
         run_fold(checkpoint, "loihi", out, calib=config, finetune_epochs=0, n_calib=4)
     assert (out / "keep.txt").read_text() == "old"
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_a_checkpoint_with_non_finite_weights_is_refused_naming_the_tensor(tiny_checkpoint, tmp_path, bad):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    checkpoint, _ = tiny_checkpoint
+    tensors = load_file(checkpoint)
+    with safe_open(checkpoint, framework="pt") as handle:
+        metadata = handle.metadata()
+    name = next(k for k in sorted(tensors) if k.startswith("model.") and k.endswith("weight"))
+    tensors[name].view(-1)[0] = bad
+    broken = tmp_path / "broken.safetensors"
+    save_file(tensors, broken, metadata)
+    with pytest.raises(AsaSnnError, match=rf"broken\.safetensors: tensor '{name.removeprefix('model.')}'"):
+        run_fold(broken, "speck", tmp_path / "out", finetune_epochs=0, n_calib=4)
+    assert not (tmp_path / "out").exists()

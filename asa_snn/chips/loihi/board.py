@@ -18,6 +18,7 @@ are unary). Per-layer spike counts of the Lava run are compared with
 from __future__ import annotations
 
 import tempfile
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +28,7 @@ from asa_snn.chips.loihi.lava_backend import LavaBackend, lava_unavailable_reaso
 from asa_snn.chips.loihi.netx_export import to_netx_layers, write_netx
 from asa_snn.chips.loihi.simulator import LoihiSimulator, integer_frames, latency_steps
 from asa_snn.convert.graph import FoldedGraph
-from asa_snn.files import write_json
+from asa_snn.files import check_output_folder, staged_folder, write_json
 from asa_snn.simulators.compare import CountRow, compare_counts, counts_table, layer_totals, load_recording
 
 LOIHI_EXTENSION = "lava-loihi"
@@ -114,9 +115,13 @@ class LoihiDeployReport:
         return document
 
 
-def write_loihi_report(report: LoihiDeployReport, out_dir: str | Path) -> Path:
-    """Write ``deploy_loihi.json`` into ``out_dir`` atomically; returns its path."""
-    return write_json(report.to_dict(), Path(out_dir) / "deploy_loihi.json")
+def write_loihi_report(report: LoihiDeployReport, folder: str | Path) -> Path:
+    """Write ``deploy_loihi.json`` into ``folder`` atomically; returns its path.
+
+    :func:`deploy_loihi` calls it on its staging folder, so that ``network.net`` and the report
+    appear together in the output folder.
+    """
+    return write_json(report.to_dict(), Path(folder) / "deploy_loihi.json")
 
 
 def deploy_loihi(
@@ -132,15 +137,20 @@ def deploy_loihi(
         events: event file; None: the embedded synthetic recording for the graph.
         hardware: run on Loihi 2 (needs Lava and Intel's Loihi extension; otherwise the reason is
             reported and Lava's CPU simulation, or the built-in simulator, is used).
-        out_dir: where ``network.net`` and ``deploy_loihi.json`` are written; None: nothing kept.
+        out_dir: the folder ``network.net`` and ``deploy_loihi.json`` are written into, whole
+            (staged beside it and moved in); new, empty or written by asa-snn (checked before
+            anything runs). None: nothing kept.
 
     Returns:
         The report; ``runtime`` says what ran. Lava missing is not an error: the built-in
         simulator's results are reported with the reason.
 
     Raises:
-        AsaSnnError: a graph netx cannot express (names the layer); a bad event file.
+        AsaSnnError: a graph netx cannot express or values outside what netx and Lava take (names
+            the layer); a bad event file; ``out_dir`` holds files asa-snn did not write.
     """
+    if out_dir is not None:
+        check_output_folder(out_dir)
     stream, frames = load_recording(graph, events)
     frames = integer_frames(frames)
     builtin_result = LoihiSimulator().run(graph, frames)
@@ -152,23 +162,27 @@ def deploy_loihi(
     elif hardware:
         reason = loihi_extension_reason()
         runtime = "lava-sim" if reason else "lava-hw"
-    with tempfile.TemporaryDirectory() as scratch:
-        netx_path = write_netx(graph, Path(out_dir or scratch) / "network.net")
+    with ExitStack() as stack:
+        if out_dir is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        else:
+            folder = stack.enter_context(staged_folder(out_dir))
+        write_netx(graph, folder / "network.net")
         lava = None
         if runtime != "builtin":
             lava = layer_totals(LavaBackend(hardware=runtime == "lava-hw").run(graph, frames).spike_counts)
-    report = LoihiDeployReport(
-        str(netx_path) if out_dir is not None else None,
-        runtime,
-        reason,
-        stream.source,
-        builtin,
-        lava,
-        compare_counts(builtin, lava) if lava is not None else [],
-        builtin_result.predictions(graph.vote).tolist(),
-        latency_steps(to_netx_layers(graph)),
-        list(builtin_result.notes),
-    )
-    if out_dir is not None:
-        write_loihi_report(report, out_dir)
+        report = LoihiDeployReport(
+            str(Path(out_dir) / "network.net") if out_dir is not None else None,
+            runtime,
+            reason,
+            stream.source,
+            builtin,
+            lava,
+            compare_counts(builtin, lava) if lava is not None else [],
+            builtin_result.predictions(graph.vote).tolist(),
+            latency_steps(to_netx_layers(graph)),
+            list(builtin_result.notes),
+        )
+        if out_dir is not None:
+            write_loihi_report(report, folder)
     return report

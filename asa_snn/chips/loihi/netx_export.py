@@ -43,6 +43,16 @@ the op that reads it, where that is exact:
 Anything else (a pool at the end, two pools in a row, residual ``add``, non-CUBA neurons,
 subtractive reset) raises :class:`~asa_snn.errors.AsaSnnError` naming the layer; strided convs
 (the ``loihi_net`` architecture) avoid pooling altogether.
+
+Ranges. The reader does not take any integer: lava-dl's netx loader clips a mixed-sign weight
+matrix to [-256, 254] (``lava.lib.dl.netx.utils.optimize_weight_bits``) and Lava's synapses clip to
+the 8-bit magnitude plus sign of their sign mode ([0, 255] excitatory, [-255, 0] inhibitory,
+``lava.utils.weightutils.clip_weights``); the CUBA neuron's ``vThMant`` is 17 bits unsigned (a
+larger one can never be reached by the 24-bit voltage) and the bias mantissa 13 bits signed
+(FACTS.md section 4, :mod:`asa_snn.chips.loihi.mapping`). :func:`write_netx` checks every value
+it writes against these (:func:`check_netx_ranges`) and refuses, naming the layer, rather than
+write a file that Lava would read as another network. A float graph's ``round(64 w)`` exceeds them
+as soon as a weight passes 4: quantize it for ``loihi`` first (``asa-snn fold --target loihi``).
 """
 
 from __future__ import annotations
@@ -59,6 +69,15 @@ from asa_snn.convert.graph import FoldedGraph, Layer
 from asa_snn.errors import AsaSnnError, InputFormatError
 
 NETX_WEIGHT_SCALE = 64
+
+NETX_WEIGHT_RANGES = {"mixed": (-256, 254), "excitatory": (0, 255), "inhibitory": (-255, 0)}
+"""Integer weights the netx loader and Lava keep as they are, by the layer's sign mode (module docstring)."""
+
+NETX_VTH_MANT_RANGE = (0, 2**17 - 1)
+"""vThMant: 17 bits unsigned."""
+
+NETX_BIAS_RANGE = (-(2**12), 2**12 - 1)
+"""Bias mantissa: 13 bits signed."""
 
 NETX_LAYER_TYPES = ("input", "conv", "dense", "flatten")
 _LOIHI_HINT = "use the loihi_net architecture (strided convs, flatten, dense, CUBA neurons)"
@@ -342,15 +361,62 @@ def _write_layer(group, layer: NetxLayer) -> None:
         neuron.create_dataset("vThMant", data=np.int64(layer.neuron.vth_mant))
 
 
+def _sign_mode(weight: np.ndarray) -> str:
+    """Lava's sign mode of weights: ``excitatory`` (all >= 0), ``inhibitory`` (all <= 0), ``mixed``."""
+    if weight.size == 0 or weight.min() >= 0:
+        return "excitatory"
+    return "inhibitory" if weight.max() <= 0 else "mixed"
+
+
+def check_netx_ranges(layers: list[NetxLayer], quantized: bool) -> None:
+    """Refuse values the netx reader would change: weights outside :data:`NETX_WEIGHT_RANGES` for
+    their sign mode, ``vThMant`` outside :data:`NETX_VTH_MANT_RANGE`, a bias outside
+    :data:`NETX_BIAS_RANGE` (module docstring, "Ranges").
+
+    Args:
+        layers: :func:`to_netx_layers` of a graph.
+        quantized: whether the graph was quantized (only changes the advice).
+
+    Raises:
+        AsaSnnError: naming the layer, the field, the values found and the range.
+    """
+    advice = (
+        "re-run the quantization for target loihi"
+        if quantized
+        else f"the float graph is written as round({NETX_WEIGHT_SCALE} x value): quantize it for target "
+        "loihi first (asa-snn fold --target loihi --calib CONFIG)"
+    )
+    for layer in layers:
+        checks = []
+        if layer.weight is not None and layer.weight.size:
+            mode = _sign_mode(layer.weight)
+            checks.append((f"weight ({mode} sign)", layer.weight, NETX_WEIGHT_RANGES[mode]))
+        if layer.bias is not None and layer.bias.size:
+            checks.append(("bias mantissa (13 bit signed)", layer.bias, NETX_BIAS_RANGE))
+        if layer.neuron is not None:
+            vth = np.array([layer.neuron.vth_mant])
+            checks.append(("vThMant (17 bit unsigned)", vth, NETX_VTH_MANT_RANGE))
+        for field, values, (low, high) in checks:
+            found_low, found_high = int(values.min()), int(values.max())
+            if found_low < low or found_high > high:
+                raise AsaSnnError(
+                    f"layer {layer.name!r}: netx {field} values span [{found_low}, {found_high}], outside "
+                    f"[{low}, {high}] that lava-dl's netx loader and Lava keep (they would clip them); "
+                    f"{advice}"
+                )
+
+
 def write_netx(graph: FoldedGraph, path: str | Path) -> Path:
     """Write ``graph`` as a lava-dl netx HDF5 file at ``path``, atomically (temp file + replace).
 
-    Returns the path. Raises :class:`AsaSnnError` for a graph netx cannot express.
+    Returns the path. Raises :class:`AsaSnnError` for a graph netx cannot express, or whose values
+    lie outside what the netx reader keeps (:func:`check_netx_ranges`; the layer named).
     """
     import h5py
 
     path = Path(path)
     layers = to_netx_layers(graph)
+    check_netx_ranges(layers, graph.quantized)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(handle)

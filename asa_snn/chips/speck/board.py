@@ -38,7 +38,7 @@ from asa_snn.convert.graph import FoldedGraph
 from asa_snn.data.events import EventStream
 from asa_snn.data.model_input import model_events
 from asa_snn.errors import AsaSnnError, MissingDependencyError
-from asa_snn.files import write_json
+from asa_snn.files import check_output_folder, staged_folder, write_json
 from asa_snn.simulators.compare import CountRow, compare_counts, counts_table, layer_totals, load_recording
 
 SPECK_DEVICE_TYPES = ("speck2e", "speck2edevkit", "speck2fmodule", "speck2fdevkit")
@@ -362,8 +362,15 @@ class SpeckDeployReport:
 
 
 def write_speck_report(report: SpeckDeployReport, out_dir: str | Path) -> Path:
-    """Write ``deploy_speck.json`` into ``out_dir`` atomically; returns its path."""
-    return write_json(report.to_dict(), Path(out_dir) / "deploy_speck.json")
+    """Write the folder ``out_dir`` holding ``deploy_speck.json``, whole (staged beside it and moved
+    in, :func:`~asa_snn.files.staged_folder`); returns the file's path.
+
+    Raises:
+        AsaSnnError: ``out_dir`` holds files asa-snn did not write.
+    """
+    with staged_folder(out_dir) as staging:
+        write_json(report.to_dict(), staging / "deploy_speck.json")
+    return Path(out_dir) / "deploy_speck.json"
 
 
 # ---------------------------------------------------------------- the samna boundary
@@ -465,18 +472,21 @@ def deploy_speck(
         device: board id ``type:index`` (``speck2fdevkit:0``); checked for form even in a dry run.
         events: event file to stream; None: the embedded synthetic recording for the graph.
         dry_run: summarize and simulate only; never touches samna.
-        out_dir: where ``deploy_speck.json`` is written (also after a failed chip run).
+        out_dir: the folder ``deploy_speck.json`` is written into (also after a failed chip run);
+            new, empty or written by asa-snn (checked before anything runs).
 
     Returns:
         The report (``report.ok``: fits the chip and no chip run failed).
 
     Raises:
-        AsaSnnError: a malformed device string; a graph that breaks chip limits (hardware run);
-            no such board (lists the boards seen); the chip run failed mid-stream (the report with
-            the counts so far is written first).
+        AsaSnnError: a malformed device string; ``out_dir`` not asa-snn's; a graph that breaks chip
+            limits (hardware run); no such board (lists the boards seen); the chip run failed
+            mid-stream (the report with the counts so far is written first).
         MissingDependencyError: samna is absent or only the PyPI loader (says how to install it).
     """
     parse_device(device)
+    if out_dir is not None:
+        check_output_folder(out_dir)
     stream, frames = load_recording(graph, events)
     mapping = check_speck(graph)
     simulated = layer_totals(SpeckSimulator(mode=EventDriven()).run(graph, frames).spike_counts)

@@ -53,3 +53,20 @@ def test_loihi_extension_detected_from_metadata():
         assert "lava-loihi" in reason and "Loihi system" in reason
     else:
         assert loihi_extension_reason() is None
+
+
+def test_deploy_writes_a_whole_folder_and_refuses_one_it_did_not_write(loihi, tmp_path):
+    from asa_snn.errors import AsaSnnError
+
+    out = tmp_path / "deployed"
+    out.mkdir()
+    (out / "network.net").write_text("my own network\n")
+    with pytest.raises(AsaSnnError, match=r"deployed.*not an asa-snn output folder"):
+        deploy_loihi(loihi, out_dir=out)
+    assert (out / "network.net").read_text() == "my own network\n"
+    ours = tmp_path / "ours"
+    report = deploy_loihi(loihi, out_dir=ours)
+    assert sorted(p.name for p in ours.iterdir()) == [".asa-snn-output", "deploy_loihi.json", "network.net"]
+    assert report.netx_path == str(ours / "network.net") and read_netx(ours / "network.net").layers
+    deploy_loihi(loihi, out_dir=ours)  # asa-snn's own folder: replaced whole, nothing left beside it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deployed", "ours"]

@@ -184,3 +184,29 @@ def test_rejects_what_netx_cannot_take(change, message):
     change(graph)
     with pytest.raises(AsaSnnError, match=message):
         to_netx_layers(graph)
+
+
+def test_values_outside_what_netx_keeps_are_refused_naming_the_layer(tmp_path):
+    # a float weight of 5 is written as round(64 x 5) = 320; lava-dl's loader clips mixed-sign weights
+    # to [-256, 254], so the file would hold another network
+    graph = conv_net(quantized=False)
+    weight = graph.layers[-1].tensors["weight"].copy()
+    weight[0, 0] = 5.0
+    graph.layers[-1].tensors["weight"] = weight
+    with pytest.raises(AsaSnnError, match=r"layer 'fc2': netx weight \(mixed sign\).*320.*\[-256, 254\]"):
+        write_netx(graph, tmp_path / "net.net")
+    assert list(tmp_path.iterdir()) == []
+    weight[0, 0] = 254 / 64  # the largest mixed-sign weight the loader keeps
+    write_netx(graph, tmp_path / "net.net")
+    assert read_netx(tmp_path / "net.net").layers[-1].weight.max() == 254
+
+
+def test_quantized_values_out_of_range_are_refused_too(tmp_path):
+    graph = conv_net(quantized=True)
+    graph.layers[-1].neuron = cuba(2**17)  # vThMant needs 18 bits
+    with pytest.raises(AsaSnnError, match=r"layer 'fc2': netx vThMant.*re-run the quantization"):
+        write_netx(graph, tmp_path / "net.net")
+    graph = conv_net(quantized=True)
+    graph.layers[2].tensors["bias"] = np.full(8, 5000.0)  # bias mantissa is 13 bits signed
+    with pytest.raises(AsaSnnError, match=r"layer 'fc1': netx bias mantissa"):
+        write_netx(graph, tmp_path / "net.net")

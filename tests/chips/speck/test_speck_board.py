@@ -220,3 +220,22 @@ def test_frames_from_events_agree_on_a_hand_made_stream(speck):
     frames = frames_for(speck.input, stream)
     assert np.array_equal(_count(chip_input_events(speck, stream), (2, 8, 8), 20_000, 8), frames)
     assert frames[0, 0, 1, 1] == 2 and frames[1, 1, 7, 7] == 1
+
+
+def test_deploy_refuses_a_folder_it_did_not_write_and_replaces_its_own_whole(speck, tmp_path):
+    out = tmp_path / "deployed"
+    out.mkdir()
+    (out / "deploy_speck.json").write_text('{"mine": true}\n')
+    with pytest.raises(AsaSnnError, match=r"deployed.*not an asa-snn output folder"):
+        deploy_speck(speck, dry_run=True, out_dir=out)
+    assert (out / "deploy_speck.json").read_text() == '{"mine": true}\n'
+    outside = tmp_path / "outside.json"
+    outside.write_text("precious")
+    ours = tmp_path / "ours"
+    deploy_speck(speck, dry_run=True, out_dir=ours)
+    (ours / "deploy_speck.json").unlink()
+    (ours / "deploy_speck.json").symlink_to(outside)  # a link in asa-snn's folder is not followed
+    deploy_speck(speck, dry_run=True, out_dir=ours)
+    assert outside.read_text() == "precious" and not (ours / "deploy_speck.json").is_symlink()
+    assert sorted(p.name for p in ours.iterdir()) == [".asa-snn-output", "deploy_speck.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deployed", "ours", "outside.json"]
