@@ -1,17 +1,21 @@
 """The ``asa-snn`` command line.
 
-Every command is a thin wrapper over a library function. Errors the user can act on
-(:class:`asa_snn.errors.AsaSnnError`, missing files) become one line on stderr and a non-zero
-exit status; ``asa-snn --debug ...`` shows the traceback instead.
+Every command is a thin wrapper over a library function. Every failure becomes exactly one line
+on stderr (``error: ...``) and a non-zero exit status (:func:`main`); an exception that is not a
+known kind of user or environment error says ``internal error`` with its type.
+``asa-snn --debug ...`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import tempfile
+import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated
 
 import typer
 from rich.console import Console
@@ -364,18 +368,22 @@ def simulate_command(
         str, typer.Option("--backend", help="speck, speck-events, sinabs, loihi, lava, norse or onnx.")
     ] = "speck",
     data: Annotated[
-        str, typer.Option("--data", help="Event file, folder of event files, or synthetic[:N].")
-    ] = "synthetic",
+        str,
+        typer.Option(
+            "--data",
+            help="Event file, folder of event files, or builtin:synthetic[:N] (N built-in recordings).",
+        ),
+    ] = "builtin:synthetic",
     max_samples: Annotated[int | None, typer.Option("--max-samples")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="JSON file for the results.")] = None,
 ) -> None:
     """Run a folded graph on a backend: per-layer spikes, synaptic operations and energy per preset."""
     from asa_snn.convert.graph import load_graph
     from asa_snn.files import write_json
-    from asa_snn.workflows.simulate import simulate
+    from asa_snn.workflows.simulate import simulate_summary
 
     graph = load_graph(graph_dir)
-    _, summary = simulate(graph, data, backend, max_samples, progress=console.print)
+    summary = simulate_summary(graph, data, backend, max_samples, progress=console.print)
     table = Table(title=f"{graph_dir} on {backend}: {summary['samples']} samples, T={summary['timesteps']}")
     for column in ("layer", "spikes / sample", "synaptic ops / sample"):
         table.add_column(column, justify="left" if column == "layer" else "right", no_wrap=column == "layer")
@@ -419,8 +427,12 @@ def budget_command(
     graph_dir: Annotated[Path, typer.Argument(help="Folded graph folder.")],
     budget: Annotated[Path, typer.Option("--budget", help="Budget file (TOML or YAML).")],
     data: Annotated[
-        str, typer.Option("--data", help="Event file, folder of event files, or synthetic[:N].")
-    ] = "synthetic",
+        str,
+        typer.Option(
+            "--data",
+            help="Event file, folder of event files, or builtin:synthetic[:N] (N built-in recordings).",
+        ),
+    ] = "builtin:synthetic",
     backend: Annotated[str, typer.Option("--backend", help="Simulator backend.")] = "speck",
     max_samples: Annotated[int | None, typer.Option("--max-samples")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder for budget.json and the figure.")] = Path(
@@ -540,20 +552,236 @@ def use_huge_pages_for_tensors() -> bool:
     return True
 
 
+_FILE_LOCALS = ("filename", "file_path", "filepath", "fname", "path")
+"""Local variable names that hold the file a failing library call was reading or writing."""
+
+
+_PATH_CHECK = re.compile(
+    r"(?:file|dir|path) '(?P<path>.*)' (?P<problem>does not exist|is not readable)\.", re.S
+)
+"""The message of typer's own checks of a path parameter (``readable=True`` is its default)."""
+_PATH_PROBLEMS = {
+    "does not exist": "no such file or folder",
+    "is not readable": "not readable (permission denied)",
+}
+
+
+MAX_ERROR_CHARS = 2000
+"""An error line longer than this is cut (a message may quote a hostile value of megabytes)."""
+
+
+def _one_line(text: str) -> str:
+    """``text`` with its lines joined by spaces: a library message on the one line the CLI prints,
+    cut to :data:`MAX_ERROR_CHARS`."""
+    line = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    if len(line) > MAX_ERROR_CHARS:
+        line = f"{line[: MAX_ERROR_CHARS - 40]}... [{len(line):,} characters in all]"
+    return line
+
+
+def _file_in_traceback(exc: BaseException) -> str | None:
+    """The file the innermost Python frame of ``exc``'s traceback was working on, if it says.
+
+    Native writers (safetensors, HDF5) often report "No space left on device" without the file;
+    the Python frame that called them holds it as ``filename`` / ``path`` (safetensors'
+    ``save_file``), or as an h5py object's ``.filename``.
+    """
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for name in _FILE_LOCALS:
+            value = frame.f_locals.get(name)
+            if isinstance(value, (str, os.PathLike)) and str(value):
+                return os.fspath(value)
+        holder = frame.f_locals.get("self")
+        try:
+            filename = getattr(getattr(holder, "file", holder), "filename", None)
+        except Exception:  # an h5py object whose file is already closed or broken
+            filename = None
+        if isinstance(filename, str) and filename:
+            return filename
+    return None
+
+
+def _with_file(message: str, exc: BaseException) -> str:
+    """``message`` prefixed with the file from the traceback unless it already names it."""
+    file = _file_in_traceback(exc)
+    return message if file is None or file in message else f"{file}: {message}"
+
+
+def _error_line(exc: BaseException) -> tuple[str, int]:
+    """The one line (without ``error: ``) and the exit status for an exception a command raised.
+
+    Errors a user can cause and act on (bad or unreadable input, a full disk, too little memory, a
+    crashing native decoder) say what happened; any other exception is an internal error and says
+    so, with its type, so that a bug is not mistaken for bad input.
+    """
+    from typer.exceptions import TyperException
+
+    message = _one_line(str(exc))
+    module = _where(exc).split(".")[0]  # the package whose code raised it
+    if isinstance(exc, AsaSnnError):
+        return message, 1
+    if isinstance(exc, TyperException):  # click's usage errors: bad options, missing arguments
+        path_problem = _PATH_CHECK.fullmatch(str(getattr(exc, "message", "")))
+        if path_problem:  # typer checks that path parameters are readable: an input problem, not usage
+            return f"{path_problem['path']}: {_PATH_PROBLEMS[path_problem['problem']]}", 1
+        command = getattr(getattr(exc, "ctx", None), "command_path", "asa-snn")
+        hint = f" (see '{command} --help')" if getattr(exc, "ctx", None) is not None else ""
+        return f"{_one_line(exc.format_message())}{hint}", exc.exit_code
+    if isinstance(exc, MemoryError):
+        detail = message or f"an allocation in {_where(exc)} failed"
+        return f"out of memory: {_with_file(detail, exc)}", 1
+    if isinstance(exc, RuntimeError) and "can't allocate memory" in message:  # PyTorch's CPU allocator
+        return f"out of memory: {_with_file(message, exc)}", 1
+    if isinstance(exc, OSError):
+        if exc.filename is not None or not message:
+            return message or f"{type(exc).__name__} in {_where(exc)}", 1
+        return _with_file(message, exc), 1
+    if type(exc).__name__ == "SafetensorError":  # e.g. a full disk while writing a checkpoint
+        return _with_file(f"safetensors: {message}", exc), 1
+    if module == "h5py" and isinstance(exc, RuntimeError):  # e.g. a full disk while writing netx
+        return _with_file(f"HDF5: {message}", exc), 1
+    if type(exc).__name__ == "PanicException":  # pyo3: a native (Rust) decoder crashed
+        return _with_file(f"a native decoder crashed ({_where(exc)}): {message}", exc), 1
+    return f"internal error: {type(exc).__name__}: {message} (rerun with --debug for the traceback)", 1
+
+
+def _where(exc: BaseException) -> str:
+    """``module.function`` of the innermost frame of ``exc``'s traceback."""
+    tb = exc.__traceback__
+    if tb is None:
+        return "unknown place"
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    frame = tb.tb_frame
+    return f"{frame.f_globals.get('__name__', '?')}.{frame.f_code.co_name}"
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {_one_line(str(message))}\n"
+
+
+def _writes_to_fd2(stream: object) -> bool:
+    try:
+        return stream.fileno() == 2  # type: ignore[attr-defined]
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
+
+
+class _NativeStderr:
+    """Holds what native code writes to file descriptor 2 while a command runs.
+
+    Native libraries write there past Python: a Rust decoder prints its panic message (three
+    lines) before the exception reaches Python; HDF5 prints diagnostics. Python's ``sys.stderr``
+    is pointed at the real stderr meanwhile, so warnings and messages appear as they happen.
+    After a successful command (or with ``--debug``) the held bytes are written out; after a
+    failure they are dropped, since the one error line says what happened. Exceptions Python
+    can only report (``Exception ignored in ...``: h5py closing a file on a full disk) are held
+    the same way, one line each.
+    """
+
+    def __init__(self) -> None:
+        self.real: int | None = None
+        self.held: IO[bytes] | None = None
+        self.python_stderr: object | None = None
+        self.unraisable: list[str] = []
+        self.hook = sys.unraisablehook
+
+    def hold(self) -> None:
+        sys.unraisablehook = self._unraisable
+        try:
+            sys.stderr.flush()
+            self.real = os.dup(2)
+        except (AttributeError, OSError, ValueError):  # no stderr at all: nothing to hold
+            return
+        self.held = tempfile.TemporaryFile()  # noqa: SIM115 - closed in release()
+        os.dup2(self.held.fileno(), 2)
+        if _writes_to_fd2(sys.stderr):
+            self.python_stderr = sys.stderr
+            sys.stderr = open(  # noqa: SIM115 - closed in release()
+                os.dup(self.real), "w", encoding=sys.stderr.encoding, errors=sys.stderr.errors, buffering=1
+            )
+
+    def _unraisable(self, unraisable: sys.UnraisableHookArgs) -> None:
+        exc = unraisable.exc_value
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else unraisable.exc_type.__name__
+        self.unraisable.append(_one_line(f"{unraisable.err_msg or 'Exception ignored in'}: {what}"))
+
+    def release(self, show: bool) -> None:
+        sys.unraisablehook = self.hook
+        data = b""
+        if self.real is not None and self.held is not None:
+            if self.python_stderr is not None:
+                sys.stderr.flush()
+                sys.stderr.close()
+                sys.stderr = self.python_stderr
+            os.dup2(self.real, 2)
+            os.close(self.real)
+            self.held.seek(0)
+            data = self.held.read()
+            self.held.close()
+        if show:
+            sys.stderr.flush()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(2, view) :]
+            for line in self.unraisable:
+                typer.echo(f"warning: {line}", err=True)
+
+
+def _run(args: list[str]) -> tuple[int, str | None]:
+    """Run the command line: (exit status, the error line or None). Raises only with ``--debug``."""
+    from typer.exceptions import TyperException
+
+    try:
+        status = app(args=args, prog_name="asa-snn", standalone_mode=False)
+    except SystemExit as exc:
+        return (exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)), None
+    except KeyboardInterrupt:
+        return 130, "error: interrupted"
+    except typer.Abort:  # click turns end of input at a prompt into Abort
+        return 1, "error: aborted"
+    except BaseException as exc:  # pyo3's PanicException derives from BaseException
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `asa-snn` or `asa-snn data` alone: the help
+            typer.echo(exc.format_message())
+            return exc.exit_code, None
+        if _Options.debug and not isinstance(exc, TyperException):
+            raise
+        line, status = _error_line(exc)
+        return status, f"error: {line}"
+    if status == 130:  # typer turns Ctrl-C into Exit(130), which non-standalone mode returns
+        return 130, "error: interrupted"
+    return (status if isinstance(status, int) else 0), None
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``asa-snn`` console script; returns the exit status."""
+    """Entry point of the ``asa-snn`` console script; returns the exit status.
+
+    Every failure is exactly one line on stderr (``error: ...``): status 1 for errors in the input
+    or the environment (:func:`_error_line`) and for internal errors (which say so), 2 for a
+    command line click cannot parse, 130 after Ctrl-C. Warnings are one line each
+    (``warning: ...``); what native libraries print is held (:class:`_NativeStderr`). With
+    ``--debug`` first, errors raise with their traceback instead.
+    """
     args = sys.argv[1:] if argv is None else argv
     use_huge_pages_for_tensors()
+    _Options.debug = False
+    formatwarning, warnings.formatwarning = warnings.formatwarning, _format_warning
+    native = _NativeStderr()
+    status, line = 1, None
     try:
-        app(args=args, prog_name="asa-snn")
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except (AsaSnnError, OSError) as exc:
-        if _Options.debug:
-            raise
-        typer.echo(f"error: {exc}", err=True)
-        return 1
-    return 0
+        native.hold()
+        status, line = _run(args)
+    finally:
+        native.release(show=status == 0 or _Options.debug)
+        warnings.formatwarning = formatwarning
+    if line is not None:
+        typer.echo(line, err=True)
+    return status
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -232,10 +233,238 @@ def test_train_then_analyze_from_the_command_line(tiny_config_file, tmp_path, ca
     assert stages[0] == "1 live attention" and stages[-1].startswith("3 quantized, speck")
     assert all(stage["samples"] == fidelity["validation_samples"] > 0 for stage in fidelity["stages"])
     assert main(["check", str(folded), "--target", "speck"]) == 0
-    assert main(["simulate", str(folded), "--backend", "sinabs", "--data", "synthetic:4"]) == 0
+    assert main(["simulate", str(folded), "--backend", "sinabs", "--data", "builtin:synthetic:4"]) == 0
 
 
 def test_train_with_unknown_recipe_names_the_shipped_ones(capsys):
     assert main(["train", "no_such_recipe"]) == 1
     err = capsys.readouterr().err
     assert "no_such_recipe" in err and "synthetic_speck" in err
+
+
+# ---------------------------------------------------------------- every failure is one line
+
+
+@pytest.fixture
+def graph_dir(tmp_path):
+    from graph_builders import speck_graph
+
+    from asa_snn.convert.graph import save_graph
+
+    return str(save_graph(speck_graph(), tmp_path / "graph"))
+
+
+def fail_with(monkeypatch, raiser):
+    """Make ``asa-snn check`` call ``raiser`` instead of loading the graph."""
+    monkeypatch.setattr("asa_snn.convert.graph.load_graph", lambda folder: raiser())
+
+
+def one_error_line(capfd) -> str:
+    err = capfd.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def test_usage_errors_are_one_short_line(capfd):
+    assert main(["check", "--frobnicate"]) == 2
+    assert one_error_line(capfd) == "error: No such option: --frobnicate (see 'asa-snn check --help')"
+    assert main(["simulate", "g", "--max-samples", "many"]) == 2
+    assert "'--max-samples'" in one_error_line(capfd)
+
+
+def test_unreadable_input_is_exit_1_naming_the_file(tmp_path, capfd):
+    locked = tmp_path / "locked.npz"
+    locked.write_bytes(b"PK")
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip(
+                "running as root: every file is readable (tests/test_hostile_corpus.py drops the right)"
+            )
+        assert main(["data", "inspect", str(locked)]) == 1
+        assert one_error_line(capfd) == f"error: {locked}: not readable (permission denied)"
+    finally:
+        locked.chmod(0o600)
+
+
+def test_multi_line_library_message_is_one_line(monkeypatch, capfd):
+    from asa_snn.errors import AsaSnnError
+
+    def raiser():
+        raise AsaSnnError("graph.json is odd:\n  layer 1: bad\n\n  layer 2: worse")
+
+    fail_with(monkeypatch, raiser)
+    assert main(["check", "g"]) == 1
+    assert one_error_line(capfd) == "error: graph.json is odd: layer 1: bad layer 2: worse"
+
+
+def test_very_long_message_is_cut(monkeypatch, capfd):
+    from asa_snn.errors import AsaSnnError
+
+    def raiser():
+        raise AsaSnnError("value " + "a" * 3_000_000)
+
+    fail_with(monkeypatch, raiser)
+    assert main(["check", "g"]) == 1
+    line = one_error_line(capfd)
+    assert len(line) < 2100 and line.endswith("[3,000,006 characters in all]")
+
+
+def test_unexpected_exception_is_an_internal_error(monkeypatch, capfd):
+    def raiser():
+        raise ValueError("boom\nsecond line")
+
+    fail_with(monkeypatch, raiser)
+    assert main(["check", "g"]) == 1
+    line = one_error_line(capfd)
+    assert (
+        line == "error: internal error: ValueError: boom second line (rerun with --debug for the traceback)"
+    )
+    with pytest.raises(ValueError, match="boom"):
+        main(["--debug", "check", "g"])
+
+
+def test_memory_error_says_what_was_too_large(monkeypatch, capfd):
+    def numpy_style():
+        raise MemoryError(
+            "Unable to allocate 954. GiB for an array with shape (128000000000,) and data type int64"
+        )
+
+    fail_with(monkeypatch, numpy_style)
+    assert main(["check", "g"]) == 1
+    assert one_error_line(capfd) == (
+        "error: out of memory: Unable to allocate 954. GiB for an array with shape (128000000000,) "
+        "and data type int64"
+    )
+
+    def bare(path="/data/huge.h5"):
+        raise MemoryError
+
+    fail_with(monkeypatch, bare)
+    assert main(["check", "g"]) == 1
+    assert (
+        one_error_line(capfd) == "error: out of memory: /data/huge.h5: an allocation in test_cli.bare failed"
+    )
+
+
+def test_safetensors_error_names_the_file(monkeypatch, tmp_path, capfd):
+    from safetensors.numpy import save_file
+
+    target = tmp_path / "gone" / "best.safetensors"  # its folder is missing: the Rust writer fails
+    fail_with(monkeypatch, lambda: save_file({"w": np.zeros(3)}, str(target)))
+    assert main(["check", "g"]) == 1
+    line = one_error_line(capfd)
+    assert line.startswith(f"error: {target}: safetensors: Error while serializing")
+
+
+def test_hdf5_runtime_error_is_an_input_error(monkeypatch, capfd):
+    message = "Can't decrement id ref count (file write failed: errno = 28)"
+    code = f"def close(self):\n    raise RuntimeError({message!r})\n"
+    namespace = {"__name__": "h5py._objects"}  # raised from h5py's code, as a RuntimeError
+    exec(compile(code, "h5py/_objects.pyx", "exec"), namespace)
+
+    class File:
+        filename = "/runs/deploy/network.net"
+        close = namespace["close"]
+
+    fail_with(monkeypatch, lambda: File().close())
+    assert main(["check", "g"]) == 1
+    assert one_error_line(capfd) == (
+        "error: /runs/deploy/network.net: HDF5: Can't decrement id ref count (file write failed: errno = 28)"
+    )
+
+
+def test_decoder_panic_is_one_line_and_its_native_message_is_held(monkeypatch, tmp_path, capfd):
+    writers = str(Path(__file__).parent / "data")
+    if writers not in sys.path:
+        sys.path.insert(0, writers)
+    from hostile_writers import aedat4_bytes
+
+    aedat = pytest.importorskip("aedat")
+    path = tmp_path / "panic.aedat4"
+    path.write_bytes(aedat4_bytes(346, 260, [b""]))  # the flatbuffers crate asserts on it
+
+    def decode():
+        return list(aedat.Decoder(path))  # no reader guarding it: the PanicException escapes
+
+    fail_with(monkeypatch, decode)
+    monkeypatch.setenv("RUST_BACKTRACE", "0")
+    assert main(["check", "g"]) == 1
+    line = one_error_line(capfd)  # Rust's panic hook wrote three lines to fd 2: held and dropped
+    assert line.startswith(f"error: {path}: a native decoder crashed (test_cli.decode): assertion failed")
+
+
+def test_native_stderr_is_shown_after_success(small_recording, tmp_path, monkeypatch, capfd):
+    from asa_snn.data import preview
+
+    render = preview.render_preview
+
+    def noisy(*args, **kwargs):
+        os.write(2, b"native library notice\n")
+        return render(*args, **kwargs)
+
+    monkeypatch.setattr(preview, "render_preview", noisy)
+    assert main(["data", "inspect", str(small_recording), "--preview", str(tmp_path / "p.png")]) == 0
+    assert capfd.readouterr().err == "native library notice\n"
+
+
+def test_keyboard_interrupt_is_one_line(monkeypatch, capfd):
+    def raiser():
+        raise KeyboardInterrupt
+
+    fail_with(monkeypatch, raiser)
+    assert main(["check", "g"]) == 130
+    assert capfd.readouterr().err == "error: interrupted\n"
+
+
+_SLOW_SIMULATE = """
+import sys, time
+import asa_snn.workflows.simulate as simulate
+def slow(*args, **kwargs):
+    print("ready", flush=True)
+    time.sleep(60)
+simulate.simulate_summary = slow
+from asa_snn.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_in_a_child_is_one_line_and_status_130(graph_dir):
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_SIMULATE, "simulate", graph_dir],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 130
+    assert err.splitlines() == ["error: interrupted"]
+
+
+def test_bare_synthetic_warns_on_one_line(graph_dir, tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "asa_snn.cli", "simulate", graph_dir, "--data", "synthetic:2"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.splitlines() == [
+        "warning: data 'synthetic:2' is deprecated: write 'builtin:synthetic:2' "
+        "(a file or folder named 'synthetic:2' would be read instead)"
+    ]
+    assert "2 samples" in run.stdout
+
+
+def test_simulate_defaults_to_the_builtin_data(graph_dir, capsys):
+    assert main(["simulate", graph_dir, "--max-samples", "3"]) == 0
+    assert "3 samples" in capsys.readouterr().out
+    assert main(["simulate", "--help"]) == 0
+    assert "builtin:synthetic[:N]" in capsys.readouterr().out

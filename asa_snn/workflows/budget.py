@@ -482,7 +482,7 @@ def evaluate_budget(
     Args:
         graph: the folded graph.
         budget: limits (:func:`load_budget`); its layer names must be spiking layers of ``graph``.
-        data: an event file, a folder of them, or ``synthetic[:N]`` (see
+        data: an event file, a folder of them, or ``builtin:synthetic[:N]`` (see
             :func:`asa_snn.simulators.inputs.recordings`), read in batches.
         backend: simulator backend name (:func:`asa_snn.chips.registry.backend_names`).
         max_samples: at most this many recordings.

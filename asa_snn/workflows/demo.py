@@ -446,7 +446,7 @@ def run_pipeline(
         return time.perf_counter()
 
     with staged_folder(Path(out_dir)) as staging:
-        sim_data = f"synthetic:{settings.sim_samples}"
+        sim_data = f"builtin:synthetic:{settings.sim_samples}"
         if data is not None:
             sim_data = str(recordings_view(Path(data).resolve(), staging / ".recordings"))
         began = step(0)

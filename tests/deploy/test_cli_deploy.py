@@ -11,7 +11,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "asa_snn" / "workflows" / "examp
 
 def test_budget_command_passes_then_fails(speck, tmp_path, capsys):
     save_graph(speck, tmp_path / "graph")
-    args = ["budget", str(tmp_path / "graph"), "--data", "synthetic:3"]
+    args = ["budget", str(tmp_path / "graph"), "--data", "builtin:synthetic:3"]
     loose = tmp_path / "loose.toml"
     loose.write_text(
         "[network]\nfiring_rate = 1.0\nspikes_per_inference = 1e9\n[layers.fc]\nfiring_rate = 1.0\n"

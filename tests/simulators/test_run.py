@@ -1,6 +1,8 @@
 """Running a folded graph by backend name: inputs, op counts, summary, CLI simulate / check."""
 
 import json
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +17,15 @@ from asa_snn.energy.model import synaptic_ops
 from asa_snn.energy.synapses import dense_flops
 from asa_snn.errors import AsaSnnError, InputFormatError, MissingDependencyError
 from asa_snn.simulators.base import SimulationResult
-from asa_snn.simulators.inputs import load_input
+from asa_snn.simulators.inputs import (
+    BuiltinDataDeprecation,
+    builtin_count,
+    load_input,
+    recordings,
+    synthetic_for_graph,
+)
 from asa_snn.simulators.operations import graph_layer_ops, layer_geometry
-from asa_snn.workflows.simulate import simulate
+from asa_snn.workflows.simulate import simulate, simulate_summary
 
 
 def speck_graph(kernel: int = 3) -> FoldedGraph:
@@ -77,8 +85,8 @@ def test_dense_flops_and_layer_ops_by_hand():
 
 def test_speck_and_sinabs_summaries_agree():
     graph = speck_graph()
-    _, speck = simulate(graph, "synthetic:6", "speck")
-    _, sinabs = simulate(graph, "synthetic:6", "sinabs")
+    _, speck = simulate(graph, "builtin:synthetic:6", "speck")
+    _, sinabs = simulate(graph, "builtin:synthetic:6", "sinabs")
     assert speck["spikes_per_sample"] == sinabs["spikes_per_sample"]
     assert speck["energy_j"] == sinabs["energy_j"]
     assert speck["samples"] == 6 and speck["accuracy"] is not None
@@ -114,6 +122,58 @@ def test_backend_errors_are_clear():
         load_input(speck_graph(), "/nonexistent/recording.aedat4")
 
 
+def test_builtin_data_spelling():
+    assert builtin_count("builtin:synthetic") == 32
+    assert builtin_count("builtin:synthetic:5") == 5
+    for bad in ("builtin:other", "builtin:synthetic:abc", "builtin:synthetic:0", "builtin:synthetic:2000000"):
+        with pytest.raises(AsaSnnError, match=r"'builtin:synthetic' or 'builtin:synthetic:N'") as info:
+            builtin_count(bad)
+        assert bad in str(info.value) and "\n" not in str(info.value)
+    assert builtin_count("synthetic_recordings/") is None
+    assert builtin_count("./builtin:synthetic") is None
+
+
+def test_bare_synthetic_is_deprecated_and_a_folder_of_that_name_wins(tmp_path, monkeypatch):
+    graph = speck_graph()
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(
+        BuiltinDataDeprecation, match=r"'synthetic:2' is deprecated: write 'builtin:synthetic:2'"
+    ):
+        assert load_input(graph, "synthetic:2").labels.tolist() == [0, 1]
+    events = make_events(np.array([0, 10]), np.array([0, 5]), np.array([0, 4]), np.array([1, 0]))
+    (tmp_path / "synthetic").mkdir()
+    write_numpy(EventStream(events, (32, 32, 2)), tmp_path / "synthetic" / "rec.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch = load_input(graph, "synthetic")
+    assert batch.labels.tolist() == [-1] and batch.names == [str(Path("synthetic") / "rec.npz")]
+    assert load_input(graph, "builtin:synthetic:3").labels.tolist() == [0, 1, 2]
+
+
+def test_builtin_recordings_are_the_datasets_generated_one_at_a_time():
+    graph = speck_graph()
+    dataset = synthetic_for_graph(graph, 5)
+    pairs = list(recordings(graph, "builtin:synthetic:5", max_samples=4))
+    assert len(pairs) == 4
+    for index, (stream, label) in enumerate(pairs):
+        expected = dataset.recording(index)
+        np.testing.assert_array_equal(stream.events, expected.events)
+        assert (stream.source, stream.sensor_size, label) == (
+            expected.source,
+            expected.sensor_size,
+            dataset.labels[index],
+        )
+    with pytest.raises(AsaSnnError, match="max_samples must be an integer >= 1, got 0"):
+        list(recordings(graph, "builtin:synthetic:5", max_samples=0))
+
+
+def test_simulate_summary_streams_the_same_summary():
+    graph = speck_graph()
+    _, whole = simulate(graph, "builtin:synthetic:5", "speck", batch_size=2)
+    assert simulate_summary(graph, "builtin:synthetic:5", "speck", batch_size=2) == whole
+    assert whole["samples"] == 5 and len(whole["predictions"]) == 5
+
+
 def test_simulate_command_writes_json(tmp_path, capsys):
     save_graph(speck_graph(), tmp_path / "graph")
     out = tmp_path / "sim.json"
@@ -123,7 +183,7 @@ def test_simulate_command_writes_json(tmp_path, capsys):
         "--backend",
         "speck",
         "--data",
-        "synthetic:4",
+        "builtin:synthetic:4",
         "--out",
         str(out),
     ]
