@@ -9,17 +9,23 @@ show where a loss comes from.
 from __future__ import annotations
 
 import itertools
+import json
+from collections.abc import Callable
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
+from asa_snn.convert.graph import FoldedGraph, save_graph
 from asa_snn.convert.measure import StageMetrics
+from asa_snn.files import staged_folder
 from asa_snn.workflows.fold_steps import FoldRun
 
 ACCURACY_GOAL_PP = 1.0
 NASFR_GOAL = 0.10
 
 
-def _relative(new: float, old: float) -> float | None:
+def relative(new: float, old: float) -> float | None:
+    """(new - old) / old, or None when old is 0."""
     return None if old == 0 else (new - old) / old
 
 
@@ -31,7 +37,7 @@ def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> di
             "from": a.stage,
             "to": b.stage,
             "accuracy_pp": 100 * (b.accuracy - a.accuracy),
-            "nasfr_relative": _relative(b.nasfr, a.nasfr),
+            "nasfr_relative": relative(b.nasfr, a.nasfr),
         }
         for a, b in itertools.pairwise(chain)
     ]
@@ -40,12 +46,12 @@ def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> di
         name: {
             "neurons": run.neurons.get(name),
             **{stage.stage: stage.layer_spikes.get(name, 0.0) for stage in chain},
-            "relative_change_1_to_3": _relative(final.layer_spikes.get(name, 0.0), live.layer_spikes[name]),
+            "relative_change_1_to_3": relative(final.layer_spikes.get(name, 0.0), live.layer_spikes[name]),
         }
         for name in live.layer_spikes
     }
     accuracy_pp = 100 * (final.accuracy - live.accuracy)
-    nasfr_change = _relative(final.nasfr, live.nasfr)
+    nasfr_change = relative(final.nasfr, live.nasfr)
     met = accuracy_pp >= -ACCURACY_GOAL_PP and nasfr_change is not None and abs(nasfr_change) <= NASFR_GOAL
     worst_step = min(steps, key=lambda s: s["accuracy_pp"])
     changes = {
@@ -75,7 +81,8 @@ def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> di
     }
 
 
-def _pct(value: float | None) -> str:
+def pct(value: float | None) -> str:
+    """A relative change as a signed percentage, ``n/a`` for None."""
     return "n/a" if value is None else f"{100 * value:+.1f} %"
 
 
@@ -93,13 +100,13 @@ def fidelity_markdown(doc: dict[str, Any]) -> str:
     ]
     lines += ["", "## Per-step deltas", "", "| step | accuracy (pp) | NASFR |", "|---|---|---|"]
     lines += [
-        f"| {s['from']} -> {s['to']} | {s['accuracy_pp']:+.2f} | {_pct(s['nasfr_relative'])} |"
+        f"| {s['from']} -> {s['to']} | {s['accuracy_pp']:+.2f} | {pct(s['nasfr_relative'])} |"
         for s in doc["steps"]
     ]
     delta, goal = doc["delta_1_to_3"], doc["goal"]
     lines += [
         "",
-        f"(1) -> (3): accuracy {delta['accuracy_pp']:+.2f} pp, NASFR {_pct(delta['nasfr_relative'])}; goal "
+        f"(1) -> (3): accuracy {delta['accuracy_pp']:+.2f} pp, NASFR {pct(delta['nasfr_relative'])}; goal "
         f"(<= {goal['accuracy_loss_max_pp']} pp lost, "
         f"<= {100 * goal['nasfr_change_max']:.0f} % NASFR change): "
         f"{'met' if goal['met'] else 'NOT met'}",
@@ -120,7 +127,7 @@ def fidelity_markdown(doc: dict[str, Any]) -> str:
     lines.append("|---" * (len(stages) + 3) + "|")
     for name, row in doc["layers"].items():
         cells = " | ".join(f"{row[s]:.1f}" for s in stages)
-        lines.append(f"| {name} | {row['neurons']} | {cells} | {_pct(row['relative_change_1_to_3'])} |")
+        lines.append(f"| {name} | {row['neurons']} | {cells} | {pct(row['relative_change_1_to_3'])} |")
     lines += [
         "",
         "## Attention fold",
@@ -138,3 +145,21 @@ def fidelity_markdown(doc: dict[str, Any]) -> str:
     if doc["notes"]:
         lines += ["", "## Notes", "", *[f"- {note}" for note in doc["notes"]]]
     return "\n".join(lines) + "\n"
+
+
+def write_graph_folder(
+    out_dir: str | Path,
+    graph: FoldedGraph,
+    doc: dict[str, Any] | None = None,
+    markdown: Callable[[dict[str, Any]], str] = fidelity_markdown,
+) -> Path:
+    """Write ``graph`` (and, with ``doc``, fidelity.json and ``markdown(doc)`` as fidelity.md) into a
+    temporary folder beside ``out_dir``, then move it into place: ``out_dir`` is either the old
+    complete folder or the new one (:func:`asa_snn.files.staged_folder`)."""
+    out_dir = Path(out_dir)
+    with staged_folder(out_dir) as staging:
+        save_graph(graph, staging)
+        if doc is not None:
+            (staging / "fidelity.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
+            (staging / "fidelity.md").write_text(markdown(doc))
+    return out_dir

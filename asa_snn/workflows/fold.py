@@ -17,7 +17,6 @@ gives the per-step deltas and the per-layer spike changes that show where a loss
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,11 @@ from torch.utils.data import DataLoader
 from asa_snn.chips.registry import get_chip
 from asa_snn.convert.attention_fold import RateMatch
 from asa_snn.convert.fold import GENERIC_TARGET
-from asa_snn.convert.graph import FoldedGraph, save_graph
+from asa_snn.convert.graph import FoldedGraph
 from asa_snn.convert.measure import StageMetrics, measure_graph, measure_live, nasfr_of
 from asa_snn.convert.quantize import quantize_graph
-from asa_snn.files import staged_folder
 from asa_snn.train.run import load_run
-from asa_snn.workflows.fidelity_report import fidelity_document, fidelity_markdown
+from asa_snn.workflows.fidelity_report import fidelity_document, write_graph_folder
 from asa_snn.workflows.fold_steps import (
     FoldRun,
     calibration_batches,
@@ -145,17 +143,6 @@ def simulate_stage(run: FoldRun, batch_size: int = 32) -> tuple[StageMetrics, li
     return metrics, notes
 
 
-def write_outputs(out_dir: str | Path, graph: FoldedGraph, doc: dict[str, Any]) -> Path:
-    """Write graph + fidelity.md + fidelity.json into a temporary folder beside ``out_dir``, then move it
-    into place (an existing ``out_dir`` is replaced only once everything is written)."""
-    out_dir = Path(out_dir)
-    with staged_folder(out_dir) as staging:
-        save_graph(graph, staging)
-        (staging / "fidelity.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
-        (staging / "fidelity.md").write_text(fidelity_markdown(doc))
-    return out_dir
-
-
 def run_fold(
     checkpoint: str | Path,
     target: str,
@@ -185,4 +172,4 @@ def run_fold(
     run = fold_checkpoint(checkpoint, target, calib, finetune_epochs, n_calib, approximate, vanilla=vanilla)
     final, notes = simulate_stage(run)
     doc = fidelity_document(run, final, notes)
-    return FoldOutcome(write_outputs(out_dir, run.deployed, doc), run.deployed, doc)
+    return FoldOutcome(write_graph_folder(out_dir, run.deployed, doc), run.deployed, doc)

@@ -21,7 +21,6 @@ and with calibration fidelity.md / fidelity.json) is written into a temporary fo
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,11 @@ import numpy as np
 
 from asa_snn.chips.base import Chip
 from asa_snn.chips.registry import get_chip
-from asa_snn.convert.graph import NEURON_KINDS, FoldedGraph, save_graph
+from asa_snn.convert.graph import NEURON_KINDS, FoldedGraph
 from asa_snn.convert.nir_import import GENERIC, ImportOptions, ImportResult, nir_to_graph, read_nir
 from asa_snn.convert.quantize import quantize_graph
 from asa_snn.errors import AsaSnnError
-from asa_snn.files import staged_folder
-from asa_snn.workflows.fidelity_report import ACCURACY_GOAL_PP, NASFR_GOAL
+from asa_snn.workflows.fidelity_report import ACCURACY_GOAL_PP, NASFR_GOAL, pct, relative, write_graph_folder
 
 DEFAULT_CALIB_SAMPLES = 64
 BATCH = 16
@@ -160,10 +158,6 @@ def chip_stage(
     return StageRun(f"{stage} ({simulator.name} simulator)", np.concatenate(predictions), spikes, notes)
 
 
-def _relative(new: float, old: float) -> float | None:
-    return None if old == 0 else (new - old) / old
-
-
 def fidelity_document(
     graph: FoldedGraph, deployed: FoldedGraph, stages: list[StageRun], labels: np.ndarray, notes: list[str]
 ) -> dict[str, Any]:
@@ -189,7 +183,7 @@ def fidelity_document(
         }
         for stage in stages
     ]
-    nasfr_change = _relative(rows[-1]["nasfr"], rows[0]["nasfr"])
+    nasfr_change = relative(rows[-1]["nasfr"], rows[0]["nasfr"])
     if labelled:
         accuracy_pp = 100 * (rows[-1]["accuracy"] - rows[0]["accuracy"])
         accuracy_ok = accuracy_pp >= -ACCURACY_GOAL_PP
@@ -203,7 +197,7 @@ def fidelity_document(
         name: {
             "neurons": count,
             **{stage.stage: stage.layer_spikes.get(name, 0.0) for stage in stages},
-            "relative_change": _relative(last.layer_spikes.get(name, 0.0), first.layer_spikes.get(name, 0.0)),
+            "relative_change": relative(last.layer_spikes.get(name, 0.0), first.layer_spikes.get(name, 0.0)),
         }
         for name, count in neurons.items()
     }
@@ -232,10 +226,6 @@ def fidelity_document(
     }
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{100 * value:+.1f} %"
-
-
 def _number(value: float | None, digits: int = 4) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -260,7 +250,7 @@ def fidelity_markdown(doc: dict[str, Any]) -> str:
     lines += [
         "",
         f"(1) -> ({len(doc['stages'])}): accuracy {accuracy}, agreement {delta['agreement']:.4f}, NASFR "
-        f"{_pct(delta['nasfr_relative'])}; goal (<= {goal['accuracy_loss_max_pp']} pp lost, <= "
+        f"{pct(delta['nasfr_relative'])}; goal (<= {goal['accuracy_loss_max_pp']} pp lost, <= "
         f"{100 * goal['nasfr_change_max']:.0f} % NASFR change; by {goal['checked_by']}): "
         f"{'met' if goal['met'] else 'NOT met'}",
     ]
@@ -276,7 +266,7 @@ def fidelity_markdown(doc: dict[str, Any]) -> str:
     lines.append("|---" * (len(stages) + 3) + "|")
     for name, row in doc["layers"].items():
         cells = " | ".join(f"{row[s]:.1f}" for s in stages)
-        lines.append(f"| {name} | {row['neurons']} | {cells} | {_pct(row['relative_change'])} |")
+        lines.append(f"| {name} | {row['neurons']} | {cells} | {pct(row['relative_change'])} |")
     if doc["quantization"]:
         lines += [
             "",
@@ -325,18 +315,6 @@ def measure_fidelity(
     )
 
 
-def write_outputs(out_dir: str | Path, graph: FoldedGraph, doc: dict[str, Any] | None) -> Path:
-    """Write the graph (and fidelity.md / fidelity.json) into a temporary folder beside ``out_dir``,
-    then move it into place."""
-    out_dir = Path(out_dir)
-    with staged_folder(out_dir) as staging:
-        save_graph(graph, staging)
-        if doc is not None:
-            (staging / "fidelity.json").write_text(json.dumps(doc, indent=2, default=float) + "\n")
-            (staging / "fidelity.md").write_text(fidelity_markdown(doc))
-    return out_dir
-
-
 def run_import(
     path: str | Path,
     target: str,
@@ -380,4 +358,4 @@ def run_import(
             deployed = quantize_graph(graph, quantizer)
             deployed.provenance = {**graph.provenance, "calibration": {"data": calib, "samples": n_calib}}
         doc = measure_fidelity(graph, deployed, chip, calib, n_calib, result.notes)
-    return ImportOutcome(write_outputs(out_dir, deployed, doc), deployed, result, doc)
+    return ImportOutcome(write_graph_folder(out_dir, deployed, doc, fidelity_markdown), deployed, result, doc)
