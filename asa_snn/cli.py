@@ -371,16 +371,25 @@ def simulate_command(
         str,
         typer.Option(
             "--data",
-            help="Event file, folder of event files, or builtin:synthetic[:N] (N built-in recordings).",
+            help="Event file, folder of event files (labelled by a labels.csv, or N-MNIST's labels.txt), "
+            "training config or recipe name (its test split), or builtin:synthetic[:N] (N built-in "
+            "recordings).",
         ),
     ] = "builtin:synthetic",
     max_samples: Annotated[int | None, typer.Option("--max-samples")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="JSON file for the results.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="JSON file for the results (and <stem>_confusion.png beside it with labels)."
+        ),
+    ] = None,
 ) -> None:
-    """Run a folded graph on a backend: per-layer spikes, synaptic operations and energy per preset."""
+    """Run a folded graph on a backend: per-layer spikes, synaptic operations and energy per preset;
+    accuracy, per-class accuracy and the confusion matrix where the data has labels."""
     from asa_snn.convert.graph import load_graph
     from asa_snn.files import write_json
-    from asa_snn.workflows.simulate import simulate_summary
+    from asa_snn.simulators.summary import per_class_text
+    from asa_snn.workflows.simulate import simulate_summary, write_confusion_figure
 
     graph = load_graph(graph_dir)
     summary = simulate_summary(graph, data, backend, max_samples, progress=console.print)
@@ -396,12 +405,22 @@ def simulate_command(
     for preset, joules in summary["energy_j"].items():
         console.print(f"energy {preset}: {joules * 1e6:.3f} uJ per inference")
     if summary["accuracy"] is not None:
-        console.print(f"accuracy: {summary['accuracy']:.3f}")
+        console.print(
+            f"accuracy: {summary['accuracy']:.3f} over {summary['labelled']} labelled recordings "
+            f"(labels: {summary['data']['labels']})",
+            soft_wrap=True,
+        )
+        console.print(
+            f"per class: {per_class_text(summary['per_class_accuracy'], summary['classes'])}", soft_wrap=True
+        )
     for note in summary["notes"]:
         console.print(f"note: {note}")
     if out:
         write_json(summary, out)
-        console.print(f"written to {out}")
+        console.print(f"written to {out}", soft_wrap=True)
+        figure = write_confusion_figure(summary, out.with_name(f"{out.stem}_confusion.png"))
+        if figure is not None:
+            console.print(f"confusion matrix drawn to {figure}", soft_wrap=True)
 
 
 @app.command("check")
@@ -430,16 +449,20 @@ def budget_command(
         str,
         typer.Option(
             "--data",
-            help="Event file, folder of event files, or builtin:synthetic[:N] (N built-in recordings).",
+            help="Event file, folder of event files (labelled by a labels.csv, or N-MNIST's labels.txt), "
+            "training config or recipe name (its test split), or builtin:synthetic[:N] (N built-in "
+            "recordings).",
         ),
     ] = "builtin:synthetic",
     backend: Annotated[str, typer.Option("--backend", help="Simulator backend.")] = "speck",
     max_samples: Annotated[int | None, typer.Option("--max-samples")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Folder for budget.json and the figure.")] = Path(
-        "runs/budget"
-    ),
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for budget.json and the figures (confusion.png with labels)."),
+    ] = Path("runs/budget"),
 ) -> None:
-    """Check simulated spikes, synaptic ops, energy, latency and memory against a spike budget.
+    """Check simulated spikes, synaptic ops, energy, latency and memory against a spike budget;
+    accuracy, per-class accuracy and the confusion matrix where the data has labels.
 
     Exits 1 when any limit is exceeded, so it can gate a CI job.
     """
@@ -449,7 +472,8 @@ def budget_command(
     report = evaluate_budget(load_graph(graph_dir), load_budget(budget), data, backend, max_samples)
     written = write_budget_report(report, out)
     typer.echo(report.table())
-    typer.echo(f"budget.json and figure written to {written['json'].parent}")
+    figures = "figures" if "confusion" in written else "figure"
+    typer.echo(f"budget.json and {figures} written to {written['json'].parent}")
     if not report.ok:
         raise typer.Exit(1)
 

@@ -467,4 +467,8 @@ def test_simulate_defaults_to_the_builtin_data(graph_dir, capsys):
     assert main(["simulate", graph_dir, "--max-samples", "3"]) == 0
     assert "3 samples" in capsys.readouterr().out
     assert main(["simulate", "--help"]) == 0
-    assert "builtin:synthetic[:N]" in capsys.readouterr().out
+    help_text = capsys.readouterr().out
+    assert "builtin:synthetic[:N]" in help_text and "labels.csv" in help_text
+    assert "recipe name" in help_text
+    assert main(["budget", "--help"]) == 0
+    assert "labels.csv" in capsys.readouterr().out

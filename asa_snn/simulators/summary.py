@@ -27,12 +27,12 @@ def summarize(
     duration_us = graph.input.duration_us
     duration_s = None if duration_us is None else duration_us * 1e-6
     predictions = result.predictions(graph.vote)
-    known = batch.labels >= 0
+    confusion = confusion_matrix(batch.labels, predictions, graph.num_classes)
     return {
         "backend": result.backend,
         "samples": samples,
         "timesteps": int(batch.frames.shape[1]),
-        "accuracy": float((predictions[known] == batch.labels[known]).mean()) if known.any() else None,
+        **label_figures(confusion),
         "predictions": predictions.tolist(),
         "spikes_per_sample": {name: float(c.sum()) / samples for name, c in result.spike_counts.items()},
         "layers": [
@@ -45,11 +45,67 @@ def summarize(
             for layer in ops
         ],
         "energy_j": {name: energy(ops, model, duration_s).total_j for name, model in presets.items()},
-        "labelled": int(known.sum()),
         "notes": list(result.notes),
     }
 
 
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts of the labelled samples (label >= 0; -1 is unknown), int64 [K, K]: entry [i, j] is the
+    number of samples of class i predicted as class j (rows true, columns predicted).
+
+    Raises:
+        ValueError: a label or prediction outside ``0 .. num_classes - 1`` (other than label -1).
+    """
+    labels, predictions = np.asarray(labels, np.int64), np.asarray(predictions, np.int64)
+    known = labels >= 0
+    for name, values in (("label", labels[known]), ("prediction", predictions[known])):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(
+                f"{name}s must lie in 0..{num_classes - 1}, found {values.min()}..{values.max()}"
+            )
+    matrix = np.zeros((num_classes, num_classes), np.int64)
+    np.add.at(matrix, (labels[known], predictions[known]), 1)
+    return matrix
+
+
+def label_figures(confusion: np.ndarray) -> dict[str, Any]:
+    """What a confusion matrix [K, K] (rows true, columns predicted) says, as plain data.
+
+    ``labelled`` = n = sum of all entries; ``accuracy`` = trace / n; ``per_class_accuracy`` =
+    {str(k): C[k, k] / sum_j C[k, j]}, None for a class with no labelled sample; ``confusion`` the
+    counts as lists. With no labelled sample the three figures are None (labels unknown).
+    Integer counts in, so figures merged from batches (:func:`merge_summaries`) equal those of one
+    batch exactly.
+    """
+    confusion = np.asarray(confusion, np.int64)
+    labelled = int(confusion.sum())
+    if not labelled:
+        return {"accuracy": None, "per_class_accuracy": None, "confusion": None, "labelled": 0}
+    rows = confusion.sum(axis=1)
+    return {
+        "accuracy": float(np.trace(confusion) / labelled),
+        "per_class_accuracy": {
+            str(k): float(confusion[k, k] / rows[k]) if rows[k] else None for k in range(len(confusion))
+        },
+        "confusion": confusion.tolist(),
+        "labelled": labelled,
+    }
+
+
+def per_class_text(per_class: Mapping[str, float | None], classes: list[str] | None = None) -> str:
+    """One line of per-class accuracy: ``<class> <accuracy>`` pairs, ``-`` for a class with no
+    labelled recording; ``classes`` names class k where given."""
+    names = classes or list(per_class)
+    return ", ".join(
+        f"{names[k]} {'-' if value is None else f'{value:.3f}'}" for k, value in enumerate(per_class.values())
+    )
+
+
+def summary_confusion(summary: Mapping[str, Any], num_classes: int) -> np.ndarray:
+    """The confusion counts int64 [K, K] of a summary (zeros where its labels are unknown)."""
+    if summary.get("confusion") is None:
+        return np.zeros((num_classes, num_classes), np.int64)
+    return np.asarray(summary["confusion"], np.int64)
 
 
 def _weighted(values: list[float], weights: list[int]) -> float:
@@ -58,16 +114,18 @@ def _weighted(values: list[float], weights: list[int]) -> float:
 
 def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One summary of several batches' summaries: per-sample figures averaged by batch size
-    (spikes, operations and energy are sums over samples, so this is exact), accuracy over the
-    labelled samples, predictions concatenated, notes united."""
+    (spikes, operations and energy are sums over samples, so this is exact), the confusion counts
+    summed and accuracy, per-class accuracy and ``labelled`` computed from them (exact), predictions
+    concatenated, notes united."""
     first, sizes = parts[0], [part["samples"] for part in parts]
-    labelled = [part["labelled"] for part in parts]
-    accuracies = [part["accuracy"] or 0.0 for part in parts]
+    classes = max((len(part["confusion"]) for part in parts if part.get("confusion") is not None), default=0)
+    confusion = sum(
+        (summary_confusion(part, classes) for part in parts), np.zeros((classes, classes), np.int64)
+    )
     return {
         **first,
         "samples": sum(sizes),
-        "labelled": sum(labelled),
-        "accuracy": _weighted(accuracies, labelled) if sum(labelled) else None,
+        **label_figures(confusion),
         "predictions": [p for part in parts for p in part["predictions"]],
         "spikes_per_sample": {
             name: _weighted([part["spikes_per_sample"][name] for part in parts], sizes)

@@ -63,8 +63,10 @@ from asa_snn.energy.model import EnergyModel, energy, synaptic_ops
 from asa_snn.errors import AsaSnnError, InputFormatError
 from asa_snn.files import staged_folder, write_json
 from asa_snn.simulators.base import SimulationResult
-from asa_snn.simulators.inputs import input_batches
+from asa_snn.simulators.inputs import RecordingSource, input_batches
 from asa_snn.simulators.operations import graph_layer_ops
+from asa_snn.simulators.summary import confusion_matrix, label_figures, per_class_text
+from asa_snn.workflows.simulate import class_names, confusion_title, data_source, draw_confusion
 
 METRICS: dict[str, str] = {
     "firing_rate": "spikes per neuron per step",
@@ -336,7 +338,20 @@ class BudgetRow:
 
 @dataclass
 class BudgetReport:
-    """Result of :func:`evaluate_budget`: one row per limit in the budget file."""
+    """Result of :func:`evaluate_budget`: one row per limit in the budget file.
+
+    Attributes:
+        rows: one per limit.
+        backend, chip: the simulator and the chip whose cores the per-core figures count.
+        recordings: the recordings' names, in order.
+        budget_source: the budget file.
+        notes: backend remarks.
+        confusion: counts [K][K] of the labelled recordings (rows true class, columns predicted),
+            or None when no recording has a label.
+        classes: the K class names (``"0" .. "K-1"`` where the data does not name them).
+        data: what was read (``kind``, ``source``, ``labels``, ``split``;
+            :class:`~asa_snn.simulators.inputs.RecordingSource`).
+    """
 
     rows: list[BudgetRow]
     backend: str
@@ -344,6 +359,20 @@ class BudgetReport:
     recordings: list[str]
     budget_source: str
     notes: list[str] = field(default_factory=list)
+    confusion: list[list[int]] | None = None
+    classes: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, Any]:
+        """``accuracy``, ``per_class_accuracy``, ``confusion`` and ``labelled``
+        (:func:`~asa_snn.simulators.summary.label_figures`; None and 0 when labels are unknown)."""
+        return label_figures(np.zeros((0, 0)) if self.confusion is None else np.asarray(self.confusion))
+
+    @property
+    def accuracy(self) -> float | None:
+        """Share of the labelled recordings predicted right, or None when labels are unknown."""
+        return self.labels["accuracy"]
 
     @property
     def ok(self) -> bool:
@@ -390,6 +419,10 @@ class BudgetReport:
             text.append(f"worst layers: {', '.join(self.worst_layers())}")
         for row in failures:
             text.append(f"over {row.scope} {row.metric} ({row.limit:.4g}): {', '.join(row.over)}")
+        labels = self.labels
+        if labels["accuracy"] is not None:
+            text.append(f"accuracy: {labels['accuracy']:.3f} over {labels['labelled']} labelled recordings")
+            text.append(f"per class: {per_class_text(labels['per_class_accuracy'], self.classes)}")
         return "\n".join(text + [f"note: {note}" for note in self.notes])
 
     def to_dict(self) -> dict[str, Any]:
@@ -417,6 +450,9 @@ class BudgetReport:
                 for r in self.rows
             ],
             "notes": self.notes,
+            "data": self.data,
+            "classes": self.classes,
+            **self.labels,
         }
 
 
@@ -473,7 +509,7 @@ def compare_with_budget(
 def evaluate_budget(
     graph: FoldedGraph,
     budget: Budget,
-    data: str,
+    data: str | RecordingSource,
     backend: str = "speck",
     max_samples: int | None = None,
 ) -> BudgetReport:
@@ -482,13 +518,15 @@ def evaluate_budget(
     Args:
         graph: the folded graph.
         budget: limits (:func:`load_budget`); its layer names must be spiking layers of ``graph``.
-        data: an event file, a folder of them, or ``builtin:synthetic[:N]`` (see
-            :func:`asa_snn.simulators.inputs.recordings`), read in batches.
+        data: an event file, a folder (possibly labelled), a training config (its test split) or
+            ``builtin:synthetic[:N]`` (see :func:`asa_snn.workflows.simulate.data_source`), read
+            in batches.
         backend: simulator backend name (:func:`asa_snn.chips.registry.backend_names`).
         max_samples: at most this many recordings.
 
     Returns:
-        A :class:`BudgetReport`; ``report.ok`` is the verdict.
+        A :class:`BudgetReport`; ``report.ok`` is the verdict; accuracy, per-class accuracy and
+        the confusion matrix where labels are known.
 
     Raises:
         InputFormatError: a budget layer that is not a spiking layer of the graph.
@@ -500,17 +538,32 @@ def evaluate_budget(
     layout = chip.core_layout(graph)
     wanted = {p for limits in [budget.network, *budget.layers.values()] for p in limits.get("energy_uj", {})}
     presets = {name: model for name, model in energy_presets().items() if name in wanted}
+    source = data_source(graph, data)
     parts: list[dict[tuple[str, str], np.ndarray]] = []
     names: list[str] = []
     notes: set[str] = set()
-    for batch in input_batches(graph, data, max_samples):
+    confusion = np.zeros((graph.num_classes, graph.num_classes), np.int64)
+    for batch in input_batches(graph, source, max_samples):
         result = runner.run(graph, batch.frames)
         parts.append(measure(graph, result, batch.frames, layout, presets))
+        confusion += confusion_matrix(batch.labels, result.predictions(graph.vote), graph.num_classes)
         names += batch.names
         notes.update(result.notes)
+    if not parts:
+        raise AsaSnnError(f"{source.about['source']}: no recordings to simulate")
     figures = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     rows = compare_with_budget(budget, figures, names)
-    return BudgetReport(rows, backend, chip.name, names, budget.source, sorted(notes))
+    return BudgetReport(
+        rows,
+        backend,
+        chip.name,
+        names,
+        budget.source,
+        sorted(notes),
+        confusion.tolist() if confusion.sum() else None,
+        class_names(graph, source),
+        source.about,
+    )
 
 
 # ---------------------------------------------------------------- output
@@ -549,20 +602,27 @@ def _rate_figure(report: BudgetReport, path: Path) -> None:
 
 
 def write_budget_report(report: BudgetReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write the folder ``out_dir`` with ``budget.json`` and ``budget_rates.png``, whole or not at all.
+    """Write the folder ``out_dir`` with ``budget.json``, ``budget_rates.png`` and, where labels
+    are known, ``confusion.png`` (the confusion matrix), whole or not at all.
 
-    Both files are staged beside ``out_dir`` and moved in together
-    (:func:`~asa_snn.files.staged_folder`): a failure while drawing the figure leaves the previous
+    The files are staged beside ``out_dir`` and moved in together
+    (:func:`~asa_snn.files.staged_folder`): a failure while drawing a figure leaves the previous
     folder as it was. ``out_dir`` must be new, empty, or written by asa-snn.
 
     Returns:
-        {"json": path, "figure": path} inside ``out_dir``.
+        {"json": path, "figure": path} inside ``out_dir``, and "confusion": path where written.
 
     Raises:
         AsaSnnError: ``out_dir`` holds files asa-snn did not write.
     """
     out = Path(out_dir)
+    written = {"json": out / "budget.json", "figure": out / "budget_rates.png"}
     with staged_folder(out) as staging:
         write_json(report.to_dict(), staging / "budget.json")
         _rate_figure(report, staging / "budget_rates.png")
-    return {"json": out / "budget.json", "figure": out / "budget_rates.png"}
+        if report.confusion is not None:
+            labels = report.labels
+            title = confusion_title(report.backend, labels["accuracy"], labels["labelled"])
+            draw_confusion(report.confusion, report.classes, title, staging / "confusion.png")
+            written["confusion"] = out / "confusion.png"
+    return written

@@ -32,6 +32,7 @@ from asa_snn.convert.onnx_export import to_onnx
 from asa_snn.errors import AsaSnnError, MissingDependencyError
 from asa_snn.files import staged_folder, write_json
 from asa_snn.simulators.base import SimulationResult
+from asa_snn.simulators.inputs import NOT_RECORDINGS
 from asa_snn.workflows.budget import BudgetReport, evaluate_budget, load_budget, write_budget_report
 from asa_snn.workflows.fold import FoldOutcome, run_fold
 from asa_snn.workflows.html_report import write_report
@@ -187,14 +188,10 @@ def train_models(
     return results
 
 
-NOT_RECORDINGS = (".csv", ".txt", ".md", ".json", ".yaml", ".yml", ".toml")
-"""Suffixes of the side files of a recordings folder (labels.csv, classes.txt, notes) that are not
-simulated."""
-
-
 def recordings_view(folder: Path, view: Path) -> Path:
     """A folder ``view`` of symbolic links to the recordings in ``folder`` (its side files left out,
-    see :data:`NOT_RECORDINGS`), which the simulators read as their input.
+    see :data:`~asa_snn.simulators.inputs.NOT_RECORDINGS`, which the simulators skip too), which the
+    simulators read as their input, unlabelled.
 
     Raises:
         AsaSnnError: ``folder`` holds no recording.

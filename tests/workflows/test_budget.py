@@ -8,6 +8,9 @@ import pytest
 from asa_snn.chips.loihi.mapping import loihi_core_layout
 from asa_snn.chips.speck.mapping import speck_core_layout
 from asa_snn.chips.speck.simulator import SpeckSimulator
+from asa_snn.data.events import EventStream
+from asa_snn.data.formats import write_numpy
+from asa_snn.data.synthetic import SyntheticDVSConfig, generate_sample
 from asa_snn.errors import AsaSnnError, InputFormatError
 from asa_snn.simulators.inputs import load_input
 from asa_snn.workflows.budget import (
@@ -156,7 +159,7 @@ def test_a_rerun_failing_in_the_figure_leaves_the_old_output_whole(measured, tmp
     with pytest.raises(MemoryError):
         write_budget_report(report, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert sorted(before) == [".asa-snn-output", "budget.json", "budget_rates.png"]
+    assert sorted(before) == [".asa-snn-output", "budget.json", "budget_rates.png", "confusion.png"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"] and paths["json"] == out / "budget.json"
 
 
@@ -241,3 +244,50 @@ def test_missing_file_and_unknown_extension(tmp_path):
     (tmp_path / "b.json").write_text("{}")
     with pytest.raises(InputFormatError, match=r"\.toml, \.yaml or \.yml"):
         load_budget(tmp_path / "b.json")
+
+
+def test_labelled_data_adds_accuracy_per_class_and_the_confusion_figure(speck, tmp_path, capsys):
+    """A labels.csv folder: accuracy, per-class accuracy and confusion counted by hand from the
+    simulator's predictions, in the report, budget.json, the table and confusion.png."""
+    from asa_snn.cli import main
+    from asa_snn.convert.graph import save_graph
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    config = SyntheticDVSConfig(sensor_size=(16, 16, 2), n_steps=8, dt_us=20_000, n_classes=3)
+    labels = [2, 0, 1, 1, 0]
+    for index in range(len(labels)):
+        stream = EventStream(generate_sample(config, "test", index).events, (16, 16, 2))
+        write_numpy(stream, folder / f"r{index}.npz")
+    rows = "".join(f"r{index}.npz,{label}\n" for index, label in enumerate(labels))
+    (folder / "labels.csv").write_text("file,label\n" + rows)
+    budget = parse_budget({"network": {"firing_rate": BIG}}, "probe.toml")
+    report = evaluate_budget(speck, budget, str(folder))
+    predictions = SpeckSimulator().run(speck, load_input(speck, str(folder)).frames).predictions()
+    confusion = np.zeros((3, 3), np.int64)
+    for label, prediction in zip(labels, predictions, strict=True):
+        confusion[label, prediction] += 1
+    assert report.confusion == confusion.tolist() and report.classes == ["0", "1", "2"]
+    assert report.accuracy == np.mean(np.array(labels) == predictions)
+    document = report.to_dict()
+    assert document["labelled"] == 5 and document["confusion"] == confusion.tolist()
+    assert document["per_class_accuracy"] == {str(k): confusion[k, k] / confusion[k].sum() for k in range(3)}
+    assert document["data"]["kind"] == "labels.csv"
+    assert f"accuracy: {report.accuracy:.3f} over 5 labelled recordings" in report.table()
+    assert "per class: 0 " in report.table()
+    paths = write_budget_report(report, tmp_path / "out")
+    assert paths["confusion"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # unlabelled data: no accuracy, no confusion.png
+    plain = evaluate_budget(speck, budget, str(folder / "r0.npz"))
+    assert plain.accuracy is None and plain.to_dict()["confusion"] is None
+    assert "accuracy" not in plain.table()
+    written = write_budget_report(plain, tmp_path / "plain")
+    assert "confusion" not in written and not (tmp_path / "plain" / "confusion.png").exists()
+    # the command line
+    save_graph(speck, tmp_path / "graph")
+    (tmp_path / "b.toml").write_text("[network]\nfiring_rate = 1e12\n")
+    args = ["budget", str(tmp_path / "graph"), "--budget", str(tmp_path / "b.toml"), "--data", str(folder)]
+    assert main([*args, "--out", str(tmp_path / "cli")]) == 0
+    printed = capsys.readouterr().out
+    assert f"accuracy: {report.accuracy:.3f}" in printed and "budget.json and figures written" in printed
+    assert (tmp_path / "cli" / "confusion.png").is_file()
