@@ -11,7 +11,11 @@ On disk it is a folder::
     tensors.safetensors  every array, named "<layer>.<tensor>" (no code, nothing unpickled)
 
 ``graph.json`` carries ``format`` and ``version``; a file from another version gives an error
-naming both versions instead of a wrong graph.
+naming both versions instead of a wrong graph. It may nest at most :data:`MAX_JSON_DEPTH` levels;
+its integer fields (shapes, counts, attributes, the input spec) must be JSON integers (``4.5`` is an
+error, never ``4``); ``target`` must be a lowercase identifier
+(:data:`~asa_snn.convert.graph_check.TARGET_PATTERN`); whether it names a known chip is checked
+where the chip is looked up, since this module does not know chips.
 
 Float and quantized graphs share the layout. In a quantized graph (``quantized=True``) the
 ``weight`` and ``bias`` tensors hold integers (integer dtypes), the neuron's ``threshold`` and
@@ -38,6 +42,9 @@ GRAPH_FORMAT = "asa-snn-folded-graph"
 GRAPH_VERSION = 2
 OPS = ("conv2d", "linear", "sumpool2d", "flatten", "add")
 NEURON_KINDS = ("iaf", "cuba", "lif")
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects graph.json may have; a graph written here nests 5 levels
+(plus whatever ``provenance`` holds). Deeper documents are refused before anything walks them."""
 
 
 @dataclass(frozen=True)
@@ -122,9 +129,25 @@ class Layer:
             raise AsaSnnError(
                 f"layer {self.name!r}: op {self.op!r} unknown; expected one of {', '.join(OPS)}"
             )
-        self.output_shape = tuple(int(v) for v in self.output_shape)
-        self.inputs = tuple(str(v) for v in self.inputs)
+        shape = self.output_shape
+        if not isinstance(shape, list | tuple) or not 1 <= len(shape) <= 3:
+            raise InputFormatError(f"layer {self.name!r}: output_shape {shape!r} must be 1 to 3 integers")
+        self.output_shape = tuple(
+            _integer(v, f"layer {self.name!r}: output_shape[{i}]") for i, v in enumerate(shape)
+        )
+        if not isinstance(self.inputs, list | tuple) or not all(isinstance(v, str) for v in self.inputs):
+            raise InputFormatError(
+                f"layer {self.name!r}: inputs {self.inputs!r} must be a list of layer names"
+            )
+        self.inputs = tuple(self.inputs)
         self.attrs = layer_attrs(self.name, self.op, self.attrs, self.tensors)
+
+
+def _integer(value: object, where: str) -> int:
+    """``value`` as an int when it is one (NumPy integers too; not bools, not 4.0), else an error."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InputFormatError(f"{where} is {value!r} ({type(value).__name__}); expected an integer")
+    return int(value)
 
 
 @dataclass
@@ -234,12 +257,30 @@ def _from_fields(cls: type, data: dict[str, Any], where: str) -> Any:
         raise InputFormatError(f"{where}: {exc}") from exc
 
 
+def _depth(document: object) -> int:
+    """How deeply arrays and objects nest in ``document`` (0 for a scalar); iterative, so that a
+    hostile document cannot exhaust the stack here."""
+    deepest, stack = 0, [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if items is None:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_JSON_DEPTH:
+            break
+        stack.extend((item, depth + 1) for item in items)
+    return deepest
+
+
 def load_graph(folder: str | Path) -> FoldedGraph:
     """Read a graph written by :func:`save_graph`, without executing anything from the files.
 
     Raises:
-        InputFormatError: a missing file or field, another format or version, a tensor missing
-            from tensors.safetensors or with another shape than graph.json says.
+        InputFormatError: a missing file or field, another format or version, nesting deeper than
+            :data:`MAX_JSON_DEPTH`, a tensor missing from tensors.safetensors or with another shape
+            than graph.json says, or anything :func:`~asa_snn.convert.graph_check.check_graph`
+            refuses.
     """
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
@@ -253,6 +294,12 @@ def load_graph(folder: str | Path) -> FoldedGraph:
         document = json.loads(json_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputFormatError(f"{json_path}: not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise InputFormatError(
+            f"{json_path}: JSON nested too deeply to parse; expected at most {MAX_JSON_DEPTH} levels"
+        ) from exc
+    if _depth(document) > MAX_JSON_DEPTH:
+        raise InputFormatError(f"{json_path}: JSON nested more than {MAX_JSON_DEPTH} levels deep")
     if not isinstance(document, dict) or document.get("format") != GRAPH_FORMAT:
         raise InputFormatError(
             f"{json_path}: not an {GRAPH_FORMAT} file (format field is missing or differs)"
@@ -326,4 +373,7 @@ def _layer_from_json(entry: object, arrays: dict[str, np.ndarray], where: str, t
             source=str(entry.get("source", "")),
         )
     except (TypeError, ValueError, AsaSnnError) as exc:
-        raise InputFormatError(f"{where} ({name}): {exc}") from exc
+        message = str(exc)
+        if message.startswith(where):  # names the file and layer already
+            raise InputFormatError(message) from exc
+        raise InputFormatError(f"{where} ({name}): {message.removeprefix(f'layer {name!r}: ')}") from exc

@@ -12,6 +12,8 @@ instead of failing later inside a simulator or exporter. Shapes follow the ops' 
 
 from __future__ import annotations
 
+import math
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,9 +22,17 @@ from asa_snn.convert.layer_attrs import Conv2dAttrs, LinearAttrs, SumPool2dAttrs
 from asa_snn.errors import InputFormatError
 
 if TYPE_CHECKING:
-    from asa_snn.convert.graph import FoldedGraph, Layer, NeuronSpec
+    from asa_snn.convert.graph import FoldedGraph, Layer, LayerQuant, NeuronSpec
 
 READOUTS = ("rate",)
+TARGET_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,63}")
+"""What a graph's ``target`` must look like: a lowercase identifier (a chip's name, or ``generic``).
+Whether it names a known chip is checked where a chip is looked up (convert does not know chips)."""
+QUANT_BITS = (2, 32)
+"""Bit widths a layer's :class:`~asa_snn.convert.graph.LayerQuant` may give its weights and state
+(signed integers; Speck uses 8 / 16, Loihi up to 9 / 24)."""
+WEIGHT_EXPONENTS = (-32, 32)
+"""Range of a shared weight exponent (Loihi's is -8..7)."""
 
 
 def _conv_shape(attrs: Conv2dAttrs, shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -105,12 +115,45 @@ def _check_neuron(layer: Layer, neuron: NeuronSpec) -> None:
             raise InputFormatError(f"layer {layer.name!r}: neuron {key} must lie in [0, 1], got {value}")
     if neuron.kind == "cuba" and (neuron.du is None or neuron.dv is None):
         raise InputFormatError(f"layer {layer.name!r}: a cuba neuron needs du and dv")
+    if not isinstance(neuron.multi_spike, bool):
+        raise InputFormatError(
+            f"layer {layer.name!r}: neuron multi_spike is {neuron.multi_spike!r}; expected true or false"
+        )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _check_quant(layer: Layer, quant: LayerQuant) -> None:
+    """A finite positive ``scale``; integer bit widths in :data:`QUANT_BITS`; an integer exponent in
+    :data:`WEIGHT_EXPONENTS`."""
+    scale = quant.scale
+    real = isinstance(scale, int | float | np.integer | np.floating) and not isinstance(scale, bool)
+    if not real or not math.isfinite(scale) or scale <= 0:
+        raise InputFormatError(
+            f"layer {layer.name!r}: quant scale is {scale!r}; expected a finite number > 0"
+        )
+    low, high = QUANT_BITS
+    for key in ("weight_bits", "state_bits"):
+        value = getattr(quant, key)
+        if not _is_int(value) or not low <= value <= high:
+            raise InputFormatError(
+                f"layer {layer.name!r}: quant {key} is {value!r}; expected an integer {low}..{high}"
+            )
+    low, high = WEIGHT_EXPONENTS
+    if not _is_int(quant.weight_exponent) or not low <= quant.weight_exponent <= high:
+        raise InputFormatError(
+            f"layer {layer.name!r}: quant weight_exponent is {quant.weight_exponent!r}; expected an "
+            f"integer {low}..{high}"
+        )
 
 
 def _check_integers(layer: Layer) -> None:
     quant = layer.quant
     if quant is None:
         return
+    _check_quant(layer, quant)
     low, high = -(2 ** (quant.weight_bits - 1)), 2 ** (quant.weight_bits - 1) - 1
     weight = layer.tensors.get("weight")
     if weight is None:
@@ -126,23 +169,49 @@ def _check_integers(layer: Layer) -> None:
         )
 
 
+def _check_layer(layer: Layer, inputs: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """One layer on its own: output shape from ``inputs``, weights, neuron, quantization; returns
+    the output shape. Raises :class:`InputFormatError` naming the layer."""
+    expected = expected_shape(layer, inputs)
+    if tuple(layer.output_shape) != expected:
+        raise InputFormatError(
+            f"layer {layer.name!r} output_shape {layer.output_shape}, its inputs give {expected}"
+        )
+    _check_weight(layer)
+    if layer.neuron is not None:
+        _check_neuron(layer, layer.neuron)
+    _check_integers(layer)
+    return expected
+
+
 def check_graph(graph: FoldedGraph, where: str = "graph") -> FoldedGraph:
     """Return ``graph`` unchanged when it is well formed, else raise one :class:`InputFormatError`.
 
     Checks: at least one layer, unique names; ``inputs`` name earlier layers (``add`` two, other ops
     at most one; none means the previous layer); every output shape follows from its inputs
     (module docstring); weights and biases match the attributes and are finite; neurons have a
-    positive threshold and decays in [0, 1]; quantized weights are integers within their bit width;
-    the last layer holds ``num_classes * vote`` units; ``vote``, ``num_classes`` >= 1; a known readout.
+    positive threshold and decays in [0, 1]; quantization metadata in range (finite positive scale,
+    bit widths in :data:`QUANT_BITS`) and quantized weights integers within their bit width; the last
+    layer holds ``num_classes * vote`` units; ``vote``, ``num_classes`` integers >= 1; a known
+    readout; ``target`` a lowercase identifier (:data:`TARGET_PATTERN`); ``provenance`` an object.
     """
     if not graph.layers:
         raise InputFormatError(f"{where}: the graph has no layers")
     for key in ("num_classes", "vote"):
         value = getattr(graph, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not _is_int(value) or value < 1:
             raise InputFormatError(f"{where}: {key} must be an integer >= 1, got {value!r}")
     if graph.readout not in READOUTS or not isinstance(graph.quantized, bool):
         raise InputFormatError(f"{where}: readout must be one of {READOUTS} and quantized a boolean")
+    if not isinstance(graph.target, str) or not TARGET_PATTERN.fullmatch(graph.target):
+        raise InputFormatError(
+            f"{where}: target {graph.target!r:.80} is not a chip name; expected a lowercase identifier "
+            "such as 'speck', 'loihi' or 'generic'"
+        )
+    if not isinstance(graph.provenance, dict):
+        raise InputFormatError(
+            f"{where}: provenance must be an object, got {type(graph.provenance).__name__}"
+        )
     shapes: dict[str, tuple[int, ...]] = {}
     previous = tuple(graph.input.shape)
     for layer in graph.layers:
@@ -154,15 +223,10 @@ def check_graph(graph: FoldedGraph, where: str = "graph") -> FoldedGraph:
                 f"{where}: layer {layer.name!r} reads {unknown}, which are not earlier layers of the graph"
             )
         inputs = [shapes[name] for name in layer.inputs] or [previous]
-        expected = expected_shape(layer, inputs)
-        if tuple(layer.output_shape) != expected:
-            raise InputFormatError(
-                f"{where}: layer {layer.name!r} output_shape {layer.output_shape}, its inputs give {expected}"
-            )
-        _check_weight(layer)
-        if layer.neuron is not None:
-            _check_neuron(layer, layer.neuron)
-        _check_integers(layer)
+        try:
+            expected = _check_layer(layer, inputs)
+        except InputFormatError as exc:
+            raise InputFormatError(f"{where}: {exc}") from exc
         shapes[layer.name] = previous = expected
     units = int(np.prod(previous))
     if units != graph.num_classes * graph.vote:

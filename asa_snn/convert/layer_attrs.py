@@ -1,7 +1,8 @@
 """Typed attributes of the folded graph's ops: plain frozen dataclasses, checked on construction.
 
 Every layer of a :class:`~asa_snn.convert.graph.FoldedGraph` carries one of these; graph.json
-stores them as objects by field name, and :func:`layer_attrs` reads and checks them.
+stores them as objects by field name, and :func:`layer_attrs` reads and checks them. Counts and
+sizes must be integers (JSON ``4.5`` or ``4.0`` is an error, never rounded).
 """
 
 from __future__ import annotations
@@ -143,7 +144,9 @@ def layer_attrs(
     weight = tensors.get("weight")
     if weight is not None and op == "conv2d" and weight.ndim == 4:
         data.setdefault("out_channels", int(weight.shape[0]))
-        data.setdefault("in_channels", int(weight.shape[1]) * int(data.get("groups", 1)))
+        groups = data.get("groups", 1)  # a non-integer is refused by Conv2dAttrs.check, not rounded
+        whole = isinstance(groups, int | np.integer) and not isinstance(groups, bool)
+        data.setdefault("in_channels", int(weight.shape[1]) * (int(groups) if whole else 1))
     if weight is not None and op == "linear" and weight.ndim == 2:
         data.setdefault("out_features", int(weight.shape[0]))
         data.setdefault("in_features", int(weight.shape[1]))

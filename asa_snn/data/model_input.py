@@ -16,6 +16,12 @@ evaluation, ``simulate``, ``budget``, ``deploy`` and the demo alike. The steps, 
 
 Frames hold per-pixel event COUNTS (float32); a chip that takes at most one event per pixel and
 step sees them through its own input rule.
+
+A spec is checked on construction, so a hand-edited one (a folded graph's ``input``) is refused
+before :func:`frames_for` allocates anything: integer fields are integers (``4.5`` is an error, not
+``4``), sides at most :data:`~asa_snn.data.events.MAX_SENSOR_SIDE`, ``n_steps`` at most
+:data:`MAX_STEPS`, ``dt_us`` at most :data:`MAX_DT_US`, and one recording's frames
+T x C x H x W at most :data:`MAX_FRAME_VALUES` values.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from asa_snn.data.events import EventStream
+from asa_snn.data.events import MAX_SENSOR_SIDE, EventStream
 from asa_snn.data.frames import count_events, downsample, equal_count_sizes, window_starts
 from asa_snn.errors import InputFormatError
 
@@ -37,6 +43,20 @@ NOMINAL_STEP_US = 1000
 (streaming equal-count slices to a chip, per-second budgets)."""
 EventAugment = Callable[[EventStream], EventStream]
 """An event augmentation: EventStream -> EventStream with the same sensor size."""
+
+MAX_STEPS = 10_000
+"""Most time steps T an input spec may ask for (as a training config's ``data.n_steps``); the paper's
+longest recipe has 60."""
+
+MAX_DT_US = 3_600_000_000
+"""Longest step ``dt_us``: one hour in microseconds (as a training config's ``data.dt_us``)."""
+
+MAX_FRAME_VALUES = 2**28
+"""Most values T x C x H x W of one recording's frames (1 GiB of float32 counts), checked before
+:func:`frames_for` allocates them; the paper's largest input, 60 steps of 2 x 128 x 128, has 2.0M."""
+
+_TUPLE_SIZES = {"shape": 3, "sensor_size": 3, "crop": 4}
+"""Tuple fields of :class:`InputSpec` and their lengths."""
 
 
 @dataclass(frozen=True)
@@ -65,10 +85,21 @@ class InputSpec:
     crop: tuple[int, int, int, int] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("shape", "sensor_size", "crop"):
+        for name, size in _TUPLE_SIZES.items():
             value = getattr(self, name)
             if value is not None:
-                object.__setattr__(self, name, tuple(int(v) for v in value))
+                if not isinstance(value, list | tuple) or len(value) != size:
+                    raise InputFormatError(f"input.{name} is {value!r}; expected {size} integers")
+                object.__setattr__(
+                    self, name, tuple(_integer(v, f"input.{name}[{i}]") for i, v in enumerate(value))
+                )
+        for name in ("downsample", "n_steps", "dt_us"):
+            value = getattr(self, name)
+            if value is not None or name != "dt_us":
+                object.__setattr__(self, name, _integer(value, f"input.{name}"))
+        for name in ("polarity", "slicing"):
+            if not isinstance(getattr(self, name), str):
+                raise InputFormatError(f"input.{name} is {getattr(self, name)!r}; expected a string")
         _check_spec(self)
 
     @property
@@ -88,6 +119,36 @@ class InputSpec:
         return self.n_steps * self.dt_us if self.slicing == "time" and self.dt_us else None
 
 
+def _integer(value: object, name: str) -> int:
+    """``value`` as an int when it is one (NumPy integers too; not bools, not 4.0), else an error
+    naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise InputFormatError(f"{name} is {value!r} ({type(value).__name__}); expected an integer")
+    return int(value)
+
+
+def _check_bounds(spec: InputSpec) -> None:
+    """Sizes inside the module's limits (module docstring), so nothing huge is ever allocated."""
+    sides = {"input.shape[1]": spec.shape[1], "input.shape[2]": spec.shape[2]}
+    sides |= {"input.sensor_size[0]": spec.sensor_size[0], "input.sensor_size[1]": spec.sensor_size[1]}
+    sides |= {"input.downsample": spec.downsample}
+    for name, value in sides.items():
+        if value > MAX_SENSOR_SIDE:
+            raise InputFormatError(
+                f"{name} is {value}; expected at most {MAX_SENSOR_SIDE} (MAX_SENSOR_SIDE, the largest sensor)"
+            )
+    if spec.n_steps > MAX_STEPS:
+        raise InputFormatError(f"input.n_steps is {spec.n_steps}; expected at most {MAX_STEPS} (MAX_STEPS)")
+    if spec.dt_us is not None and spec.dt_us > MAX_DT_US:
+        raise InputFormatError(f"input.dt_us is {spec.dt_us}; expected at most {MAX_DT_US} (one hour)")
+    values = spec.n_steps * math.prod(spec.shape)
+    if values > MAX_FRAME_VALUES:
+        raise InputFormatError(
+            f"input.n_steps x input.shape = {spec.n_steps} x {list(spec.shape)} is {values:,} values per "
+            f"recording; expected at most {MAX_FRAME_VALUES:,} (MAX_FRAME_VALUES)"
+        )
+
+
 def _check_spec(spec: InputSpec) -> None:
     """Raise :class:`InputFormatError` naming the field unless ``spec`` is self-consistent."""
     if spec.polarity not in POLARITY_MODES:
@@ -102,6 +163,7 @@ def _check_spec(spec: InputSpec) -> None:
         raise InputFormatError(
             f"input.downsample {spec.downsample} and input.n_steps {spec.n_steps} must be >= 1"
         )
+    _check_bounds(spec)
     if spec.slicing == "time" and (spec.dt_us is None or spec.dt_us < 1):
         raise InputFormatError(f"input.dt_us {spec.dt_us} must be >= 1 microsecond for slicing 'time'")
     if spec.slicing == "frames":

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from asa_snn.data.events import MAX_SENSOR_SIDE
 from asa_snn.errors import AsaSnnError, InputFormatError
 from asa_snn.models.attention import ATTENTION_KINDS, make_attention
 from asa_snn.models.networks import (
@@ -86,6 +87,41 @@ NETWORKS: dict[str, NetworkEntry] = {
 }
 
 
+MAX_TIMESTEPS = 10_000
+"""Most time steps T a spec may name; the paper's longest recipe has 60."""
+
+MAX_CLASSES = 100_000
+"""Most classes K a spec may name."""
+
+MAX_PARAMETERS = 1_000_000_000
+"""Most trainable parameters a spec may build (4 GB of float32); the largest registered network at
+recipe sizes, SEW ResNet-18, has 11.3M. :func:`build_model` counts them on PyTorch's ``meta`` device,
+which allocates nothing, before it builds the real model."""
+
+MAX_STEP_ACTIVATIONS = 100_000_000
+"""Most values the layers of a spec may produce for one sample and time step (every leaf module's
+output, 400 MB of float32); the largest recipe, SEW ResNet-18 on HAR-DVS frames, produces 14.4M.
+Checked by :func:`check_model_size`, e.g. for a training config before any memory is spent."""
+
+
+class ModelSpecError(InputFormatError, TypeError):
+    """A model spec field of the wrong type or out of range (the message names the field).
+
+    Also a ``TypeError``: readers that wrap a bad spec's ``TypeError`` with their file's name (a
+    checkpoint's metadata) name it for these too.
+    """
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, at most 60 characters (a hostile field may hold megabytes)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """Everything needed to rebuild a model.
@@ -120,15 +156,65 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them.
+
+        Raises:
+            AsaSnnError: ``data`` is not a table, or has unknown fields.
+            ModelSpecError: a field of the wrong type or out of range (see :meth:`check`).
+        """
+        if not isinstance(data, dict):
+            raise ModelSpecError(f"model spec: expected a table of fields, found {type(data).__name__}")
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
+        unknown = sorted(str(key) for key in set(data) - known)
         if unknown:
             raise AsaSnnError(f"model spec: unknown field(s) {unknown}; expected some of {sorted(known)}")
         values = dict(data)
-        if "input_shape" in values:
-            values["input_shape"] = tuple(int(v) for v in values["input_shape"])
-        return cls(**values)
+        if "network" not in values:
+            raise ModelSpecError(
+                "model spec: field 'network' is missing; expected one of " + ", ".join(NETWORKS)
+            )
+        shape = values.get("input_shape")
+        if isinstance(shape, list):
+            values["input_shape"] = tuple(shape)
+        spec = cls(**values)
+        spec.check()
+        return spec
+
+    def check(self) -> None:
+        """Every field of the right type and inside its range (names are checked by :func:`build_model`).
+
+        ``network`` and ``attention`` strings, ``neuron`` a string or None; ``timesteps`` an integer
+        1..:data:`MAX_TIMESTEPS`; ``input_shape`` three integers 1..MAX_SENSOR_SIDE; ``num_classes``
+        an integer 1..:data:`MAX_CLASSES`; the option fields tables with string keys.
+
+        Raises:
+            ModelSpecError: the first field that is not, named with its value and what was expected.
+        """
+
+        def refuse(name: str, value: Any, expected: str) -> ModelSpecError:
+            return ModelSpecError(
+                f"model spec: field {name!r} is {_shown(value)} ({type(value).__name__}); expected {expected}"
+            )
+
+        for name in ("network", "attention"):
+            if not isinstance(getattr(self, name), str):
+                raise refuse(name, getattr(self, name), "a string")
+        if self.neuron is not None and not isinstance(self.neuron, str):
+            raise refuse("neuron", self.neuron, "a string or null")
+        for name, high in (("timesteps", MAX_TIMESTEPS), ("num_classes", MAX_CLASSES)):
+            value = getattr(self, name)
+            if not _is_int(value) or not 1 <= value <= high:
+                raise refuse(name, value, f"an integer 1..{high}")
+        shape = self.input_shape
+        if not isinstance(shape, tuple) or len(shape) != 3:
+            raise refuse("input_shape", shape, "(C, H, W): three integers")
+        for i, value in enumerate(shape):
+            if not _is_int(value) or not 1 <= value <= MAX_SENSOR_SIDE:
+                raise refuse(f"input_shape[{i}]", value, f"an integer 1..{MAX_SENSOR_SIDE}")
+        for name in ("neuron_options", "attention_options", "network_options"):
+            options = getattr(self, name)
+            if not isinstance(options, dict) or not all(isinstance(key, str) for key in options):
+                raise refuse(name, options, "a table of options with string keys")
 
 
 def _choose(kind: str, value: str, options: dict[str, Any] | tuple[str, ...]) -> None:
@@ -137,20 +223,50 @@ def _choose(kind: str, value: str, options: dict[str, Any] | tuple[str, ...]) ->
 
 
 def build_model(spec: ModelSpec) -> SpikingNetwork:
-    """Build the network ``spec`` names, with its neuron and attention in every conv block."""
+    """Build the network ``spec`` names, with its neuron and attention in every conv block.
+
+    The model is first built on PyTorch's ``meta`` device (no memory, no random numbers drawn) to
+    count its parameters against :data:`MAX_PARAMETERS`.
+
+    Raises:
+        AsaSnnError: an unknown network / attention / neuron, bad options, a field of the wrong type
+            or out of range (:meth:`ModelSpec.check`), more than :data:`MAX_PARAMETERS` parameters.
+    """
+    _meta_model(spec)
+    return _construct(spec)
+
+
+def _size_error(spec: ModelSpec, where: str, prefix: str, found: str, limit: str) -> InputFormatError:
+    """``where: <prefix>network_options {...} and <prefix>input_shape [...] give network 'x' <found>;
+    expected at most <limit>`` (the fields that set a model's size, with ``prefix`` such as ``model.``)."""
+    return InputFormatError(
+        f"{where}: {prefix}network_options {_shown(spec.network_options)} and {prefix}input_shape "
+        f"{list(spec.input_shape)} give network {spec.network!r} {found}; expected at most {limit} "
+        f"(fewer or narrower layers, or a smaller input)"
+    )
+
+
+def _meta_model(spec: ModelSpec, where: str = "model spec", prefix: str = "") -> SpikingNetwork:
+    """``spec`` checked and built on the ``meta`` device, its parameters counted against
+    :data:`MAX_PARAMETERS`."""
+    spec.check()
     _choose("network", spec.network, tuple(NETWORKS))
     _choose("attention", spec.attention, ATTENTION_KINDS)
+    _choose("neuron", spec.neuron or NETWORKS[spec.network].neuron, tuple(NEURONS))
+    with torch.device("meta"):
+        model = _construct(spec)
+    parameters = count_parameters(model)
+    if parameters > MAX_PARAMETERS:
+        raise _size_error(
+            spec, where, prefix, f"{parameters:,} parameters", f"{MAX_PARAMETERS:,} (MAX_PARAMETERS)"
+        )
+    return model
+
+
+def _construct(spec: ModelSpec) -> SpikingNetwork:
+    """The network of a checked spec, on the current default device."""
     entry = NETWORKS[spec.network]
     neuron_kind = spec.neuron or entry.neuron
-    _choose("neuron", neuron_kind, tuple(NEURONS))
-    if len(spec.input_shape) != 3 or min(spec.input_shape) < 1:
-        raise InputFormatError(
-            f"model spec: input_shape must be (C, H, W) with positive entries, got {spec.input_shape}"
-        )
-    if spec.num_classes < 1 or spec.timesteps < 1:
-        raise AsaSnnError(
-            f"model spec: num_classes and timesteps must be >= 1, got {spec.num_classes} and {spec.timesteps}"
-        )
 
     def neuron() -> nn.Module:
         return NEURONS[neuron_kind](**spec.neuron_options)
@@ -165,6 +281,70 @@ def build_model(spec: ModelSpec) -> SpikingNetwork:
         raise AsaSnnError(
             f"network {spec.network!r}: bad network option(s) {sorted(options)}: {exc}"
         ) from exc
+
+
+def step_activations(spec: ModelSpec, where: str = "model spec", prefix: str = "") -> int:
+    """Values the layers of ``spec``'s model produce per sample and time step: the outputs of every
+    leaf module (conv, norm, pooling, neuron, each part of an attention module), which training keeps
+    for the backward pass. Counted by one forward pass of T steps on the ``meta`` device, which
+    allocates nothing (the first such pass in a process takes about a second: PyTorch imports its
+    shape checks).
+
+    Args:
+        spec: the model.
+        where, prefix: for messages: what holds the spec (a file) and the prefix of its field names.
+
+    Raises:
+        AsaSnnError: see :func:`build_model`; or the network does not run on ``spec.input_shape``.
+    """
+    model = _meta_model(spec, where, prefix)
+    total = 0
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> None:
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel()
+
+    handles = [
+        module.register_forward_hook(hook)
+        for module in model.modules()
+        if next(module.children(), None) is None
+    ]
+    try:
+        model.eval()
+        with torch.device("meta"), torch.no_grad():
+            model(torch.zeros((spec.timesteps, 1, *spec.input_shape)))
+    except RuntimeError as exc:
+        problem = " ".join(str(exc).split())[:200]
+        raise InputFormatError(
+            f"{where}: network {spec.network!r} does not run on {prefix}input_shape "
+            f"{list(spec.input_shape)}: {problem}"
+        ) from exc
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total // spec.timesteps
+
+
+def check_model_size(spec: ModelSpec, where: str = "model spec", prefix: str = "") -> int:
+    """Refuse a spec whose model has more than :data:`MAX_PARAMETERS` parameters or whose layers
+    produce more than :data:`MAX_STEP_ACTIVATIONS` values per sample and time step
+    (:func:`step_activations`), before any memory is spent on it; returns the values per step.
+
+    Raises:
+        InputFormatError: too large; names ``where`` and the fields (``prefix`` + name) that set the size.
+        AsaSnnError: see :func:`step_activations`.
+    """
+    values = step_activations(spec, where, prefix)
+    if values > MAX_STEP_ACTIVATIONS:
+        raise _size_error(
+            spec,
+            where,
+            prefix,
+            f"{values:,} values per sample and time step (layer outputs)",
+            f"{MAX_STEP_ACTIVATIONS:,} (MAX_STEP_ACTIVATIONS)",
+        )
+    return values
 
 
 MACS_CONVENTION = (

@@ -14,8 +14,11 @@ literal, else taken as a string).
 
 Hostile files are refused before they cost memory: YAML aliases may expand a document to at most
 :data:`MAX_YAML_NODES` nodes ("billion laughs"), values must be plain data nested at most
-:data:`MAX_NESTING` deep, and every numeric key must be finite and inside the bounds of
-:data:`NUMERIC_BOUNDS`.
+:data:`MAX_NESTING` deep, every numeric key must be finite and inside the bounds of
+:data:`NUMERIC_BOUNDS` (integers of any length included), and the model's layers may produce at most
+:data:`~asa_snn.models.registry.MAX_STEP_ACTIVATIONS` values per sample and time step (counted on
+PyTorch's ``meta`` device before anything is allocated). :func:`read_data_file` is that bounded
+reader for other TOML / YAML inputs (budget files).
 """
 
 from __future__ import annotations
@@ -37,9 +40,9 @@ else:  # Python 3.10: the same parser, as a package (pyproject marker)
     import tomli as tomllib
 from asa_snn.data.events import MAX_SENSOR_SIDE
 from asa_snn.data.synthetic import MOTIONS
-from asa_snn.errors import AsaSnnError
+from asa_snn.errors import AsaSnnError, InputFormatError
 from asa_snn.models.attention import ATTENTION_KINDS
-from asa_snn.models.registry import NETWORKS, NEURONS, ModelSpec
+from asa_snn.models.registry import MAX_CLASSES, MAX_TIMESTEPS, NETWORKS, NEURONS, ModelSpec, check_model_size
 
 DATASET_KINDS = ("synthetic", "nmnist", "gesture", "gait", "dailyaction", "hardvs", "folder")
 """Values of ``data.kind``."""
@@ -178,8 +181,9 @@ class Bounds:
     why: str = ""
 
     def admits(self, value: float) -> bool:
-        """Whether ``value`` is finite and inside the bounds."""
-        if not math.isfinite(value):
+        """Whether ``value`` is finite and inside the bounds (an integer of any size is compared
+        exactly, never converted to a float, which overflows past 309 digits)."""
+        if not isinstance(value, int) and not math.isfinite(value):
             return False
         above = value > self.low if self.low_open else value >= self.low
         below = value < self.high if self.high_open else value <= self.high
@@ -195,6 +199,13 @@ class Bounds:
 def _plain_number(value: float) -> str:
     """``4294967295`` for integral bounds (not ``4.29497e+09``), ``0.5`` otherwise."""
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _shown_number(value: float) -> str:
+    """A value found in a file, for a message: integers past 20 digits by their length only."""
+    if isinstance(value, int) and abs(value) >= 10**20:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return str(value)
 
 
 HOUR_US = 3_600_000_000
@@ -224,9 +235,9 @@ NUMERIC_BOUNDS: dict[str, Bounds] = {
     "data.sensor_size": Bounds(4, MAX_SENSOR_SIDE, why="the synthetic sensor needs 4 px"),
     "data.duration_us": Bounds(1, HOUR_US, why="1 us to one hour"),
     "data.data_seed": Bounds(0, MAX_SEED),
-    "model.timesteps": Bounds(1, 10_000, why="equal to data.n_steps"),
+    "model.timesteps": Bounds(1, MAX_TIMESTEPS, why="equal to data.n_steps"),
     "model.input_shape": _SIDE,
-    "model.num_classes": Bounds(1, 100_000),
+    "model.num_classes": Bounds(1, MAX_CLASSES),
     "optim.lr": Bounds(0, 10, low_open=True, why="Adam's step size; the recipes use 1e-4 to 3e-3"),
     "optim.weight_decay": Bounds(0, 1),
     "optim.lr_min": Bounds(0, 10, why="and at most optim.lr"),
@@ -292,7 +303,7 @@ class _BoundedLoader(yaml.SafeLoader):
                 None,
                 None,
                 f"aliases expand the document to more than {MAX_YAML_NODES} nodes (anchors referring "
-                f"to anchors, a 'billion laughs'); expected a config of at most that many values",
+                f"to anchors, a 'billion laughs'); expected a file of at most that many values",
                 mark,
             )
         self._expanded[id(node)] = size
@@ -315,14 +326,14 @@ def _plain_data(value: Any, key: str, path: Path, depth: int = 0) -> None:
     """Refuse what the JSON round trip of the overrides cannot hold: only tables with string keys,
     lists, strings, numbers, booleans and null, nested at most :data:`MAX_NESTING` deep."""
     if depth > MAX_NESTING:
-        raise AsaSnnError(
+        raise InputFormatError(
             f"{path}: key {key!r} is nested more than {MAX_NESTING} levels deep; expected plain values"
         )
     if isinstance(value, dict):
         for name, item in value.items():
             if not isinstance(name, str):
                 where = repr(key) if key else "the top level"
-                raise AsaSnnError(
+                raise InputFormatError(
                     f"{path}: key {name!r} in {where} has type {type(name).__name__}; expected a string"
                 )
             _plain_data(item, f"{key}.{name}" if key else name, path, depth + 1)
@@ -330,49 +341,70 @@ def _plain_data(value: Any, key: str, path: Path, depth: int = 0) -> None:
         for i, item in enumerate(value):
             _plain_data(item, f"{key}[{i}]", path, depth + 1)
     elif value is not None and not isinstance(value, str | int | float):
-        raise AsaSnnError(
+        raise InputFormatError(
             f"{path}: key {key!r} has value {value!r} ({type(value).__name__}); expected a number, string, "
             f"boolean, list or table"
         )
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Raw sections of a ``.toml``, ``.yaml`` or ``.yml`` file, as plain data.
+def read_data_file(path: str | Path) -> Any:
+    """The plain data of a ``.toml``, ``.yaml`` or ``.yml`` file (any top level), read with the bounds
+    of configs: YAML through the alias-counting safe loader, at most :data:`MAX_NESTING` levels, only
+    tables / lists / strings / numbers / booleans / null. The caller checks that ``path`` is a file
+    with one of those suffixes.
 
     Raises:
-        AsaSnnError: missing file, unknown suffix, bad syntax (one line: file, line, column,
-            problem), YAML aliases expanding beyond :data:`MAX_YAML_NODES` nodes or recursive,
-            values other than tables / lists / strings / numbers / booleans / null (TOML and YAML
-            dates, YAML sets and binary), nesting deeper than :data:`MAX_NESTING`, a top level
-            that is not a table.
+        InputFormatError: bad syntax (one line: file, line, column, problem), YAML aliases expanding
+            beyond :data:`MAX_YAML_NODES` nodes or recursive, an integer literal longer than Python
+            converts (``sys.get_int_max_str_digits()``), values other than plain data (TOML and YAML
+            dates, YAML sets and binary), nesting deeper than :data:`MAX_NESTING`.
+    """
+    path = Path(path)
+    kind = "TOML" if path.suffix.lower() == ".toml" else "YAML"
+    try:
+        text = path.read_text(encoding="utf-8")
+        # _BoundedLoader is a yaml.SafeLoader: no Python objects are built
+        data = tomllib.loads(text) if kind == "TOML" else yaml.load(text, Loader=_BoundedLoader)
+    except UnicodeDecodeError as exc:
+        raise InputFormatError(
+            f"{path}: not a valid {kind} file: byte {exc.start} is not UTF-8 ({exc.reason})"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise InputFormatError(f"{path}: not a valid TOML file: {' '.join(str(exc).split())}") from exc
+    except _AliasBombError as exc:
+        raise InputFormatError(f"{path}: refused YAML file: {_yaml_problem(exc)}") from exc
+    except yaml.YAMLError as exc:
+        raise InputFormatError(f"{path}: not a valid YAML file: {_yaml_problem(exc)}") from exc
+    except RecursionError as exc:
+        raise InputFormatError(
+            f"{path}: {kind} nesting too deep to parse; expected at most {MAX_NESTING} levels"
+        ) from exc
+    except ValueError as exc:  # int() of a literal past Python's digit limit (both parsers)
+        if "digits" not in str(exc):
+            raise
+        raise InputFormatError(
+            f"{path}: refused {kind} file: an integer literal has more than {sys.get_int_max_str_digits()} "
+            f"digits; expected numbers inside the bounds of their keys"
+        ) from exc
+    _plain_data(data, "", path)
+    return data
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Raw sections of a ``.toml``, ``.yaml`` or ``.yml`` file, as plain data (:func:`read_data_file`).
+
+    Raises:
+        AsaSnnError: missing file, unknown suffix, a top level that is not a table.
+        InputFormatError: what :func:`read_data_file` refuses.
     """
     path = Path(path)
     if not path.is_file():
         raise AsaSnnError(f"config file {path} does not exist")
     if path.suffix not in (".toml", ".yaml", ".yml"):
         raise AsaSnnError(f"{path}: unknown config suffix {path.suffix!r}; expected .toml, .yaml or .yml")
-    kind = path.suffix[1:].upper().replace("YML", "YAML")
-    try:
-        text = path.read_text(encoding="utf-8")
-        # _BoundedLoader is a yaml.SafeLoader: no Python objects are built
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.load(text, Loader=_BoundedLoader)
-    except UnicodeDecodeError as exc:
-        raise AsaSnnError(
-            f"{path}: not a valid {kind} file: byte {exc.start} is not UTF-8 ({exc.reason})"
-        ) from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise AsaSnnError(f"{path}: not a valid TOML file: {' '.join(str(exc).split())}") from exc
-    except _AliasBombError as exc:
-        raise AsaSnnError(f"{path}: refused YAML file: {_yaml_problem(exc)}") from exc
-    except yaml.YAMLError as exc:
-        raise AsaSnnError(f"{path}: not a valid YAML file: {_yaml_problem(exc)}") from exc
-    except RecursionError as exc:
-        raise AsaSnnError(
-            f"{path}: {kind} nesting too deep to parse; expected at most {MAX_NESTING} levels"
-        ) from exc
+    data = read_data_file(path)
     if not isinstance(data, dict):
         raise AsaSnnError(f"{path}: expected a mapping of sections at the top, found {type(data).__name__}")
-    _plain_data(data, "", path)
     return data
 
 
@@ -457,6 +489,7 @@ def _build(raw: dict[str, Any], name: str, source: str) -> TrainConfig:
     config = TrainConfig(source=source, **built)
     _check_numbers(name, config)
     _check_choices(name, config)
+    _check_model_size(name, config)
     return config
 
 
@@ -492,9 +525,9 @@ def _coerce(name: str, key: str, hint: Any, value: Any) -> Any:
         return value
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         if isinstance(value, int) and abs(value) > sys.float_info.max:
-            raise AsaSnnError(
-                f"{name}: key {key!r} is an integer of {len(str(abs(value)))} digits, too large for a "
-                f"float; expected a finite number"
+            raise InputFormatError(
+                f"{name}: key {key!r} is {_shown_number(value)}, too large for a float; "
+                f"expected a finite number"
             )
         return float(value)
     if hint in (int, bool, str) and type(value) is hint:
@@ -541,18 +574,19 @@ def _check_numbers(name: str, config: TrainConfig) -> None:
         for suffix, value in _numbers(getattr(getattr(config, section), field_name)):
             if not bounds.admits(value):
                 kind = "an integer" if isinstance(value, int) else "a finite number"
-                raise AsaSnnError(
-                    f"{name}: key '{key}{suffix}' is {value}; expected {kind} with {bounds.describe()}"
+                raise InputFormatError(
+                    f"{name}: key '{key}{suffix}' is {_shown_number(value)}; expected {kind} with "
+                    f"{bounds.describe()}"
                 )
     if config.optim.lr_min > config.optim.lr:
-        raise AsaSnnError(
+        raise InputFormatError(
             f"{name}: key 'optim.lr_min' is {config.optim.lr_min}, above 'optim.lr' = {config.optim.lr}; "
             f"expected lr_min <= lr (the cosine schedule decays from lr to lr_min)"
         )
     for option in ("neuron_options", "attention_options", "network_options"):
         found = _nan_path(getattr(config.model, option), f"model.{option}")
         if found is not None:
-            raise AsaSnnError(f"{name}: key {found!r} is nan; expected a number")
+            raise InputFormatError(f"{name}: key {found!r} is nan; expected a number")
 
 
 def _check_choices(name: str, config: TrainConfig) -> None:
@@ -580,3 +614,15 @@ def _check_choices(name: str, config: TrainConfig) -> None:
             f"{name}: key 'model.timesteps' is {config.model.timesteps} but 'data.n_steps' is "
             f"{config.data.n_steps}; expected them equal"
         )
+
+
+def _check_model_size(name: str, config: TrainConfig) -> None:
+    """The model the config builds, counted on the ``meta`` device (no memory) before training builds
+    it: at most :data:`~asa_snn.models.registry.MAX_PARAMETERS` parameters and
+    :data:`~asa_snn.models.registry.MAX_STEP_ACTIVATIONS` layer outputs per sample and time step."""
+    try:
+        check_model_size(config.model, name, "model.")
+    except AsaSnnError as exc:  # bad network options, named by the builder
+        if str(exc).startswith(f"{name}: "):
+            raise
+        raise type(exc)(f"{name}: {exc}") from exc

@@ -45,17 +45,12 @@ Each figure is measured per recording; a limit holds when the WORST recording st
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: the same parser, as a package (pyproject marker)
-    import tomli as tomllib
 from asa_snn.chips.base import Chip, CoreUse
 from asa_snn.chips.registry import chip_of_backend, chips, energy_presets, get_backend, get_chip
 from asa_snn.convert.graph import FoldedGraph
@@ -106,7 +101,7 @@ class Budget:
 def _number(value: object, where: str, unit: str) -> float:
     """A finite number >= 0, else an error naming ``where`` and the expected unit."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InputFormatError(f"{where} is {value!r}; expected a number in {unit} (no unit text)")
+        raise InputFormatError(f"{where} is {value!r:.80}; expected a number in {unit} (no unit text)")
     if value < 0:
         raise InputFormatError(f"{where} is {value}; expected a number >= 0 in {unit}")
     return float(value)
@@ -170,31 +165,25 @@ def parse_budget(document: object, source: str = "<budget>") -> Budget:
 
 
 def load_budget(path: str | Path) -> Budget:
-    """Read a budget file: ``.toml``, or ``.yaml`` / ``.yml``.
+    """Read a budget file: ``.toml``, or ``.yaml`` / ``.yml``, through the bounded reader of training
+    configs (:func:`asa_snn.train.config.read_data_file`: YAML aliases may not expand a file past
+    ``MAX_YAML_NODES`` values, nesting is limited to ``MAX_NESTING`` levels).
 
     Raises:
         AsaSnnError: the file does not exist.
-        InputFormatError: unknown extension, a syntax error, or anything :func:`parse_budget` rejects.
+        InputFormatError: unknown extension, a syntax error, a YAML alias bomb, nesting too deep,
+            or anything :func:`parse_budget` rejects.
     """
+    from asa_snn.train.config import read_data_file
+
     path = Path(path)
     if not path.is_file():
         raise AsaSnnError(f"{path}: no such budget file")
     suffix = path.suffix.lower()
     if suffix not in (".toml", ".yaml", ".yml"):
         raise InputFormatError(f"{path}: budget files end in .toml, .yaml or .yml, not {suffix!r}")
-    if suffix == ".toml":
-        try:
-            document = tomllib.loads(path.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise InputFormatError(f"{path}: not valid TOML ({exc})") from exc
-    else:
-        import yaml
-
-        try:
-            document = yaml.safe_load(path.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise InputFormatError(f"{path}: not valid YAML ({exc})") from exc
-    return parse_budget(document, str(path))
+    # the bounded reader of training configs: YAML aliases and nesting limited, plain data only
+    return parse_budget(read_data_file(path), str(path))
 
 
 def check_budget_layers(budget: Budget, graph: FoldedGraph) -> None:

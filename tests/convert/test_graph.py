@@ -129,3 +129,103 @@ def test_unknown_op_and_neuron_are_rejected():
         NeuronSpec("hh", 1.0)
     with pytest.raises(AsaSnnError, match="graph has no layer 'nope'"):
         small_graph().layer("nope")
+
+
+def _saved_document(tmp_path):
+    save_graph(small_graph(), tmp_path / "g")
+    return json.loads((tmp_path / "g" / "graph.json").read_text())
+
+
+def _load_edited(tmp_path, document):
+    (tmp_path / "g" / "graph.json").write_text(json.dumps(document))
+    return load_graph(tmp_path / "g")
+
+
+@pytest.mark.parametrize("depth", [100_000, 70])
+def test_deep_json_is_refused_naming_the_file(tmp_path, depth):
+    """Past the interpreter's recursion limit (RecursionError inside json) and just past
+    MAX_JSON_DEPTH (parsed, then refused before anything walks it)."""
+    save_graph(small_graph(), tmp_path / "g")
+    (tmp_path / "g" / "graph.json").write_text("[" * depth + "]" * depth)
+    with pytest.raises(InputFormatError, match=r"graph\.json: JSON nested") as info:
+        load_graph(tmp_path / "g")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["layers"][0].update(output_shape=[4.5, 8, 8]), r"output_shape\[0\] is 4\.5"),
+        (lambda d: d["layers"][0].update(output_shape=[4.0, 8, 8]), r"output_shape\[0\] is 4\.0"),
+        (lambda d: d["layers"][0].update(output_shape=[True, 8, 8]), r"output_shape\[0\] is True"),
+        (lambda d: d["layers"][0].update(inputs=[3]), "inputs .* a list of layer names"),
+        (lambda d: d.update(num_classes=3.0), "num_classes must be an integer"),
+        (lambda d: d.update(vote=1.5), "vote must be an integer"),
+        (lambda d: d["input"].update(n_steps=16.0), r"input\.n_steps is 16\.0"),
+        (lambda d: d["input"].update(shape=[2, 8.5, 8]), r"input\.shape\[1\] is 8\.5"),
+        (lambda d: d["input"].update(downsample="4"), r"input\.downsample is '4'"),
+        (lambda d: d["layers"][0]["attrs"].update(groups=1.0), "attribute groups must be an integer"),
+        (lambda d: d["layers"][0]["attrs"].update(stride=[1.5, 1]), "attribute stride must be"),
+        (lambda d: d["layers"][3]["attrs"].update(in_features=64.0), "attribute in_features must be"),
+    ],
+)
+def test_integer_fields_take_integers_only(tmp_path, edit, message):
+    """Every integer field of graph.json: a float (even a whole one) or a boolean is an error naming
+    the file and field, never rounded."""
+    document = _saved_document(tmp_path)
+    edit(document)
+    with pytest.raises(InputFormatError, match=message) as info:
+        _load_edited(tmp_path, document)
+    assert "graph.json" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("target", ["Speck", "speck loihi", "", "7up", 7, None, "x" * 65])
+def test_target_must_be_a_lowercase_identifier(tmp_path, target):
+    document = _saved_document(tmp_path)
+    document["target"] = target
+    with pytest.raises(InputFormatError, match="is not a chip name; expected a lowercase identifier"):
+        _load_edited(tmp_path, document)
+
+
+def test_any_identifier_target_loads(tmp_path):
+    """Whether the target names a known chip is the chip registry's question, not the graph's."""
+    document = _saved_document(tmp_path)
+    document["target"] = "toaster_2"
+    assert _load_edited(tmp_path, document).target == "toaster_2"
+
+
+@pytest.mark.parametrize(
+    ("quant", "message"),
+    [
+        ({"scale": float("nan")}, "quant scale is nan; expected a finite number > 0"),
+        ({"scale": float("inf")}, "quant scale is inf"),
+        ({"scale": 0.0}, "quant scale is 0.0"),
+        ({"scale": -2.0}, "quant scale is -2.0"),
+        ({"scale": "100"}, "quant scale is '100'"),
+        ({"weight_bits": "eight"}, "quant weight_bits is 'eight'; expected an integer 2..32"),
+        ({"weight_bits": 8.0}, "quant weight_bits is 8.0"),
+        ({"weight_bits": True}, "quant weight_bits is True"),
+        ({"weight_bits": 1}, "quant weight_bits is 1"),
+        ({"state_bits": 33}, "quant state_bits is 33"),
+        ({"weight_exponent": 1000}, "quant weight_exponent is 1000"),
+    ],
+)
+def test_quantization_metadata_is_checked(tmp_path, quant, message):
+    document = _saved_document(tmp_path)
+    document["layers"][0]["quant"].update(quant)
+    with pytest.raises(InputFormatError, match=message) as info:
+        _load_edited(tmp_path, document)
+    assert "graph.json" in str(info.value) and "conv0" in str(info.value)
+
+
+def test_multi_spike_must_be_a_boolean(tmp_path):
+    document = _saved_document(tmp_path)
+    document["layers"][0]["neuron"]["multi_spike"] = "yes"
+    with pytest.raises(InputFormatError, match="multi_spike is 'yes'; expected true or false"):
+        _load_edited(tmp_path, document)
+
+
+def test_numpy_integers_are_integers():
+    """Graphs built in code (the fold) may carry NumPy integers; they are taken as ints."""
+    layer = Layer("flat", "flatten", {}, (np.int64(64),))
+    assert layer.output_shape == (64,) and type(layer.output_shape[0]) is int

@@ -7,11 +7,15 @@ from asa_snn.errors import AsaSnnError, InputFormatError
 from asa_snn.models.blocks import ConvBlock, SumPool2d
 from asa_snn.models.neurons import IAF, LIF, CubaLIF, ParametricLIF
 from asa_snn.models.registry import (
+    MAX_PARAMETERS,
     NETWORKS,
     ModelSpec,
+    ModelSpecError,
     build_model,
+    check_model_size,
     count_parameters,
     model_table,
+    step_activations,
     table3_check,
 )
 
@@ -186,3 +190,72 @@ def test_wrong_input_shape_at_forward_is_named():
 def test_every_registered_network_has_a_default_neuron():
     for name, entry in NETWORKS.items():
         assert entry.neuron in {"lif", "plif", "iaf", "cuba"}, name
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"network": "arch_a", "timesteps": "x"},
+            r"field 'timesteps' is 'x' \(str\); expected an integer 1\.\.10000",
+        ),
+        ({"network": "arch_a", "timesteps": 4.0}, r"field 'timesteps' is 4\.0"),
+        ({"network": "arch_a", "timesteps": True}, r"field 'timesteps' is True"),
+        ({"network": "arch_a", "timesteps": 10**9}, r"field 'timesteps' is 1000000000"),
+        ({"network": "arch_a", "num_classes": 0}, r"field 'num_classes' is 0"),
+        ({"network": "arch_a", "input_shape": [2, 32.5, 32]}, r"field 'input_shape\[1\]' is 32\.5"),
+        ({"network": "arch_a", "input_shape": [2, 32]}, r"field 'input_shape' is \(2, 32\)"),
+        ({"network": "arch_a", "input_shape": "2x32x32"}, r"field 'input_shape' is '2x32x32'"),
+        ({"network": 5}, r"field 'network' is 5 \(int\); expected a string"),
+        ({"network": "arch_a", "neuron": ["lif"]}, r"field 'neuron' is \['lif'\]"),
+        ({"network": "arch_a", "network_options": [4, 8]}, r"field 'network_options' is \[4, 8\]"),
+        ({"attention": "none"}, r"field 'network' is missing"),
+        ([1, 2], "expected a table of fields, found list"),
+    ],
+)
+def test_spec_fields_are_checked_with_the_field_named(data, message):
+    """A checkpoint's stored spec is plain JSON: every field's type and range is checked when it is
+    read. The error is also a TypeError, so the checkpoint reader names its file for it."""
+    with pytest.raises(ModelSpecError, match=message) as info:
+        ModelSpec.from_dict(data)
+    assert isinstance(info.value, InputFormatError) and isinstance(info.value, TypeError)
+
+
+def test_build_model_checks_a_spec_made_in_code():
+    with pytest.raises(ModelSpecError, match="field 'timesteps' is 'x'"):
+        build_model(ModelSpec("speck_net", timesteps="x"))
+
+
+def test_parameters_are_counted_before_anything_is_allocated():
+    """900 billion parameters: refused after a build on the meta device, in well under a second."""
+    spec = ModelSpec("speck_net", "none", 4, (2, 16, 16), 3, network_options={"channels": [10**6, 10**5]})
+    with pytest.raises(InputFormatError, match=f"expected at most {MAX_PARAMETERS:,}"):
+        build_model(spec)
+
+
+def test_step_activations_count_every_layer_output_on_the_meta_device():
+    """The meta-device count equals the outputs of every leaf module in a real forward pass of T
+    steps, divided by T; counting draws no random numbers."""
+    spec = ModelSpec("speck_net", "none", 4, (2, 16, 16), 3, network_options={"channels": [4, 8]})
+    model = build_model(spec)
+    counted = []
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out: counted.append(out.numel()))
+        for module in model.modules()
+        if next(module.children(), None) is None
+    ]
+    with torch.no_grad():
+        model(torch.zeros(4, 1, 2, 16, 16))
+    for hook in hooks:
+        hook.remove()
+    assert 4 * 16 * 16 in counted  # the first conv's output per step, counted
+    torch.manual_seed(0)
+    values = step_activations(spec)
+    drawn = torch.rand(1)
+    torch.manual_seed(0)
+    assert drawn == torch.rand(1)
+    assert values == sum(counted) // 4 > 0
+    with pytest.raises(InputFormatError, match="MAX_STEP_ACTIVATIONS"):
+        check_model_size(
+            ModelSpec("speck_net", "none", 4, (2, 16, 16), 3, network_options={"channels": [10**6]})
+        )

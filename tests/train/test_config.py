@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from asa_snn.errors import AsaSnnError
-from asa_snn.models.registry import NETWORKS
+from asa_snn.errors import AsaSnnError, InputFormatError
+from asa_snn.models.registry import MAX_PARAMETERS, MAX_STEP_ACTIVATIONS, NETWORKS
 from asa_snn.train import config as config_module
 from asa_snn.train.config import load_config, parse_override
 
@@ -316,6 +316,8 @@ NUMERIC_CASES = [
         "expected a number",
     ),
     ("optim.lr=1" + "0" * 400, "'optim.lr' is an integer of 401 digits", "too large for a float"),
+    ("train.epochs=" + "9" * 400, "'train.epochs' is an integer of 400 digits", "1 <= value <= 100000"),
+    ("train.seed=-" + "9" * 400, "'train.seed' is an integer of 400 digits", "0 <= value <= 4294967295"),
 ]
 
 
@@ -323,7 +325,7 @@ NUMERIC_CASES = [
     ("override", "found", "expected"), NUMERIC_CASES, ids=[case[0][:40] for case in NUMERIC_CASES]
 )
 def test_numeric_keys_finite_and_in_range(tiny_config_file, override, found, expected):
-    with pytest.raises(AsaSnnError) as info:
+    with pytest.raises(InputFormatError) as info:
         load_config(tiny_config_file, [override])
     message = str(info.value)
     assert message.startswith(f"{tiny_config_file}: key ")
@@ -337,7 +339,7 @@ def test_numeric_keys_finite_and_in_range(tiny_config_file, override, found, exp
         ["optim.lr_min=0", "optim.weight_decay=1"],
         ["train.seed=0", "data.data_seed=4294967295", "train.epochs=100000", "train.batch_size=65536"],
         ["data.val_fraction=0", "data.test_fraction=0.99", "data.crop=[4096, 1]", "data.n_classes=2"],
-        ["model.neuron_options.tau_mem=inf"],  # infinity can be meant in options (IAF as LIF)
+        ["model.neuron_options.min_v=-inf"],  # infinity can be meant in options (no IAF floor)
     ],
 )
 def test_numeric_bounds_are_inclusive_where_stated(tiny_config_file, overrides):
@@ -359,3 +361,62 @@ def test_every_numeric_field_has_bounds():
         if numeric(typing.get_type_hints(cls)[field.name])
     }
     assert expected == set(NUMERIC_BOUNDS)
+
+
+def test_huge_yaml_integer_is_compared_exactly_not_as_a_float(tmp_path):
+    """A 400-digit integer overflows float(); the bounds compare it as an int and say how long it is."""
+    path = tmp_path / "huge.yaml"
+    path.write_text("model: {network: speck_net}\ntrain: {epochs: " + "9" * 400 + "}\n")
+    with pytest.raises(InputFormatError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: key 'train.epochs' is an integer of 400 digits")
+    assert "\n" not in message and len(message) < 300
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("digits.yaml", "model: {network: speck_net}\ntrain: {epochs: " + "9" * 5000 + "}\n"),
+        ("digits.toml", "[model]\nnetwork = 'speck_net'\n[train]\nepochs = " + "9" * 5000 + "\n"),
+    ],
+)
+def test_integer_literal_past_pythons_digit_limit_is_refused(tmp_path, name, text):
+    """Both parsers call int() on the literal, which refuses more than sys.get_int_max_str_digits()."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(InputFormatError, match=r"an integer literal has more than \d+ digits") as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: refused")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "limit"),
+    [
+        (["model.network_options.channels=[1000000, 8]"], f"{MAX_STEP_ACTIVATIONS:,} (MAX_STEP_ACTIVATIONS)"),
+        (["model.network_options.channels=[8, 200000, 200000]"], f"{MAX_PARAMETERS:,} (MAX_PARAMETERS)"),
+    ],
+)
+def test_model_size_is_bounded_before_the_model_is_built(tiny_config_file, overrides, limit):
+    """A million channels once asked PyTorch for 32 GB in the first forward pass; the config now
+    counts parameters and layer outputs on the meta device (nothing allocated) and refuses past the
+    limits."""
+    with pytest.raises(InputFormatError) as info:
+        load_config(tiny_config_file, overrides)
+    message = str(info.value)
+    assert message.startswith(f"{tiny_config_file}: model.network_options ")
+    assert f"expected at most {limit}" in message
+    assert "model.input_shape" in message and "\n" not in message
+
+
+def test_model_within_the_bound_reports_nothing(tiny_config_file):
+    from asa_snn.models.registry import step_activations
+
+    config = load_config(tiny_config_file)
+    assert 0 < step_activations(config.model) <= MAX_STEP_ACTIVATIONS
+
+
+def test_bad_network_options_are_named_with_the_file_at_load(tiny_config_file):
+    with pytest.raises(AsaSnnError) as info:
+        load_config(tiny_config_file, ["model.network_options.depth=3"])
+    assert str(info.value).startswith(f"{tiny_config_file}: network 'speck_net': bad network option(s)")

@@ -218,7 +218,7 @@ def test_yaml_and_toml_read_alike(tmp_path):
         ("[network]\nenergy_uj = { tpu = 5 }\n", ["energy_uj", "'tpu'", "loihi"]),
         ("[layers.conv1]\nlatency_steps = 3\n", ["layers.conv1", "latency_steps", "firing_rate"]),
         ("[limits]\nfiring_rate = 1\n", ["b.toml", "'limits'", "network", "layers"]),
-        ("[network\n", ["b.toml", "not valid TOML"]),
+        ("[network\n", ["b.toml", "not a valid TOML file"]),
     ],
 )
 def test_bad_budget_files_say_what_is_wrong(tmp_path, text, expected):
@@ -244,6 +244,43 @@ def test_missing_file_and_unknown_extension(tmp_path):
     (tmp_path / "b.json").write_text("{}")
     with pytest.raises(InputFormatError, match=r"\.toml, \.yaml or \.yml"):
         load_budget(tmp_path / "b.json")
+
+
+BILLION_LAUGHS = "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10 if i else ['1'] * 10)}]\n" for i in range(9)
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "fragment"),
+    [
+        ("laughs.yaml", BILLION_LAUGHS + "network: {firing_rate: *a8}\n", "aliases expand the document"),
+        ("deep.yaml", "network: " + "[" * 20_000 + "]" * 20_000 + "\n", "YAML nesting too deep to parse"),
+        ("deep.toml", "network = " + "[" * 20_000 + "]" * 20_000 + "\n", "TOML nesting too deep to parse"),
+        ("nested.yaml", "network: " + "[" * 40 + "]" * 40 + "\n", "nested more than 32 levels deep"),
+        ("digits.yaml", "network: {firing_rate: " + "9" * 5000 + "}\n", "an integer literal has more than"),
+        ("tag.yaml", "network: !!python/object/apply:os.system ['true']\n", "not a valid YAML file"),
+    ],
+)
+def test_hostile_budget_files_are_refused_by_the_config_reader(tmp_path, name, text, fragment):
+    """Budget files go through the bounded TOML / YAML reader of training configs: alias bombs,
+    deep nesting and oversized literals are one InputFormatError naming the file, in bounded memory."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(InputFormatError) as info:
+        load_budget(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and fragment in message and "\n" not in message
+
+
+def test_a_long_list_limit_is_named_briefly(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("network: {firing_rate: [" + ", ".join(["1"] * 5000) + "]}\n")
+    with pytest.raises(
+        InputFormatError, match=r"network\.firing_rate is \[1, 1, .*; expected a number"
+    ) as info:
+        load_budget(path)
+    assert len(str(info.value)) < 300
 
 
 def test_labelled_data_adds_accuracy_per_class_and_the_confusion_figure(speck, tmp_path, capsys):

@@ -57,8 +57,6 @@ as soon as a weight passes 4: quantize it for ``loihi`` first (``asa-snn fold --
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +65,7 @@ import numpy as np
 from asa_snn.chips.loihi.quantizer import DECAY_UNITY
 from asa_snn.convert.graph import FoldedGraph, Layer
 from asa_snn.errors import AsaSnnError, InputFormatError
+from asa_snn.files import write_bytes
 
 NETX_WEIGHT_SCALE = 64
 
@@ -406,30 +405,42 @@ def check_netx_ranges(layers: list[NetxLayer], quantized: bool) -> None:
                 )
 
 
+def netx_bytes(graph: FoldedGraph) -> bytes:
+    """The lava-dl netx HDF5 file of ``graph``, built in memory (h5py's ``core`` driver without a
+    backing store: HDF5 itself never writes to disk).
+
+    Raises:
+        AsaSnnError: a graph netx cannot express, or whose values lie outside what the netx reader
+            keeps (:func:`check_netx_ranges`; the layer named).
+    """
+    import h5py
+
+    layers = to_netx_layers(graph)
+    check_netx_ranges(layers, graph.quantized)
+    with h5py.File(f"netx-{id(layers)}.net", "w", driver="core", backing_store=False) as file:
+        root = file.create_group("layer")
+        for index, layer in enumerate(layers):
+            _write_layer(root.create_group(str(index)), layer)
+        file.flush()
+        return file.id.get_file_image()
+
+
 def write_netx(graph: FoldedGraph, path: str | Path) -> Path:
-    """Write ``graph`` as a lava-dl netx HDF5 file at ``path``, atomically (temp file + replace).
+    """Write ``graph`` as a lava-dl netx HDF5 file at ``path``, atomically.
+
+    The file is built in memory (:func:`netx_bytes`) and then written by
+    :func:`asa_snn.files.write_bytes` (temporary file, fsync, replace). HDF5 never writes to the
+    disk itself: h5py 3.16 crashes the process in ``File.close()`` after a failed write (a full
+    disk, a file size limit), so a full disk is met by a plain Python write that raises ``OSError``
+    and leaves neither ``path`` changed nor a temporary file behind.
 
     Returns the path. Raises :class:`AsaSnnError` for a graph netx cannot express, or whose values
     lie outside what the netx reader keeps (:func:`check_netx_ranges`; the layer named).
     """
-    import h5py
-
     path = Path(path)
-    layers = to_netx_layers(graph)
-    check_netx_ranges(layers, graph.quantized)
+    image = netx_bytes(graph)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        with h5py.File(temp, "w") as file:
-            root = file.create_group("layer")
-            for index, layer in enumerate(layers):
-                _write_layer(root.create_group(str(index)), layer)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.remove(temp)
-    return path
+    return write_bytes(path, image)
 
 
 _REQUIRED = {

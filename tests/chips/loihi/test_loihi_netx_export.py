@@ -1,5 +1,8 @@
 """lava-dl netx HDF5 export: layout, units, pool folding, rejections, and the validating reader."""
 
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ import torch
 from asa_snn.chips.loihi.netx_export import (
     fold_pool_into_conv,
     fold_pool_into_dense,
+    netx_bytes,
     read_netx,
     to_netx_layers,
     write_netx,
@@ -210,3 +214,43 @@ def test_quantized_values_out_of_range_are_refused_too(tmp_path):
     graph.layers[2].tensors["bias"] = np.full(8, 5000.0)  # bias mantissa is 13 bits signed
     with pytest.raises(AsaSnnError, match=r"layer 'fc1': netx bias mantissa"):
         write_netx(graph, tmp_path / "net.net")
+
+
+def test_the_file_is_built_in_memory_and_written_in_one_go(tmp_path):
+    graph = conv_net()
+    image = netx_bytes(graph)
+    assert image[:8] == b"\x89HDF\r\n\x1a\n" and list(tmp_path.iterdir()) == []
+    path = write_netx(graph, tmp_path / "net.net")
+    assert read_netx(path).layers[1].kind == "conv" and len(path.read_bytes()) == len(image)
+
+
+_FULL_DISK = """
+import errno, resource, sys
+from pathlib import Path
+from asa_snn.chips.loihi.netx_export import write_netx
+from asa_snn.convert.graph import load_graph
+graph = load_graph(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))
+try:
+    write_netx(graph, Path(sys.argv[2]))
+except OSError as exc:
+    print("refused", errno.errorcode[exc.errno])
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and SIGXFSZ as on Linux")
+def test_a_full_disk_is_an_os_error_that_leaves_nothing_behind(tmp_path):
+    """h5py 3.16 crashes the process in File.close() after HDF5's own writes fail (a full disk, a
+    file size limit). HDF5 now writes only to memory; the one disk write is Python's, which raises
+    OSError, removes its temporary file and leaves an older file at the path as it was."""
+    from asa_snn.convert.graph import save_graph
+
+    save_graph(conv_net(), tmp_path / "graph")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "net.net").write_bytes(b"previous")
+    script = [sys.executable, "-c", _FULL_DISK, str(tmp_path / "graph"), str(out / "net.net")]
+    result = subprocess.run(script, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "refused EFBIG"
+    assert [p.name for p in out.iterdir()] == ["net.net"] and (out / "net.net").read_bytes() == b"previous"
