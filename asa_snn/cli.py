@@ -359,6 +359,26 @@ def import_command(
         console.print(f"float graph: pass --calib DATA to quantize it for {target} before deploying")
 
 
+def _neurobench_table(summary: dict) -> Table:
+    """NeuroBench's metrics of a simulation summary under their names, beside its NASFR."""
+    bench = summary["neurobench"]
+
+    def number(value: float | None, digits: str = ",.0f") -> str:
+        return "n/a" if value is None else format(value, digits)
+
+    table = Table(title="NeuroBench metrics (per inference; asa_snn/energy/neurobench.py)", show_header=False)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right")
+    table.add_row("NASFR (spikes / neurons / T)", number(summary["nasfr"], ".4f"))
+    table.add_row("footprint (bytes)", number(bench["footprint"]))
+    table.add_row("connection sparsity", number(bench["connection_sparsity"], ".4f"))
+    table.add_row("activation sparsity", number(bench["activation_sparsity"], ".4f"))
+    for key, value in bench["synaptic_operations"].items():
+        table.add_row(f"synaptic operations {key}", number(value))
+    table.add_row("membrane updates", number(bench["membrane_updates"]))
+    return table
+
+
 @app.command("simulate")
 def simulate_command(
     graph_dir: Annotated[
@@ -404,6 +424,7 @@ def simulate_command(
     console.print(table)
     for preset, joules in summary["energy_j"].items():
         console.print(f"energy {preset}: {joules * 1e6:.3f} uJ per inference")
+    console.print(_neurobench_table(summary))
     if summary["accuracy"] is not None:
         console.print(
             f"accuracy: {summary['accuracy']:.3f} over {summary['labelled']} labelled recordings "
@@ -429,10 +450,11 @@ def check_command(
     target: Annotated[str, typer.Option("--target", help="A chip: speck or loihi.")] = "speck",
 ) -> None:
     """Check a folded graph against a chip's limits; exit 1 with the violations when it does not fit."""
-    from asa_snn.chips.registry import get_chip
+    from asa_snn.chips.registry import check_target, get_chip
     from asa_snn.convert.graph import load_graph
 
     graph = load_graph(graph_dir)
+    check_target(graph.target, str(graph_dir))
     report = get_chip(target).check(graph)
     typer.echo(report.table())
     if report.violations:
@@ -493,10 +515,11 @@ def deploy_speck_command(
     ),
 ) -> None:
     """Configure Speck through samna, stream events, compare per-layer counts with the built-in simulator."""
-    from asa_snn.chips.speck.board import deploy_speck
     from asa_snn.convert.graph import load_graph
+    from asa_snn.deploy.boards import deploy_to_board
 
-    report = deploy_speck(load_graph(graph_dir), device=device, events=events, dry_run=dry_run, out_dir=out)
+    graph = load_graph(graph_dir)
+    report = deploy_to_board(graph, "speck", device=device, events=events, dry_run=dry_run, out_dir=out)
     typer.echo(report.summary())
     if not report.ok:
         raise typer.Exit(1)
@@ -512,12 +535,12 @@ def deploy_loihi_command(
     ),
 ) -> None:
     """Export netx, run it in Lava (or the built-in Loihi simulator where Lava is missing), compare."""
-    from asa_snn.chips.loihi.board import deploy_loihi
+    from asa_snn.deploy.boards import deploy_to_board
     from asa_snn.convert.graph import load_graph
 
-    report = deploy_loihi(load_graph(graph_dir), events=events, hardware=hardware, out_dir=out)
+    report = deploy_to_board(load_graph(graph_dir), "loihi", events=events, hardware=hardware, out_dir=out)
     typer.echo(report.summary())
-    if report.agrees is False:
+    if not report.ok:
         typer.echo("Lava and the built-in simulator disagree", err=True)
         raise typer.Exit(1)
 

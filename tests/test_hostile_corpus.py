@@ -1685,11 +1685,7 @@ def check_outcome(item: Case, outcome: Outcome, folder: Path) -> None:
         assert kept.read_bytes() == (folder / (relative + ".expected")).read_bytes(), f"{relative} changed"
 
 
-XFAIL = {
-    "graph/target_unknown/": "load_graph checks only that target is a lowercase identifier (convert does not "
-    "know chips); 'toaster' names no chip, yet `check --target speck` and `deploy speck` do not compare the "
-    "graph's target with the known chips (cli.py / chips)",
-}
+XFAIL: dict[str, str] = {}
 """Case name prefix -> the bug it exposes (not fixed yet; each fails today)."""
 
 

@@ -69,6 +69,21 @@ def get_chip(name: str) -> Chip:
     return known[name]
 
 
+def check_target(target: str, where: str = "graph") -> str:
+    """``target`` when it names a registered chip or ``generic``; else an error listing them.
+
+    Raises:
+        AsaSnnError: an unknown target (a graph folded for a chip this installation lacks, or a
+            hand-edited graph.json).
+    """
+    known = sorted(chips())
+    if target != "generic" and target not in known:
+        raise AsaSnnError(
+            f"{where}: target {target!r} is not a known chip; expected one of {', '.join(known)} or 'generic'"
+        )
+    return target
+
+
 def backend_names() -> list[str]:
     """Every backend name: each chip's backends, then the generic ones."""
     return [*(name for chip in chips().values() for name in chip.backends), *GENERIC_BACKENDS]

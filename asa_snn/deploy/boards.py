@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from asa_snn.chips.base import BoardReport
-from asa_snn.chips.registry import chips, get_chip
+from asa_snn.chips.registry import check_target, chips, get_chip
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.errors import AsaSnnError
 
@@ -23,6 +23,7 @@ def deploy_to_board(graph: FoldedGraph, chip: str, **options: Any) -> BoardRepor
         AsaSnnError: an unknown chip, a chip without board support, or a graph folded for another
             target (both named).
     """
+    check_target(graph.target)
     found = get_chip(chip)
     if found.deploy is None:
         boards = sorted(name for name, c in chips().items() if c.deploy is not None)

@@ -17,5 +17,5 @@ def test_dispatches_to_the_chips_own_deployment(speck, loihi):
 def test_a_graph_for_another_target_is_refused(speck):
     with pytest.raises(AsaSnnError, match="folded for 'speck', not 'loihi'; fold it with"):
         deploy_to_board(speck, "loihi")
-    with pytest.raises(AsaSnnError, match="unknown chip 'truenorth'"):
+    with pytest.raises(AsaSnnError, match="target 'truenorth' is not a known chip; expected one of"):
         deploy_to_board(replace(speck, target="truenorth"), "truenorth")
