@@ -535,8 +535,8 @@ def deploy_loihi_command(
     ),
 ) -> None:
     """Export netx, run it in Lava (or the built-in Loihi simulator where Lava is missing), compare."""
-    from asa_snn.deploy.boards import deploy_to_board
     from asa_snn.convert.graph import load_graph
+    from asa_snn.deploy.boards import deploy_to_board
 
     report = deploy_to_board(load_graph(graph_dir), "loihi", events=events, hardware=hardware, out_dir=out)
     typer.echo(report.summary())
