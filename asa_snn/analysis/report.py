@@ -43,7 +43,8 @@ from asa_snn.analysis.recorder import (
     Measurements,
     measure,
 )
-from asa_snn.energy.model import GENERIC_PRESETS, EnergyModel, OpEnergy, energy, energy_difference
+from asa_snn.energy.model import GENERIC_PRESETS, EnergyModel, LayerOps, OpEnergy, energy, energy_difference
+from asa_snn.energy.neurobench import NEUROBENCH_VERSION, neurobench_metrics
 from asa_snn.errors import AsaSnnError
 from asa_snn.files import staged_folder
 from asa_snn.models.recording import SpikingNeuron
@@ -59,6 +60,19 @@ QE_NOTE = (
     "keeps integrating negative input, its potential drifts far below zero and those large negative "
     "values dominate the mean square."
 )
+
+NEUROBENCH_NOTE = (
+    f"NeuroBench metrics (definitions of neurobench {NEUROBENCH_VERSION}, asa_snn/energy/neurobench.py): "
+    "footprint = bytes of every parameter and buffer; connection sparsity = zero weights / weights of "
+    "every conv and linear layer; activation sparsity = 1 - neuron-steps with a spike / (neurons x T); "
+    "synaptic operations per sample: Effective_ACs = synaptic ops of spike-count inputs (boundary-exact "
+    "fan-out), Effective_MACs = T x FLOPs of real-valued inputs (the first layer) + attention MACs, "
+    "Dense = T x FLOPs of every layer + attention MACs; membrane updates = neurons x T per sample. "
+    "Where the neurobench package counts otherwise: it skips synapses with zero weight and zero inputs "
+    "of MAC layers, decides AC or MAC from the input values ({-1, 0, 1} = spikes), leaves a conv's "
+    "padding out of Dense, and counts only membranes that changed (snnTorch neurons only)."
+)
+
 
 def _mean(values: np.ndarray) -> float | None:
     finite = np.asarray(values, dtype=np.float64)
@@ -117,6 +131,14 @@ def layer_metrics(
     }
 
 
+def model_neurobench(model: nn.Module, ops: list[LayerOps]) -> dict[str, Any]:
+    """NeuroBench's metrics of ``model`` (:func:`~asa_snn.energy.neurobench.neurobench_metrics`):
+    footprint over its parameters and buffers, connection sparsity over its conv / linear weights."""
+    synaptic = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+    weights = [m.weight.detach().cpu().numpy() for m in model.modules() if isinstance(m, synaptic)]
+    return neurobench_metrics(ops, weights, [*model.parameters(), *model.buffers()])
+
+
 def model_metrics(
     model: nn.Module, measured: Measurements, presets: Mapping[str, EnergyModel], duration_s: float | None
 ) -> dict[str, Any]:
@@ -146,6 +168,7 @@ def model_metrics(
         "layers": {name: layer_metrics(stats, n) for name, stats in measured.layers.items()},
         "operations": [op.__dict__ for op in ops],
         "energy": {name: energy(ops, p, duration_s).to_dict() for name, p in presets.items()},
+        "neurobench": model_neurobench(model, ops),
         "_ops": ops,
     }
 
@@ -324,6 +347,23 @@ def _energy_section(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _neurobench_section(models: dict[str, dict]) -> list[str]:
+    """NeuroBench's metrics under their names, beside the paper's NASFR, with the definitions."""
+    synops = [
+        (f"synaptic operations: {key}", lambda m, k=key: m["neurobench"]["synaptic_operations"][k])
+        for key in ("Effective_MACs", "Effective_ACs", "Dense")
+    ]
+    rows = [
+        ("NASFR (paper, Def. 1)", lambda m: m["network"]["nasfr_paper"]),
+        ("footprint (bytes)", lambda m: m["neurobench"]["footprint"]),
+        ("connection sparsity", lambda m: m["neurobench"]["connection_sparsity"]),
+        ("activation sparsity", lambda m: m["neurobench"]["activation_sparsity"]),
+        *synops,
+        ("membrane updates", lambda m: m["neurobench"]["membrane_updates"]),
+    ]
+    return [*_compare("NeuroBench metrics (per sample)", models, rows), NEUROBENCH_NOTE, ""]
+
+
 def render_report(metrics: dict[str, Any]) -> str:
     """report.md text from the metrics dictionary (the JSON form of :func:`analyze`)."""
     models = metrics["models"]
@@ -355,6 +395,7 @@ def render_report(metrics: dict[str, Any]) -> str:
         ("non-finite membrane values", lambda m: m["network"]["nonfinite_membrane"]),
     ]
     lines += _compare("Network", models, network)
+    lines += _neurobench_section(models)
     lines += _compare(
         "Mean firing rate per layer (NASFR paper)", models, _layer_rows(models, lambda x: x["nasfr_paper"])
     )
@@ -586,6 +627,7 @@ def analyze(
             "out_of_range_warning": membrane.OUT_OF_RANGE_WARNING,
             "feature_steps": list(feature_steps) if feature_steps is not None else [0],
             "feature_layers": list(feature_layers) if feature_layers is not None else "first spatial layer",
+            "neurobench": NEUROBENCH_NOTE,
         },
         "models": results,
         "energy_sources": {name: p.source for name, p in presets.items()},

@@ -1,4 +1,10 @@
-"""The plain-data summary of a simulation that ``asa-snn simulate`` prints and writes."""
+"""The plain-data summary of a simulation that ``asa-snn simulate`` prints and writes.
+
+Beside the per-layer counts, energy and accuracy, a summary holds the network's NASFR
+(:func:`graph_nasfr`) and NeuroBench's metrics under their names (``neurobench``:
+:func:`~asa_snn.energy.neurobench.neurobench_metrics` of the same operation counts, the definitions
+and their differences from the ``neurobench`` package in :mod:`asa_snn.energy.neurobench`).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ from typing import Any
 import numpy as np
 
 from asa_snn.convert.graph import FoldedGraph
-from asa_snn.energy.model import EnergyModel, energy, mac_ops, neuron_updates, synaptic_ops
+from asa_snn.energy.model import EnergyModel, LayerOps, energy, mac_ops, neuron_updates, synaptic_ops
+from asa_snn.energy.neurobench import merge_batches, neurobench_metrics
 from asa_snn.simulators.base import SimulationResult
 from asa_snn.simulators.inputs import SimulationInput
 from asa_snn.simulators.operations import graph_layer_ops
@@ -21,9 +28,11 @@ def summarize(
     presets: Mapping[str, EnergyModel],
 ) -> dict[str, Any]:
     """Plain-data summary of one batch: per-layer spikes (per sample), synaptic ops, MACs, neuron
-    updates and energy per preset (joules per inference), accuracy where labels are known, notes."""
+    updates and energy per preset (joules per inference), NASFR and NeuroBench's metrics, accuracy
+    where labels are known, notes."""
     ops = graph_layer_ops(graph, result, batch.frames)
     samples = len(batch.frames)
+    spikes = {name: float(c.sum()) / samples for name, c in result.spike_counts.items()}
     duration_us = graph.input.duration_us
     duration_s = None if duration_us is None else duration_us * 1e-6
     predictions = result.predictions(graph.vote)
@@ -34,7 +43,9 @@ def summarize(
         "timesteps": int(batch.frames.shape[1]),
         **label_figures(confusion),
         "predictions": predictions.tolist(),
-        "spikes_per_sample": {name: float(c.sum()) / samples for name, c in result.spike_counts.items()},
+        "spikes_per_sample": spikes,
+        "nasfr": graph_nasfr(graph, spikes, int(batch.frames.shape[1])),
+        "neurobench": graph_neurobench(graph, ops),
         "layers": [
             {
                 "name": layer.name,
@@ -47,6 +58,27 @@ def summarize(
         "energy_j": {name: energy(ops, model, duration_s).total_j for name, model in presets.items()},
         "notes": list(result.notes),
     }
+
+
+def graph_nasfr(graph: FoldedGraph, spikes_per_sample: Mapping[str, float], steps: int) -> float | None:
+    """NASFR = spikes / (neurons x T) per sample over every spiking layer of ``graph``, output
+    included: the released code's form, equal to the paper's Definition 1 (mean over steps of the
+    fraction of neurons that fire) for binary spikes; None without a spiking layer."""
+    layers = graph.spiking_layers()
+    neurons = sum(int(np.prod(layer.output_shape)) for layer in layers)
+    if not neurons:
+        return None
+    return float(sum(spikes_per_sample.get(layer.name, 0.0) for layer in layers) / (neurons * steps))
+
+
+def graph_neurobench(graph: FoldedGraph, ops: list[LayerOps]) -> dict[str, Any]:
+    """NeuroBench's metrics (:func:`~asa_snn.energy.neurobench.neurobench_metrics`) of ``graph``'s
+    operation counts ``ops``: footprint over every array of the graph in its stored dtype (neuron
+    parameters held as numbers in graph.json are not arrays and not counted), connection sparsity
+    over the conv / linear weights."""
+    weights = [layer.tensors["weight"] for layer in graph.layers if layer.op in ("conv2d", "linear")]
+    arrays = [array for layer in graph.layers for array in layer.tensors.values()]
+    return neurobench_metrics(ops, weights, arrays)
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
@@ -112,10 +144,23 @@ def _weighted(values: list[float], weights: list[int]) -> float:
     return float(np.dot(values, weights) / max(sum(weights), 1))
 
 
+def _network_figures(parts: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
+    """NASFR and NeuroBench's metrics of several batches (weighted by batch size; only the keys the
+    summaries hold, so hand-made summaries without them merge too)."""
+    first, found = parts[0], {}
+    if "nasfr" in first:
+        rates = [part["nasfr"] for part in parts]
+        found["nasfr"] = None if None in rates else _weighted(rates, sizes)
+    if "neurobench" in first:
+        found["neurobench"] = merge_batches([part["neurobench"] for part in parts], sizes)
+    return found
+
+
 def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One summary of several batches' summaries: per-sample figures averaged by batch size
     (spikes, operations and energy are sums over samples, so this is exact), the confusion counts
-    summed and accuracy, per-class accuracy and ``labelled`` computed from them (exact), predictions
+    summed and accuracy, per-class accuracy and ``labelled`` computed from them (exact), NASFR and
+    NeuroBench's workload metrics averaged by batch size (exact, per-sample figures), predictions
     concatenated, notes united."""
     first, sizes = parts[0], [part["samples"] for part in parts]
     classes = max((len(part["confusion"]) for part in parts if part.get("confusion") is not None), default=0)
@@ -127,6 +172,7 @@ def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "samples": sum(sizes),
         **label_figures(confusion),
         "predictions": [p for part in parts for p in part["predictions"]],
+        **_network_figures(parts, sizes),
         "spikes_per_sample": {
             name: _weighted([part["spikes_per_sample"][name] for part in parts], sizes)
             for name in first["spikes_per_sample"]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from asa_snn.convert.onnx_export import to_onnx
 from asa_snn.errors import AsaSnnError, MissingDependencyError
 from asa_snn.files import staged_folder, write_json
 from asa_snn.simulators.base import SimulationResult
-from asa_snn.simulators.inputs import NOT_RECORDINGS
+from asa_snn.simulators.inputs import recording_files
 from asa_snn.workflows.budget import BudgetReport, evaluate_budget, load_budget, write_budget_report
 from asa_snn.workflows.fold import FoldOutcome, run_fold
 from asa_snn.workflows.html_report import write_report
@@ -186,29 +185,6 @@ def train_models(
             raise AsaSnnError(f"pipeline: train_fn returned no {', '.join(missing)} for the {name} model")
         results[name] = result
     return results
-
-
-def recordings_view(folder: Path, view: Path) -> Path:
-    """A folder ``view`` of symbolic links to the recordings in ``folder`` (its side files left out,
-    see :data:`~asa_snn.simulators.inputs.NOT_RECORDINGS`, which the simulators skip too), which the
-    simulators read as their input, unlabelled.
-
-    Raises:
-        AsaSnnError: ``folder`` holds no recording.
-    """
-    files = sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() not in NOT_RECORDINGS
-    )
-    if not files:
-        raise AsaSnnError(
-            f"pipeline --data {folder}: no recordings in the folder (only {', '.join(NOT_RECORDINGS)})"
-        )
-    view.mkdir(parents=True)
-    for file in files:
-        (view / file.name).symlink_to(file.resolve())
-    return view
 
 
 def export_all(graph: FoldedGraph, folder: Path) -> dict[str, str]:
@@ -420,19 +396,25 @@ def run_pipeline(
         analyze_fn: analyses vanilla against ASA (:data:`AnalyzeFn`).
         config: recipe name or file handed to ``train_fn``.
         data: a folder of the user's recordings with ``labels.csv`` (``data.kind=folder``,
-            ``data.root=DATA``, 20 % held out as the test set) instead of the recipe's data; it is
-            also the simulation input. The folded graphs carry the recipe's preprocessing
-            (:mod:`asa_snn.data.model_input`), which must suit the recordings. None: the recipe's
-            data, simulated on the embedded synthetic test split.
+            ``data.root=DATA``, 20 % held out as the test set) instead of the recipe's data. The
+            folder itself is also the simulation and budget input, read as labelled data (its
+            ``labels.csv`` rows, side files skipped: :func:`~asa_snn.simulators.inputs.folder_recordings`),
+            so the backends and the budget report accuracy; its first ``settings.sim_samples``
+            rows are simulated, training recordings included. The folded graphs carry the recipe's
+            preprocessing (:mod:`asa_snn.data.model_input`), which must suit the recordings. None:
+            the recipe's data, simulated on the embedded synthetic test split.
         settings: sizes (:class:`Settings`); None: the defaults.
         progress: told about each of the :data:`STEPS`.
 
     Raises:
-        AsaSnnError: ``data`` is not a folder, or any step failed (nothing is written then).
+        AsaSnnError: ``data`` is not a folder or holds no recording (checked before training), or
+            any step failed (nothing is written then).
     """
     settings = settings or Settings()
     if data is not None and not Path(data).is_dir():
         raise AsaSnnError(f"pipeline --data {data}: not a folder of recordings")
+    if data is not None:
+        recording_files(Path(data))
     clock = _Clock()
     base = [f"train.epochs={settings.epochs}"]
     if data is not None:
@@ -445,7 +427,7 @@ def run_pipeline(
     with staged_folder(Path(out_dir)) as staging:
         sim_data = f"builtin:synthetic:{settings.sim_samples}"
         if data is not None:
-            sim_data = str(recordings_view(Path(data).resolve(), staging / ".recordings"))
+            sim_data = str(Path(data).resolve())
         began = step(0)
         trained = train_models(train_fn, config, base, settings, staging / "train")
         clock.lap("train", began)
@@ -469,7 +451,6 @@ def run_pipeline(
         clock.lap("simulate", began)
         began = step(6)
         mapping, budget, budget_files = check_chips(folds, sim_data, settings, staging / "budget")
-        shutil.rmtree(staging / ".recordings", ignore_errors=True)
         clock.lap("check", began)
         began = step(7)
         fidelity = {t: fidelity_doc(f.fidelity) for t, f in folds.items()}
@@ -479,7 +460,9 @@ def run_pipeline(
             "data": str(data)
             if data is not None
             else "recipe data; simulation on the embedded synthetic test split",
-            "simulation_input": f"{data} (recordings)" if data is not None else sim_data,
+            "simulation_input": f"{data} (its recordings, labelled by its labels.csv)"
+            if data is not None
+            else sim_data,
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.__dict__.items()},
             "models": model_docs(trained, metrics, staging),
             "fidelity": fidelity,
@@ -508,7 +491,6 @@ __all__ = [
     "TrainFn",
     "export_all",
     "layers_agree",
-    "recordings_view",
     "run_pipeline",
     "simulate_all",
 ]

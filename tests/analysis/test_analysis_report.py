@@ -134,6 +134,32 @@ def test_analyze_two_models_end_to_end(dataset, tmp_path):
     assert "NOT comparable to Table 4" in report  # speck_net's IAF neurons have no lower bound
     assert eq11["delta_e_j"] == pytest.approx(eq11["mac_cost_j"] - eq11["ac_saving_j"])
     assert set(saved["eq11"]) == {"fp32_45nm", "int8_45nm"}
+    # NeuroBench's metrics under their names, beside NASFR, from the same operation counts
+    bench_v, bench_a = vanilla["neurobench"], asa["neurobench"]
+    assert "## NeuroBench metrics (per sample)" in report and "neurobench 2.3.0" in report
+    plain = _model("none", 0)
+    assert bench_v["footprint"] == sum(
+        t.numel() * t.element_size() for t in [*plain.parameters(), *plain.buffers()]
+    )
+    assert bench_a["footprint"] > bench_v["footprint"]  # the attention's parameters
+    assert f"| footprint (bytes) | {bench_v['footprint']} | {bench_a['footprint']} |" in report
+    for model, bench in ((vanilla, bench_v), (asa, bench_a)):
+        ops = model["operations"]
+        synops = bench["synaptic_operations"]
+        assert synops["Effective_ACs"] == pytest.approx(
+            sum(op["event_fanout_sum"] for op in ops if op["kind"] != "attention" and op["input_is_spiking"])
+        )
+        assert synops["Dense"] == pytest.approx(
+            sum(op["timesteps"] * op["flops"] + op["attention_macs"] for op in ops)
+        )
+        assert bench["membrane_updates"] == sum(op["neurons"] * op["timesteps"] for op in ops)
+        assert bench["connection_sparsity"] == 0.0  # freshly initialised weights
+        # binary spikes, every spiking layer driven by one synaptic module: 1 - NASFR
+        assert bench["activation_sparsity"] == pytest.approx(1 - model["network"]["nasfr_paper"])
+    mac_v, mac_a = (b["synaptic_operations"]["Effective_MACs"] for b in (bench_v, bench_a))
+    assert mac_a - mac_v == pytest.approx(eq11["delta_mac"])
+    assert f"| synaptic operations: Effective_MACs | {fmt(mac_v)} | {fmt(mac_a)} |" in report
+    assert saved["definitions"]["neurobench"].startswith("NeuroBench metrics")
     first = LAYERS[0]
     for stem in (
         "firing_rates",

@@ -83,15 +83,19 @@ def test_bad_layer_ops_are_rejected():
         LayerOps("x", "conv", input_events=-1)
 
 
-def test_synops_agree_with_sinabs_snn_analyzer():
+STEPS, BATCH = 5, 3
+
+
+@pytest.fixture
+def sinabs_pair():
+    """The same three layers as our network and as a sinabs Sequential (sharing the modules), and
+    spikes [T, B, 2, 8, 8]; weights are multiples of 0.25, so every sum is exact in float32."""
     sinabs_layers = pytest.importorskip("sinabs.layers")
-    from sinabs import SNNAnalyzer
     from sinabs.activation import SingleSpike
 
-    steps, batch = 5, 3
     generator = torch.Generator().manual_seed(0)
 
-    def weight(*shape):  # multiples of 0.25: every sum is exact in float32
+    def weight(*shape):
         return torch.randint(-3, 6, shape, generator=generator).float() * 0.25
 
     conv1 = nn.Conv2d(2, 4, 3, padding=1, bias=False)
@@ -111,33 +115,63 @@ def test_synops_agree_with_sinabs_snn_analyzer():
     )
 
     def squeeze_iaf():
-        return sinabs_layers.IAFSqueeze(batch_size=batch, spike_fn=SingleSpike)
+        return sinabs_layers.IAFSqueeze(batch_size=BATCH, spike_fn=SingleSpike)
 
     theirs = nn.Sequential(conv1, squeeze_iaf(), conv2, squeeze_iaf(), nn.Flatten(), linear, squeeze_iaf())
-    spikes = (torch.rand((steps, batch, 2, 8, 8), generator=generator) < 0.3).float()  # [T, B, C, H, W]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        analyzer = SNNAnalyzer(theirs)
-    with torch.no_grad():
-        out = theirs(
-            spikes.transpose(0, 1).reshape(batch * steps, 2, 8, 8)
-        )  # sinabs: [B*T, ...], batch major
-    sinabs_synops = {
-        name: float(v["synops"]) for name, v in analyzer.get_layer_statistics()["parameter"].items()
-    }
+    spikes = (torch.rand((STEPS, BATCH, 2, 8, 8), generator=generator) < 0.3).float()  # [T, B, C, H, W]
+    return ours, theirs, spikes
 
-    dataset = [(spikes[:, b], 0) for b in range(batch)]
-    ops = model_layer_ops(ours, measure(ours, dataset, batch_size=batch, progress=False))
+
+def _run_both(ours, theirs, spikes):
+    """Run sinabs on [B*T, ...] (batch major) and measure ours; check the spikes agree; our ops."""
+    with torch.no_grad():
+        out = theirs(spikes.transpose(0, 1).reshape(BATCH * STEPS, 2, 8, 8))
+    dataset = [(spikes[:, b], 0) for b in range(BATCH)]
+    ops = model_layer_ops(ours, measure(ours, dataset, batch_size=BATCH, progress=False))
     with torch.no_grad():
         ours_out = ours.blocks[2](ours.blocks[1](ours.blocks[0](spikes)))
-    np.testing.assert_array_equal(out.reshape(batch, steps, 5).transpose(0, 1).numpy(), ours_out.numpy())
+    np.testing.assert_array_equal(out.reshape(BATCH, STEPS, 5).transpose(0, 1).numpy(), ours_out.numpy())
     assert out.sum() > 0
+    return ops
+
+
+def test_synops_agree_with_sinabs_hooks(sinabs_pair):
+    """sinabs' current synaptic-operation counters (``sinabs.hooks``, which replace the deprecated
+    ``SNNAnalyzer``): per step and sample, times T, equal our boundary-exact per-sample count."""
+    from sinabs.hooks import register_synops_hooks
+
+    ours, theirs, spikes = sinabs_pair
+    register_synops_hooks(theirs)
+    ops = _run_both(ours, theirs, spikes)
+    per_step = theirs.hook_data["synops_per_timestep"]  # Sequential index -> mean over B*T frames
+    assert sorted(per_step) == [0, 2, 5]
+    sinabs_synops = [float(per_step[index]) * STEPS for index in (0, 2, 5)]
 
     exact = [op.event_fanout_sum for op in ops]
-    np.testing.assert_allclose(exact, [sinabs_synops["0"], sinabs_synops["2"], sinabs_synops["5"]], rtol=1e-6)
+    np.testing.assert_allclose(exact, sinabs_synops, rtol=1e-6)
+    assert float(theirs.hook_data["total_synops_per_timestep"]) * STEPS == pytest.approx(sum(exact))
     assert min(exact) > 0 and [op.input_is_spiking for op in ops] == [False, True, True]
     assert ops[1].flops == 3 * 3 * 4 * 4 * (4 // 2) * 6  # k^2 H_out W_out C_in / groups C_out
     # the mean-fan-out form counts a border event as if it reached all k^2 * C_out / groups synapses
     dense_form = ops[1].input_events * ops[1].flops / ops[1].input_size
     assert dense_form > ops[1].event_fanout_sum
     assert ops[2].event_fanout_sum == pytest.approx(ops[2].input_events * 5)
+
+
+def test_synops_agree_with_the_deprecated_snn_analyzer(sinabs_pair):
+    """The same comparison through ``SNNAnalyzer``, kept only while the installed sinabs ships it."""
+    import sinabs
+
+    analyzer_class = getattr(sinabs, "SNNAnalyzer", None)
+    if analyzer_class is None:
+        pytest.skip(f"sinabs {getattr(sinabs, '__version__', '?')} no longer ships SNNAnalyzer")
+    ours, theirs, spikes = sinabs_pair
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        analyzer = analyzer_class(theirs)
+    ops = _run_both(ours, theirs, spikes)
+    sinabs_synops = {
+        name: float(v["synops"]) for name, v in analyzer.get_layer_statistics()["parameter"].items()
+    }
+    exact = [op.event_fanout_sum for op in ops]
+    np.testing.assert_allclose(exact, [sinabs_synops["0"], sinabs_synops["2"], sinabs_synops["5"]], rtol=1e-6)

@@ -93,6 +93,35 @@ def test_speck_and_sinabs_summaries_agree():
     assert sum(speck["spikes_per_sample"].values()) > 0
 
 
+def test_summary_reports_neurobench_metrics_beside_nasfr():
+    graph = speck_graph()
+    _, whole = simulate(graph, "builtin:synthetic:5", "speck")
+    _, batched = simulate(graph, "builtin:synthetic:5", "speck", batch_size=2)
+    bench, steps = whole["neurobench"], whole["timesteps"]
+    weights = [layer.tensors["weight"] for layer in (graph.layers[0], graph.layers[3])]
+    assert bench["footprint"] == 4 * 2 * 3 * 3 + 3 * 64  # int8 weights, one byte each, no bias
+    zeros = sum(int((w == 0).sum()) for w in weights)
+    assert bench["connection_sparsity"] == zeros / (72 + 192)
+    neurons = 4 * 8 * 8 + 3
+    spikes = sum(whole["spikes_per_sample"].values())
+    assert whole["nasfr"] == pytest.approx(spikes / (neurons * steps)) and whole["nasfr"] > 0
+    # the simulators count spikes, so activation sparsity is exactly 1 - NASFR here
+    assert bench["activation_sparsity"] == pytest.approx(1 - whole["nasfr"])
+    assert bench["membrane_updates"] == neurons * steps
+    synops = bench["synaptic_operations"]
+    # a chip receives every input as events: no MACs, every layer's synaptic ops are ACs
+    assert synops["Effective_MACs"] == 0
+    assert synops["Effective_ACs"] == pytest.approx(sum(layer["synaptic_ops"] for layer in whole["layers"]))
+    assert synops["Dense"] == steps * (3 * 3 * 8 * 8 * 2 * 4 + 64 * 3)
+    # batches of 2, 2 and 1 recordings merge to the same figures (per-sample means)
+    assert batched["nasfr"] == pytest.approx(whole["nasfr"])
+    assert batched["neurobench"]["activation_sparsity"] == pytest.approx(bench["activation_sparsity"])
+    assert batched["neurobench"]["synaptic_operations"] == pytest.approx(synops)
+    assert {
+        k: batched["neurobench"][k] for k in ("footprint", "connection_sparsity", "membrane_updates")
+    } == {k: bench[k] for k in ("footprint", "connection_sparsity", "membrane_updates")}
+
+
 def test_recording_becomes_the_graph_input(tmp_path):
     graph = speck_graph()
     events = make_events(
@@ -191,7 +220,12 @@ def test_simulate_command_writes_json(tmp_path, capsys):
     summary = json.loads(out.read_text())
     assert set(summary["spikes_per_sample"]) == {"conv", "fc"}
     assert set(summary["energy_j"]) == {"fp32_45nm", "int8_45nm", "loihi", "speck"}
-    assert "energy speck" in capsys.readouterr().out
+    assert set(summary["neurobench"]["synaptic_operations"]) == {"Effective_MACs", "Effective_ACs", "Dense"}
+    printed = capsys.readouterr().out
+    assert "energy speck" in printed and "NeuroBench metrics" in printed
+    for row in ("NASFR", "footprint (bytes)", "activation sparsity", "Effective_ACs", "membrane updates"):
+        assert row in printed
+    assert f"{summary['neurobench']['footprint']:,}" in printed
 
 
 def test_check_command_passes_and_fails(tmp_path, capsys):

@@ -12,7 +12,7 @@ from asa_snn.errors import AsaSnnError
 from asa_snn.simulators.base import SimulationResult
 from asa_snn.train.trainer import train_recipe
 from asa_snn.workflows.analyze import analyze_checkpoints
-from asa_snn.workflows.demo import Settings, layers_agree, recordings_view, run_pipeline
+from asa_snn.workflows.demo import Settings, layers_agree, run_pipeline
 
 TINY_SETTINGS = Settings(epochs=1, finetune_epochs=1, n_calib=8, sim_samples=3)
 
@@ -224,19 +224,29 @@ def test_pipeline_runs_on_a_folder_of_recordings(tmp_path):
     runs = document["backends"]["speck"]["runs"]
     assert runs["speck"]["samples"] == TINY_SETTINGS.sim_samples
     assert runs["sinabs"]["agrees"] is True
+    # the folder is simulated as labelled data (its labels.csv): every backend and the budget
+    # report accuracy over its first sim_samples rows
+    for sims in document["backends"].values():
+        for backend, run in sims["runs"].items():
+            if run["available"]:
+                assert run["accuracy"] is not None, backend
+    budget = document["budget"]
+    assert budget["labelled"] == TINY_SETTINGS.sim_samples and budget["accuracy"] is not None
+    assert budget["data"]["kind"] == "labels.csv"
+    assert budget["data"]["labels"] == str((recordings / "labels.csv").resolve())
+    assert not (tmp_path / "report" / ".recordings").exists()  # no copy or view of the folder
     assert set(result.document["models"]) == {"vanilla", "asa", "loihi_asa"}
 
 
-def test_recordings_view_links_recordings_and_leaves_side_files_out(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    for name in ("b.h5", "a.npy", "labels.csv", "classes.txt", ".hidden.npy"):
-        (data / name).write_bytes(b"x")
-    view = recordings_view(data, tmp_path / "view")
-    assert sorted(p.name for p in view.iterdir()) == ["a.npy", "b.h5"]
-    assert (view / "a.npy").resolve() == (data / "a.npy").resolve()
+def test_a_data_folder_without_recordings_is_refused_before_training(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "labels.csv").write_text("file,label\n")
-    with pytest.raises(AsaSnnError, match="empty: no recordings"):
-        recordings_view(empty, tmp_path / "view2")
+    (empty / "classes.txt").write_text("a\n")
+
+    def never(config, overrides, out_dir):
+        raise AssertionError("trained although the folder holds no recording")
+
+    with pytest.raises(AsaSnnError, match="empty: the folder holds no recordings"):
+        run_pipeline(tmp_path / "report", never, analyze_tiny, data=empty, settings=TINY_SETTINGS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
