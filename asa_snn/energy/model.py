@@ -27,7 +27,7 @@ differs: (1) a sum-pooled input (Speck's sum pooling) carries counts > 1 and we 
 event (a chip receives that many events), while NeuroBench counts a non-zero input once; likewise a
 multi-spike IAF output of n spikes counts n events; (2) ``FLOPs`` counts the synapses of the
 padding too, so the mean-fan-out SOP over-counts events on the border of a padded conv; the
-boundary-exact ``event_fanout_sum`` does not (it equals sinabs' ``SNNAnalyzer`` synops, tested);
+boundary-exact ``event_fanout_sum`` does not (it equals sinabs' synops from ``sinabs.hooks``, tested);
 (3) attention MACs follow the modules' own ``extra_macs`` counting rule.
 
 Presets: :data:`GENERIC_PRESETS` holds the chip-independent ones, ``fp32_45nm`` (MAC 4.6 pJ, AC
