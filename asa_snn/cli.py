@@ -36,6 +36,10 @@ deploy_app = typer.Typer(help="Deploy a folded graph to Speck (samna) or Loihi (
 app.add_typer(deploy_app, name="deploy")
 
 console = Console()
+DATA_HELP = (
+    "Event file, folder of event files (labelled by a labels.csv, or N-MNIST's labels.txt), training "
+    "config or recipe name (its test split), or builtin:synthetic[:N] (N built-in recordings)."
+)
 
 
 class _Options:
@@ -389,12 +393,7 @@ def simulate_command(
     ] = "speck",
     data: Annotated[
         str,
-        typer.Option(
-            "--data",
-            help="Event file, folder of event files (labelled by a labels.csv, or N-MNIST's labels.txt), "
-            "training config or recipe name (its test split), or builtin:synthetic[:N] (N built-in "
-            "recordings).",
-        ),
+        typer.Option("--data", help=DATA_HELP),
     ] = "builtin:synthetic",
     max_samples: Annotated[int | None, typer.Option("--max-samples")] = None,
     out: Annotated[
@@ -469,12 +468,7 @@ def budget_command(
     budget: Annotated[Path, typer.Option("--budget", help="Budget file (TOML or YAML).")],
     data: Annotated[
         str,
-        typer.Option(
-            "--data",
-            help="Event file, folder of event files (labelled by a labels.csv, or N-MNIST's labels.txt), "
-            "training config or recipe name (its test split), or builtin:synthetic[:N] (N built-in "
-            "recordings).",
-        ),
+        typer.Option("--data", help=DATA_HELP),
     ] = "builtin:synthetic",
     backend: Annotated[str, typer.Option("--backend", help="Simulator backend.")] = "speck",
     max_samples: Annotated[int | None, typer.Option("--max-samples")] = None,
