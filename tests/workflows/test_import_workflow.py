@@ -52,6 +52,24 @@ def sinabs_nir(tmp_path_factory):
     return path
 
 
+def _labelled_recordings(root, labels):
+    """A folder of synthetic recordings of the imported graph's 32x32 sensor and a labels.csv."""
+    from asa_snn.data.events import EventStream
+    from asa_snn.data.formats import write_numpy
+    from asa_snn.data.synthetic import SyntheticDVSConfig, generate_sample
+
+    root.mkdir()
+    config = SyntheticDVSConfig(sensor_size=(32, 32, 2), n_steps=8, dt_us=20_000, n_classes=3)
+    rows = ["file,label"]
+    for index, label in enumerate(labels):
+        write_numpy(
+            EventStream(generate_sample(config, "test", index).events, (32, 32, 2)), root / f"r{index}.npz"
+        )
+        rows.append(f"r{index}.npz,{label}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
 def test_sinabs_nir_through_import_check_simulate_budget_and_deploy(sinabs_nir, tmp_path, capsys):
     graph_dir, budget = tmp_path / "graph", tmp_path / "budget.toml"
     budget.write_text(BUDGET)
@@ -79,10 +97,14 @@ def test_sinabs_nir_through_import_check_simulate_budget_and_deploy(sinabs_nir, 
 
     assert main(["check", str(graph_dir), "--target", "speck"]) == 0
     assert "fits speck" in capsys.readouterr().out
+    recordings = _labelled_recordings(tmp_path / "recordings", [0, 1, 2, 1])
     simulated = tmp_path / "simulate.json"
-    args = ["--backend", "speck", "--data", "builtin:synthetic:3", "--out", str(simulated)]
+    args = ["--backend", "speck", "--data", str(recordings), "--out", str(simulated)]
     assert main(["simulate", str(graph_dir), *args]) == 0
-    assert json.loads(simulated.read_text())["samples"] == 3
+    summary = json.loads(simulated.read_text())
+    assert summary["samples"] == summary["labelled"] == 4 and 0.0 <= summary["accuracy"] <= 1.0
+    assert summary["accuracy"] == sum(map(int.__eq__, summary["predictions"], [0, 1, 2, 1])) / 4
+    assert "accuracy" in capsys.readouterr().out and (tmp_path / "simulate_confusion.png").is_file()
     budget_dir = tmp_path / "budget"
     status = main(
         [
@@ -91,12 +113,13 @@ def test_sinabs_nir_through_import_check_simulate_budget_and_deploy(sinabs_nir, 
             "--budget",
             str(budget),
             "--data",
-            "builtin:synthetic:3",
+            str(recordings),
             "--out",
             str(budget_dir),
         ]
     )
-    assert status == 0 and (budget_dir / "budget.json").is_file()
+    assert status == 0 and (budget_dir / "budget.json").is_file() and (budget_dir / "confusion.png").is_file()
+    assert json.loads((budget_dir / "budget.json").read_text())["accuracy"] == summary["accuracy"]
     deploy_dir = tmp_path / "deploy"
     assert main(["deploy", "speck", str(graph_dir), "--dry-run", "--out", str(deploy_dir)]) == 0
     assert (deploy_dir / "deploy_speck.json").is_file()
