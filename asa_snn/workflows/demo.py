@@ -379,6 +379,36 @@ def report_figures(
     return figures
 
 
+def training_overrides(settings: Settings, data: str | Path | None) -> list[str]:
+    """The config overrides every model of the demo trains with: its epochs, and a user's folder of
+    recordings as the data (20 % held out as the test set).
+
+    Raises:
+        AsaSnnError: ``data`` is not a folder or holds no recording (checked before any training).
+    """
+    base = [f"train.epochs={settings.epochs}"]
+    if data is None:
+        return base
+    if not Path(data).is_dir():
+        raise AsaSnnError(f"pipeline --data {data}: not a folder of recordings")
+    recording_files(Path(data))
+    return [*base, "data.kind=folder", f"data.root={Path(data).resolve()}", "data.test_fraction=0.2"]
+
+
+def inputs_doc(config: str, data: str | Path | None, sim_data: str, settings: Settings) -> dict[str, Any]:
+    """What the report says about its inputs: recipe, data, simulation input and settings."""
+    return {
+        "config": config,
+        "data": str(data)
+        if data is not None
+        else "recipe data; simulation on the embedded synthetic test split",
+        "simulation_input": f"{data} (its recordings, labelled by its labels.csv)"
+        if data is not None
+        else sim_data,
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.__dict__.items()},
+    }
+
+
 def run_pipeline(
     out_dir: str | Path,
     train_fn: TrainFn,
@@ -411,14 +441,8 @@ def run_pipeline(
             any step failed (nothing is written then).
     """
     settings = settings or Settings()
-    if data is not None and not Path(data).is_dir():
-        raise AsaSnnError(f"pipeline --data {data}: not a folder of recordings")
-    if data is not None:
-        recording_files(Path(data))
+    base = training_overrides(settings, data)
     clock = _Clock()
-    base = [f"train.epochs={settings.epochs}"]
-    if data is not None:
-        base += ["data.kind=folder", f"data.root={Path(data).resolve()}", "data.test_fraction=0.2"]
 
     def step(index: int) -> float:
         progress(index + 1, len(STEPS), STEPS[index])
@@ -456,14 +480,7 @@ def run_pipeline(
         fidelity = {t: fidelity_doc(f.fidelity) for t, f in folds.items()}
         analysis_figures = [f for f in metrics.get("figures", []) if f.endswith(".png")]
         document = {
-            "config": config,
-            "data": str(data)
-            if data is not None
-            else "recipe data; simulation on the embedded synthetic test split",
-            "simulation_input": f"{data} (its recordings, labelled by its labels.csv)"
-            if data is not None
-            else sim_data,
-            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in settings.__dict__.items()},
+            **inputs_doc(config, data, sim_data, settings),
             "models": model_docs(trained, metrics, staging),
             "fidelity": fidelity,
             "exports": exports,
