@@ -213,6 +213,7 @@ def event_drop(
     event_ratio: float = 0.2,
     time_ratio: float = 0.2,
     area_ratio: float = 0.2,
+    random_ratios: bool = False,
 ) -> np.ndarray:
     """EventDrop augmentation (Gu et al., IJCAI 2021): one of four modes, each with chance 1/4.
 
@@ -220,11 +221,17 @@ def event_drop(
     :func:`drop_time_interval` (``time_ratio`` of the recording's span); :func:`drop_area`
     (a box of ``area_ratio`` of the sensor area).
 
+    With ``random_ratios`` the three ratios are maxima: the chosen mode's ratio is drawn per call
+    (per sample) as r ~ U[0, ratio) from ``rng``, after the mode. The released Gait training draws
+    its ratios per sample too (from {0.1, ..., 0.9} for time and events, a box side of {1, ..., 19}/20
+    of the sensor for area; FACTS.md section 2, BICLab/ASA-SNN ``datasets/event_drop.py``).
+
     Args:
         events: [N] event array, times in microseconds.
         sensor_size: (W, H, P).
-        rng: source of randomness (chooses the mode and its placement).
-        event_ratio, time_ratio, area_ratio: fractions in [0, 1].
+        rng: source of randomness (chooses the mode, its ratio when random, and its placement).
+        event_ratio, time_ratio, area_ratio: fractions in [0, 1] (maxima when ``random_ratios``).
+        random_ratios: draw each sample's ratio uniformly below the given one.
 
     Returns:
         [M <= N] event array, a subset of ``events`` in the same order.
@@ -233,11 +240,15 @@ def event_drop(
     time_ratio = check_ratio("time_ratio", time_ratio)
     area_ratio = check_ratio("area_ratio", area_ratio)
     check_events(events, sensor_size)
+
+    def ratio(maximum: float) -> float:
+        return float(rng.uniform(0.0, maximum)) if random_ratios else maximum
+
     modes = (
         lambda: events.copy(),
-        lambda: drop_random_events(events, event_ratio, rng),
-        lambda: drop_time_interval(events, time_ratio, rng),
-        lambda: drop_area(events, sensor_size, area_ratio, rng),
+        lambda: drop_random_events(events, ratio(event_ratio), rng),
+        lambda: drop_time_interval(events, ratio(time_ratio), rng),
+        lambda: drop_area(events, sensor_size, ratio(area_ratio), rng),
     )
     return modes[int(rng.integers(0, len(modes)))]()
 

@@ -127,6 +127,8 @@ class EventDrop:
         event_ratio: fraction of events removed by the random-drop mode, in [0, 1].
         time_ratio: fraction of the recording's span removed by the time-interval mode, in [0, 1].
         area_ratio: fraction of the sensor area removed by the box mode, in [0, 1].
+        random_ratios: the three ratios are maxima; each sample's ratio is drawn uniformly in
+            [0, ratio) from ``rng``.
 
     Call: EventStream -> EventStream.
     """
@@ -135,16 +137,25 @@ class EventDrop:
     event_ratio: float = 0.2
     time_ratio: float = 0.2
     area_ratio: float = 0.2
+    random_ratios: bool = False
     rng: np.random.Generator = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("event_ratio", "time_ratio", "area_ratio"):
             F.check_ratio(name, getattr(self, name))
+        if not isinstance(self.random_ratios, bool):
+            raise TypeError(f"EventDrop: random_ratios is {self.random_ratios!r}; expected True or False")
         _own_rng(self, self.seed)
 
     def __call__(self, stream: EventStream) -> EventStream:
         events = F.event_drop(
-            stream.events, stream.sensor_size, self.rng, self.event_ratio, self.time_ratio, self.area_ratio
+            stream.events,
+            stream.sensor_size,
+            self.rng,
+            self.event_ratio,
+            self.time_ratio,
+            self.area_ratio,
+            self.random_ratios,
         )
         return _with_events(stream, events)
 

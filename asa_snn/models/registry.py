@@ -81,6 +81,8 @@ NETWORKS: dict[str, NetworkEntry] = {
     "arch_b": NetworkEntry(
         paper_five_layer, "plif", "paper's 5-layer PLIF net with vote layer (Gesture, DailyAction)"
     ),
+    # SpikingJelly's sew_resnet18 has no default neuron (spiking_neuron=None, the caller passes one; the
+    # SEW ResNet paper uses IF: threshold 1, hard reset, ATan surrogate); here the 3-layer nets' LIF.
     "sew_resnet18": NetworkEntry(sew_resnet18, "lif", "SEW ResNet-18 (HAR-DVS-sized data)"),
     "speck_net": NetworkEntry(speck_net, "iaf", "fits Speck: conv-only, IAF, sum pooling, <= 9 layers"),
     "loihi_net": NetworkEntry(loihi_net, "cuba", "fits Loihi netx: strided convs + dense, CUBA neurons"),

@@ -68,6 +68,9 @@ class DataConfig:
         crop: (H, W) centre crop of the frames after binning, or None.
         random_crop: training frames start at a random time (window ``n_steps * dt_us``).
         event_drop: EventDrop augmentation in training.
+        event_drop_ratios: (events, time span, sensor area) fractions EventDrop removes, each in [0, 1].
+        event_drop_random: the ratios are maxima; each training sample draws its ratio uniformly in
+            [0, ratio) (the released Gait runs draw them per sample).
         val_fraction: share of each class of the training data held out for model selection.
         test_fraction: > 0: the test set is this share of the training split (for datasets whose
             test split is absent, e.g. the 1000 N-MNIST training files); 0: the dataset's test split.
@@ -91,6 +94,8 @@ class DataConfig:
     crop: tuple[int, int] | None = None
     random_crop: bool = False
     event_drop: bool = False
+    event_drop_ratios: tuple[float, float, float] = (0.2, 0.2, 0.2)
+    event_drop_random: bool = False
     val_fraction: float = 0.1
     test_fraction: float = 0.0
     max_samples: int | None = None
@@ -226,6 +231,7 @@ NUMERIC_BOUNDS: dict[str, Bounds] = {
     "data.n_steps": Bounds(1, 10_000, why="frames per sample; the paper's longest recipe has 60"),
     "data.downsample": _SIDE,
     "data.crop": _SIDE,
+    "data.event_drop_ratios": Bounds(0, 1, why="fractions of events, time span and sensor area"),
     "data.val_fraction": _FRACTION,
     "data.test_fraction": _FRACTION,
     "data.max_samples": Bounds(1, 10**9),

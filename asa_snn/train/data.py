@@ -110,7 +110,8 @@ def frame_pipeline(spec: InputSpec, data: DataConfig, augment_seed: int | None) 
     if augment_seed is not None and data.random_crop and not data.equal_count:
         steps.append(RandomTimeCrop(spec.dt_us * data.n_steps, seed=augment_seed))
     if augment_seed is not None and data.event_drop:
-        steps.append(EventDrop(seed=augment_seed + 1))
+        event_ratio, time_ratio, area_ratio = data.event_drop_ratios
+        steps.append(EventDrop(augment_seed + 1, event_ratio, time_ratio, area_ratio, data.event_drop_random))
     return partial(frames_for, spec, augment=Compose(tuple(steps)) if steps else None)
 
 

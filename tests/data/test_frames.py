@@ -173,6 +173,23 @@ def test_event_drop_is_deterministic_and_uses_every_mode():
     assert len(sizes) > 3  # time and area modes drop data-dependent amounts
 
 
+def test_event_drop_random_ratios_are_drawn_per_sample_below_the_maximum():
+    ev = grid_events(400, sensor=(8, 8, 2), span=100_000)
+    drawn = [event_drop(ev, (8, 8, 2), np.random.default_rng(s), 0.5, 0.0, 0.0, True) for s in range(60)]
+    again = [event_drop(ev, (8, 8, 2), np.random.default_rng(s), 0.5, 0.0, 0.0, True) for s in range(60)]
+    for x, y in zip(drawn, again, strict=True):
+        np.testing.assert_array_equal(x, y)
+    sizes = {len(x) for x in drawn}
+    assert min(sizes) >= 200 and 400 in sizes  # at most the maximum ratio 0.5 of the events dropped
+    assert len(sizes - {400}) > 5  # random-drop ratios differ between samples (fixed: always 200)
+    fixed = {len(event_drop(ev, (8, 8, 2), np.random.default_rng(s), 0.5, 0.0, 0.0)) for s in range(60)}
+    assert fixed == {400, 200}
+    stream = EventStream(ev, (8, 8, 2))
+    drop = EventDrop(seed=3, event_ratio=0.9, time_ratio=0.9, area_ratio=0.9, random_ratios=True)
+    expected = event_drop(ev, (8, 8, 2), np.random.default_rng(3), 0.9, 0.9, 0.9, True)
+    np.testing.assert_array_equal(drop(stream).events, expected)
+
+
 def test_event_drop_rejects_ratio_outside_unit_interval():
     with pytest.raises(InputFormatError, match=r"area_ratio.*1\.5"):
         event_drop(grid_events(), (8, 8, 2), np.random.default_rng(0), area_ratio=1.5)
