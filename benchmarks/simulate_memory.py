@@ -23,7 +23,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -36,6 +35,7 @@ from pathlib import Path
 from speck_events import DATA, speck_graph
 
 from asa_snn.convert.graph import save_graph
+from asa_snn.files import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results" / "simulate_memory.json"
 
@@ -139,11 +139,7 @@ def main() -> None:
             "THP_MEM_ALLOC_ENABLE": os.environ.get("THP_MEM_ALLOC_ENABLE", "unset (the command sets 1)"),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    staging = args.out.with_name(f".{args.out.name}.tmp")
-    staging.write_text(json.dumps(document, indent=2) + "\n")
-    os.replace(staging, args.out)
-    print(f"wrote {args.out}")
+    print(f"wrote {write_json(document, args.out)}")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -43,6 +42,7 @@ from asa_snn.chips.speck.sinabs_backend import SinabsBackend
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec
 from asa_snn.data.formats import read_events
 from asa_snn.data.model_input import frames_for
+from asa_snn.files import write_json
 from asa_snn.simulators.base import Backend
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nmnist" / "train"
@@ -186,11 +186,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
         },
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    staging = args.out.with_name(f".{args.out.name}.tmp")
-    staging.write_text(json.dumps(document, indent=2) + "\n")
-    os.replace(staging, args.out)
-    print(f"wrote {args.out}")
+    print(f"wrote {write_json(document, args.out)}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import pytest
 from hostile_writers import BOMB_KINDS, write_declared_bomb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from real_data import real_file
 
 from asa_snn.data import events as events_module
 from asa_snn.data.events import EVENT_DTYPE, EventStream, make_events
@@ -34,16 +35,6 @@ from asa_snn.data.formats import (
 )
 from asa_snn.data.preview import accumulate
 from asa_snn.errors import AsaSnnError, InputFormatError
-
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def real_file(relative: str) -> Path:
-    """A file of the shared real recordings, or skip the test when it is absent."""
-    path = DATA / relative
-    if not path.exists():
-        pytest.skip(f"real recording {path} is not available")
-    return path
 
 
 def events_of(rows: list[tuple[int, int, int, int]]) -> np.ndarray:

@@ -23,6 +23,7 @@ from hostile_writers import (
     npz_zip_bomb,
     run_bounded,
 )
+from real_data import real_file
 
 from asa_snn.data import events as event_module
 from asa_snn.data import preview
@@ -34,15 +35,6 @@ from asa_snn.errors import AsaSnnError, InputFormatError
 # new names are looked up inside the tests, so this module also collects against the code before
 # the fixes and each test fails on its own there
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-
-
-def real_file(relative: str) -> Path:
-    """A file of the shared real recordings, or skip the test when it is absent."""
-    path = DATA / relative
-    if not path.exists():
-        pytest.skip(f"real recording {path} is not available")
-    return path
 
 
 # ---------------------------------------------------------------- declared-size bombs
