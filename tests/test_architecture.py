@@ -29,7 +29,7 @@ ALLOWED = {
     "deploy": {"data", "convert", "simulators", "chips"},
     "workflows": {"data", "models", "train", "analysis", "convert", "simulators", "chips", "deploy"},
 }
-SHARED = {"errors", "files", "energy"}
+SHARED = {"errors", "files", "energy", "devices"}
 # Modules of convert that are chip-side (read or write folded graphs only); the rest of convert
 # folds trained models.
 CHIP_SIDE_CONVERT = ("graph", "graph_check", "layer_attrs", "quantize", "nir_export", "onnx_export")
