@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asa_snn.chips.speck.simulator import EventDriven, SpeckSimulator
+from asa_snn.chips.speck.event_driven import EventDriven
+from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.chips.speck.sinabs_backend import SinabsBackend
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec
 from asa_snn.data.formats import read_events

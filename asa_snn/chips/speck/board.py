@@ -31,9 +31,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from asa_snn.chips.speck.event_driven import EventDriven
 from asa_snn.chips.speck.mapping import STATE_BITS, WEIGHT_BITS, MappingReport, check_speck
 from asa_snn.chips.speck.samna_detect import detect_samna
-from asa_snn.chips.speck.simulator import EventDriven, SpeckSimulator
+from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.data.events import EventStream
 from asa_snn.data.model_input import model_events

@@ -1,8 +1,9 @@
 """Speck (SynSense DYNAP-CNN cores) as one :class:`~asa_snn.chips.base.Chip`.
 
 Everything about Speck lives in this folder: ``mapping.py`` (limits, core assignment),
-``quantizer.py`` (int8 / int16), ``sinabs_export.py``, ``simulator.py`` (bit-accurate, time-stepped
-and event-driven), ``sinabs_backend.py``, ``board.py`` + ``samna_detect.py`` (samna), ``energy.py``.
+``quantizer.py`` (int8 / int16), ``sinabs_export.py``, ``simulator.py`` (bit-accurate, time-stepped)
+and ``event_driven.py`` (its event-driven mode), ``sinabs_backend.py``, ``board.py`` +
+``samna_detect.py`` (samna), ``energy.py``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def _time_stepped() -> Backend:
 
 
 def _event_driven() -> Backend:
-    from asa_snn.chips.speck.simulator import EventDriven, SpeckSimulator
+    from asa_snn.chips.speck.event_driven import EventDriven
+    from asa_snn.chips.speck.simulator import SpeckSimulator
 
     return SpeckSimulator(mode=EventDriven())
 

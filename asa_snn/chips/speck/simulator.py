@@ -18,29 +18,13 @@ Two modes (strategies passed to :class:`SpeckSimulator`):
 * :class:`TimeStepped` (default): one update per step with I = conv(x_t) + bias, the way sinabs
   simulates Speck. It matches :class:`asa_snn.chips.speck.sinabs_backend.SinabsBackend` spike for
   spike while no membrane reaches the int16 limits (sinabs does not saturate).
-* :class:`EventDriven`: the chip processes events one at a time and emits at most one spike per
-  incoming event (FACTS.md section 3). Within step t the input events of a layer are handled in
-  order; each event adds its kernel column to the neurons in its footprint, and each of those
-  neurons that is then at or above threshold emits ONE spike and resets. The spikes are the next
-  layer's events of the same step, in the order emitted (per event, ascending neuron index). The
-  bias acts as one extra event at the start of each step reaching every neuron of the layer.
-  Input frames are expanded to events in raster order (C, H, W), a pixel with count n giving n
-  consecutive events. Multi-spike is impossible in this mode: a neuron far above threshold emits
-  one spike per event that reaches it (and stays charged under subtract reset). Neurons not
-  reached by an event are not checked. It runs as a kernel compiled by numba
-  (:func:`_layer_events`): one sample through one layer at a time, events in order, the update
-  of the positions one event reaches vectorised over output channels; samples run in parallel
-  threads. Integers are carried exactly in float32 where they stay below 2^24
-  (:func:`event_carrier`). Its cost follows the events and spikes the model produces: on a
-  network whose neurons sit far above threshold (one spike per touch rather than at most one
-  per step) that can be tens of times the time-stepped model's spikes (benchmarks/README.md).
+* :class:`~asa_snn.chips.speck.event_driven.EventDriven`: the chip's order, events one at a time,
+  at most one spike per neuron and incoming event (its own module).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -249,365 +233,14 @@ class TimeStepped:
             x = torch.from_numpy(spikes.reshape(T * B, *spikes.shape[2:]).astype(carrier))
         return trains
 
-
-# ---------------------------------------------------------------- event-driven mode
-
-
-@dataclass(frozen=True)
-class EventLayer:
-    """A weight layer as the event kernel reads it: plain arrays, built once per run by :func:`event_layer`.
-
-    A conv (a linear layer is a conv covering its input map) connects input address (c, y, x)
-    (flat C, H, W) to output (f, oy, ox) through kernel tap (ky, kx) = (y + ph - oy * sh,
-    x + pw - ox * sw) when that tap lies in the kernel, for every output channel f.
-
-    Attributes:
-        name: the layer.
-        remap: int64 [n_source]: for each address the events arrive with (the previous spiking
-            layer's output, or the input frames) the address in this layer's input map after the sum
-            pooling and flattening in between, or -1 where pooling drops it (off the pooled map).
-        reach: int64 [n_in]: how many output positions (oy, ox) input address (c, y, x) reaches.
-        rows: int64 [n_in, R]: those positions as state rows oy * OW + ox, ascending (0-padded).
-        taps: int64 [n_in, R]: the row of ``weight`` each one uses, (c * KH + ky) * KW + kx.
-        weight: [C * KH * KW, lanes] in the carrier dtype, output channel last, zero-padded to
-            ``lanes`` channels so the update of one position is a short vector loop.
-        bias: [lanes] in the carrier (zeros without a bias); has_bias: whether the layer has one.
-        f_out: output channels F; plane: OH * OW; output address = f * plane + row.
-        neuron: (theta, low, high, floor) in the carrier: threshold, state limits, min_v (low if none).
-        zero_reset: reset to zero (else by subtraction).
-    """
-
-    name: str
-    remap: np.ndarray
-    reach: np.ndarray
-    rows: np.ndarray
-    taps: np.ndarray
-    weight: np.ndarray
-    bias: np.ndarray
-    has_bias: bool
-    f_out: int
-    plane: int
-    neuron: tuple
-    zero_reset: bool
-
-    def packed(self) -> tuple:
-        """The arrays and numbers as the tuple :func:`_layer_events` unpacks."""
-        return (
-            self.remap,
-            self.reach,
-            self.rows,
-            self.taps,
-            self.weight,
-            self.bias,
-            self.has_bias,
-            self.f_out,
-            self.plane,
-            self.neuron,
-            self.zero_reset,
-        )
-
-
-LANES = 16
-"""Output channels are padded to a multiple of this (one AVX-512 float32 vector)."""
-
-
-def event_carrier(arithmetic: Arithmetic, magnitudes: list[float]) -> type:
-    """The event kernel's number type: float64 for a float graph (the arithmetic of
-    :class:`FloatState`); for a quantized graph float32 when it is exact, else int64.
-
-    float32 is exact when every value is an integer below 2^24 in magnitude: the state is
-    saturated to |v| <= 2^(bits-1), so v + w needs |w| <= 2^24 - 2^(bits-1); ``magnitudes``
-    (largest |weight|, |bias|, theta, |min_v|) are checked against that. It updates twice as many
-    neurons per vector instruction as int64 or float64.
-    """
-    if isinstance(arithmetic, FloatState):
-        return np.float64
-    return np.float32 if max(magnitudes) <= FLOAT32_EXACT - 2 ** (arithmetic.bits - 1) else np.int64
-
-
-def _source_remap(steps: list[ChainStep], n_source: int) -> np.ndarray:
-    """Addresses after the sum pooling and flattening ``steps``: (c, y, x) -> (c, y // kh, x // kw),
-    -1 off the pooled map (the last rows / columns of an odd map); flatten keeps the address."""
-    remap = np.arange(n_source, dtype=np.int64)
-    for step in steps:
-        if step.layer.op != "sumpool2d":
-            continue
-        (_, h, w), (kh, kw) = step.in_map, pool_size(step.layer)
-        oh, ow = h // kh, w // kw
-        ch, rest = np.divmod(np.maximum(remap, 0), h * w)
-        y, x = np.divmod(rest, w)
-        keep = (remap >= 0) & (y // kh < oh) & (x // kw < ow)
-        remap = np.where(keep, (ch * oh + y // kh) * ow + x // kw, -1)
-    return remap
-
-
-def _conv_reach(
-    in_map: tuple[int, int, int], kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """Connectivity of a conv: for each input address (c, y, x) the output positions it reaches.
-
-    Returns (reach [n_in], rows [n_in, R], taps [n_in, R], OH, OW): row oy * OW + ox ascending,
-    tap (c * KH + ky) * KW + kx with oy * sh = y + ph - ky, ox * sw = x + pw - kx (0-padded).
-    """
-    (c, h, w), (kh, kw), (sh, sw), (ph, pw) = in_map, kernel, stride, padding
-    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
-    ci, yi, xi = (
-        a.reshape(-1, 1) for a in np.meshgrid(np.arange(c), np.arange(h), np.arange(w), indexing="ij")
-    )
-    ky, kx = (a.reshape(1, -1) for a in np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij"))
-    ny, nx = yi + ph - ky, xi + pw - kx
-    oy, ox = ny // sh, nx // sw
-    valid = (ny % sh == 0) & (nx % sw == 0) & (oy >= 0) & (oy < oh) & (ox >= 0) & (ox < ow)
-    rows = np.where(valid, oy * ow + ox, oh * ow)
-    order = np.argsort(rows, axis=1, kind="stable")[:, : max(int(valid.sum(axis=1).max(initial=0)), 1)]
-    valid = np.take_along_axis(valid, order, 1)
-    rows = np.where(valid, np.take_along_axis(rows, order, 1), 0)
-    taps = np.broadcast_to((ci * kh + ky) * kw + kx, valid.shape[:1] + ky.shape[1:])
-    taps = np.where(valid, np.take_along_axis(taps, order, 1), 0)
-    return valid.sum(axis=1).astype(np.int64), rows.astype(np.int64), taps.astype(np.int64), oh, ow
-
-
-def event_layer(
-    step: ChainStep, between: list[ChainStep], n_source: int, arithmetic: Arithmetic
-) -> EventLayer:
-    """The :class:`EventLayer` of weight layer ``step``, whose events come from a map of ``n_source``
-    addresses through the pooling / flatten steps ``between``."""
-    layer = step.layer
-    weight, bias = _tensors(step, arithmetic)
-    f, c, kh, kw = weight.shape
-    geometry = {"stride": (1, 1), "padding": (0, 0)} if layer.op == "linear" else conv_geometry(layer)
-    reach, rows, taps, oh, ow = _conv_reach(step.in_map, (kh, kw), geometry["stride"], geometry["padding"])
-    params = IafParams.from_spec(layer.name, step.neuron, arithmetic, allow_multi=False)
-    largest = [np.abs(weight).max(initial=0), np.abs(bias if bias is not None else 0).max()]
-    carrier = event_carrier(arithmetic, [*largest, abs(params.theta), abs(params.min_v or 0)])
-    lanes = -(-f // LANES) * LANES
-    channels_last = np.zeros((c, kh, kw, lanes), carrier)
-    channels_last[..., :f] = np.transpose(weight, (1, 2, 3, 0))
-    padded_bias = np.zeros(lanes, carrier)
-    padded_bias[:f] = 0 if bias is None else bias
-    if isinstance(arithmetic, IntegerState):
-        low, high = -(2 ** (arithmetic.bits - 1)), 2 ** (arithmetic.bits - 1) - 1
-    else:
-        low, high = -np.inf, np.inf
-    floor = low if params.min_v is None else params.min_v
-    return EventLayer(
-        name=layer.name,
-        remap=_source_remap(between, n_source),
-        reach=reach,
-        rows=rows,
-        taps=taps,
-        weight=channels_last.reshape(c * kh * kw, lanes),
-        bias=padded_bias,
-        has_bias=bias is not None,
-        f_out=f,
-        plane=oh * ow,
-        neuron=tuple(carrier(x) for x in (params.theta, low, high, floor)),
-        zero_reset=params.reset is zero_reset,
-    )
-
-
-def event_layers(chain: list[ChainStep], arithmetic: Arithmetic) -> list[EventLayer]:
-    """The weight layers of ``chain`` as :class:`EventLayer` (pooling and flatten folded into remaps)."""
-    layers, between = [], []
-    n_source = int(np.prod(chain[0].in_map)) if chain else 0
-    for step in chain:
-        if step.layer.op in ("sumpool2d", "flatten"):
-            between.append(step)
-            continue
-        layers.append(event_layer(step, between, n_source, arithmetic))
-        between, n_source = [], int(np.prod(step.layer.output_shape))
-    return layers
-
-
-def frame_events(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One sample's events from counts [T, n] (step by step, raster order, a count k giving k
-    consecutive events): addresses int32 [E] and offsets int64 [T + 1] (step t is
-    addresses[offsets[t]:offsets[t + 1]])."""
-    counts = counts.astype(np.int64)
-    addresses = np.repeat(
-        np.tile(np.arange(counts.shape[1], dtype=np.int32), len(counts)), counts.reshape(-1)
-    )
-    return addresses, np.concatenate([[0], np.cumsum(counts.sum(axis=1))]).astype(np.int64)
-
-
-DE_BRUIJN = 0x03F79D71B4CB0A89
-"""A 64-bit de Bruijn sequence: (2^i * DE_BRUIJN mod 2^64) >> 58 is different for each i in 0..63,
-so :data:`BIT_INDEX` turns the lowest set bit of a word into its index without a loop."""
-
-
-def _bit_index_table() -> np.ndarray:
-    table = np.zeros(64, np.int64)
-    for i in range(64):
-        table[((1 << i) * DE_BRUIJN) % 2**64 >> 58] = i
-    return table
-
-
-BIT_INDEX = _bit_index_table()
-
-
-def _layer_events(addresses, offsets, layer, counts):
-    """One sample through one layer (compiled by numba, :func:`_event_kernel`).
-
-    Args:
-        addresses: int32 [E] input events (addresses of the map they come from, before ``remap``).
-        offsets: int64 [T + 1]; step t's events are addresses[offsets[t]:offsets[t + 1]].
-        layer: :meth:`EventLayer.packed`.
-        counts: int64 [T, F * plane], incremented by the spikes.
-
-    Returns:
-        the spikes as events in the same form, in the order emitted: per incoming event (the bias
-        first) ascending by address f * plane + row.
-
-    An event updates each position it reaches in one loop over the channels (vectorised), which
-    records the channels that fired as bits of 64-channel words; the spikes are then written
-    channel by channel (lowest set bit first), each channel's positions in ascending row order.
-    """
-    remap, reach, rows, taps, weight, bias, has_bias, f_out, plane, neuron, zero_reset = layer
-    theta, low, high, floor = neuron
-    zero = theta - theta
-    width = weight.shape[1]
-    lanes = np.uint64(width)  # unsigned offsets: no negative-index wraparound, so the lane loop vectorises
-    row_at = rows.astype(np.uint64) * lanes
-    tap_at = taps.astype(np.uint64) * lanes
-    kernel = weight.reshape(-1)
-    v = np.zeros(plane * width, weight.dtype)
-    words = (width + 63) // 64
-    fired_bits = np.zeros(rows.shape[1] * words, np.uint64)  # [active position, word]
-    channel_bits = np.zeros(words, np.uint64)  # the real channels (padding never emits)
-    for f in range(f_out):
-        channel_bits[f // 64] |= np.uint64(1) << np.uint64(f % 64)
-    active_rows = np.zeros(rows.shape[1], np.int64)
-    fired = np.zeros(plane * width, np.bool_)  # the bias's spikes
-    most = max(plane, rows.shape[1]) * f_out  # spikes of one event (or of the bias) at most
-    n_steps = offsets.shape[0] - 1
-    out = np.empty(2 * addresses.shape[0] + most, np.int32)
-    out_offsets = np.zeros(n_steps + 1, np.int64)
-    n = 0
-    for t in range(n_steps):
-        start, e, bias_due = n, offsets[t], has_bias
-        while True:
-            if n + most > out.shape[0]:  # the only place ``out`` is rebound (none in the event loop)
-                grown = np.empty(2 * out.shape[0] + most, np.int32)
-                grown[:n] = out[:n]
-                out = grown
-            if bias_due:  # one event at the start of the step reaching every neuron
-                bias_due = False
-                for p in range(plane):
-                    for f in range(width):
-                        u = min(max(v[p * width + f] + bias[f], low), high)
-                        s = u >= theta
-                        u = (zero if zero_reset else u - theta) if s else u
-                        v[p * width + f] = max(u, floor)
-                        fired[p * width + f] = s
-                for f in range(f_out):
-                    for p in range(plane):
-                        out[n] = f * plane + p
-                        n += fired[p * width + f]
-            room = out.shape[0] - most
-            while e < offsets[t + 1] and n <= room:
-                address = remap[addresses[e]]
-                e += 1
-                if address < 0:
-                    continue
-                active = 0
-                for i in range(reach[address]):
-                    at, tap = row_at[address, i], tap_at[address, i]
-                    any_fired = np.uint64(0)
-                    for word in range(words):
-                        first = np.uint64(word) * np.uint64(64)
-                        bits = np.uint64(0)
-                        for j in range(min(lanes - first, np.uint64(64))):
-                            u = min(max(v[at + first + j] + kernel[tap + first + j], low), high)
-                            s = u >= theta
-                            u = (zero if zero_reset else u - theta) if s else u
-                            v[at + first + j] = max(u, floor)
-                            bits |= np.uint64(s) << j
-                        fired_bits[active * words + word] = bits
-                        any_fired |= bits
-                    active_rows[active] = rows[address, i]
-                    active += any_fired != 0
-                for word in range(words):  # emit by address: channel-major, then row (rows ascend)
-                    pending = np.uint64(0)
-                    for k in range(active):
-                        pending |= fired_bits[k * words + word]
-                    pending &= channel_bits[word]
-                    while pending:
-                        lowest = pending & (~pending + np.uint64(1))
-                        pending ^= lowest
-                        j = BIT_INDEX[(lowest * np.uint64(DE_BRUIJN)) >> np.uint64(58)]
-                        base = (word * 64 + j) * plane
-                        for k in range(active):
-                            out[n] = base + active_rows[k]
-                            n += np.int64((fired_bits[k * words + word] >> np.uint64(j)) & np.uint64(1))
-            if e == offsets[t + 1]:
-                break
-        for j in range(start, n):
-            counts[t, out[j]] += 1
-        out_offsets[t + 1] = n
-    return out[:n], out_offsets
-
-
-@functools.cache
-def _event_kernel() -> Callable:
-    """:func:`_layer_events` compiled by numba, imported here rather than at module import. The
-    machine code is cached on disk next to this file (``__pycache__``): a process compiles it
-    (a few seconds) only the first time after an install or an edit."""
-    import numba
-
-    return numba.njit(nogil=True, cache=True)(_layer_events)
-
-
-def run_sample(
-    layers: list[EventLayer], counts: np.ndarray, trains: list[np.ndarray], kernel: Callable
-) -> None:
-    """One sample's input counts [T, n_in] through ``layers``; adds the spikes to ``trains``
-    (one [T, F * plane] array per layer)."""
-    addresses, offsets = frame_events(counts)
-    for layer, train in zip(layers, trains, strict=True):
-        addresses, offsets = kernel(addresses, offsets, layer.packed(), train)
-
-
-@dataclass(frozen=True)
-class EventDriven:
-    """Events one at a time, at most one spike per neuron and incoming event (see module doc).
-
-    Args:
-        threads: samples simulated at once (each sample is sequential); None: torch's thread
-            count, the one the time-stepped mode's convolutions use.
-    """
-
-    name: str = "event-driven"
-    threads: int | None = None
-
-    def run(
-        self, chain: list[ChainStep], frames: np.ndarray, arithmetic: Arithmetic
-    ) -> dict[str, np.ndarray]:
-        """Spike counts per spiking layer, int64 [T, B, n_out] (flat C, H, W), from frames [T, B, C, H, W]."""
-        if not np.array_equal(frames, np.rint(frames)):
-            raise InputFormatError("event-driven Speck simulation needs integer event counts per pixel")
-        T, B = frames.shape[:2]
-        layers = event_layers(chain, arithmetic)
-        trains = {layer.name: np.zeros((B, T, layer.f_out * layer.plane), np.int64) for layer in layers}
-        if not layers:
-            return {}
-        kernel = _event_kernel()
-        counts = frames.reshape(T, B, -1)
-
-        def sample(b: int) -> None:
-            run_sample(layers, counts[:, b], [train[b] for train in trains.values()], kernel)
-
-        threads = min(self.threads or torch.get_num_threads(), B)
-        if threads > 1:
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(sample, range(B)))
-        else:
-            for b in range(B):
-                sample(b)
-        return {name: np.ascontiguousarray(np.swapaxes(train, 0, 1)) for name, train in trains.items()}
+    def notes(self, chain: list[ChainStep]) -> list[str]:
+        """No remark: this is the model sinabs simulates."""
+        return []
 
 
 class SimulationMode(Protocol):
-    """How spikes are computed from the frames: :class:`TimeStepped` or :class:`EventDriven`."""
+    """How spikes are computed from the frames: :class:`TimeStepped` or
+    :class:`~asa_snn.chips.speck.event_driven.EventDriven`."""
 
     name: str
 
@@ -615,6 +248,9 @@ class SimulationMode(Protocol):
         self, chain: list[ChainStep], frames: np.ndarray, arithmetic: Arithmetic
     ) -> dict[str, np.ndarray]:
         """Spike counts per spiking layer [T, B, ...] from frames [T, B, C, H, W]."""
+
+    def notes(self, chain: list[ChainStep]) -> list[str]:
+        """Remarks on how this mode runs ``chain`` (for the result's notes)."""
 
 
 # ---------------------------------------------------------------- backend
@@ -625,7 +261,7 @@ class SpeckSimulator:
     """The built-in Speck simulator as a :class:`asa_snn.simulators.base.Backend`.
 
     Args:
-        mode: :class:`TimeStepped` (default) or :class:`EventDriven`.
+        mode: :class:`TimeStepped` (default) or :class:`~asa_snn.chips.speck.event_driven.EventDriven`.
         approximate: run lif neurons as iaf (with a warning) instead of refusing the graph.
     """
 
@@ -650,8 +286,7 @@ class SpeckSimulator:
         arithmetic = IntegerState() if graph.quantized else FloatState()
         trains = self.mode.run(chain, np.swapaxes(frames, 0, 1), arithmetic)
         notes = [f"mode: {self.mode.name}", "int16 saturating state" if graph.quantized else "float64 state"]
-        if isinstance(self.mode, EventDriven) and any(s.neuron and s.neuron.multi_spike for s in chain):
-            notes.append("multi-spike layers emit one spike per incoming event (event-driven mode)")
+        notes += self.mode.notes(chain)
         return speck_result(self.name, graph, chain, trains, record, notes)
 
 

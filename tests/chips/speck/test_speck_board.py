@@ -17,8 +17,9 @@ from asa_snn.chips.speck.board import (
     resolve_device,
     stream_events,
 )
+from asa_snn.chips.speck.event_driven import EventDriven
 from asa_snn.chips.speck.mapping import check_speck
-from asa_snn.chips.speck.simulator import EventDriven, SpeckSimulator
+from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.data.events import EventStream, make_events
 from asa_snn.data.model_input import frames_for
 from asa_snn.errors import AsaSnnError, MissingDependencyError

@@ -8,15 +8,9 @@ import torch
 import torch.nn.functional as F
 from graph_builders import QUANT, chain_graph
 
+from asa_snn.chips.speck.event_driven import EventDriven, event_carrier, event_layers
 from asa_snn.chips.speck.mapping import speck_chain
-from asa_snn.chips.speck.simulator import (
-    EventDriven,
-    FloatState,
-    IntegerState,
-    SpeckSimulator,
-    event_carrier,
-    event_layers,
-)
+from asa_snn.chips.speck.simulator import FloatState, IntegerState, SpeckSimulator
 from asa_snn.chips.speck.sinabs_backend import SinabsBackend
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 from asa_snn.energy.synapses import fanout_map
