@@ -9,17 +9,23 @@ order on frames [T, B, C, H, W], with the neurons of :mod:`asa_snn.models` (time
     gain_map           z <- G * z  (generic target: the per-neuron attention map, [C, H, W])
     neuron             s = neuron(z) over time
 
-A quantized graph runs on its integers as float values (exact while sums stay below 2^24; the
-int16 saturation of a Speck membrane is not modelled). ``fake_quant`` (a strategy from
+Without ``dynamics`` a quantized graph runs on its integers as float values with the float
+neurons (no synaptic delay, no saturation, no unary input). ``fake_quant`` (a strategy from
 :mod:`asa_snn.convert.quantize`) rounds weight and bias to the target's integer grid in every
 forward pass with a straight-through gradient; :meth:`GraphModel.to_graph` writes the (unrounded)
 parameters back into a copy of the graph.
+
+With ``dynamics`` (a :class:`~asa_snn.convert.chip_dynamics.ChipDynamics`) the model runs what the
+chip runs: the chip's input, synaptic delay and integer neurons, on integer weights (a quantized
+graph's own, or ``round(w s)`` of a float graph with the ``quantizer``'s scale ``s``, recomputed
+every pass, rounding straight-through). In evaluation mode its spikes equal the chip simulator's,
+layer by layer.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -27,7 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from asa_snn.convert.chip_dynamics import ChipDynamics, delayed
 from asa_snn.convert.graph import FoldedGraph, Layer, NeuronSpec
+from asa_snn.convert.quantize import Quantizer, straight_through_round
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.firing import MultiSpike, ResetBySubtraction, ResetToZero, SpikeAtOrAbove
 from asa_snn.models.neurons import IAF, LIF, CubaLIF
@@ -62,10 +70,12 @@ class GraphRun:
     Attributes:
         scores: [B, K] mean output rate per class (vote groups averaged).
         channel_spikes: spiking layer name -> spikes per sample and channel, summed over T and space, [B, C].
+        trains: with ``record``, spiking layer name -> spikes [T, B, *output_shape]; else empty.
     """
 
     scores: Tensor
     channel_spikes: dict[str, Tensor]
+    trains: dict[str, Tensor] = field(default_factory=dict)
 
 
 class GraphModel(nn.Module):
@@ -73,16 +83,31 @@ class GraphModel(nn.Module):
 
     Args:
         graph: a folded graph without ``add`` layers (float or quantized).
-        fake_quant: optional weight / bias rounding strategy for fold-aware fine-tuning.
+        fake_quant: optional weight / bias rounding strategy for fold-aware fine-tuning (float
+            neurons only).
+        dynamics: the chip's dynamics, or None for the float neurons of :mod:`asa_snn.models`.
+        quantizer: the chip's integer rule; needed with ``dynamics`` on a float graph.
 
     Shape:
         Input frames [T, B, C, H, W]; output scores [B, K].
     """
 
-    def __init__(self, graph: FoldedGraph, fake_quant: FakeQuant | None = None) -> None:
+    def __init__(
+        self,
+        graph: FoldedGraph,
+        fake_quant: FakeQuant | None = None,
+        dynamics: ChipDynamics | None = None,
+        quantizer: Quantizer | None = None,
+    ) -> None:
         super().__init__()
+        if dynamics is not None and not graph.quantized and quantizer is None:
+            raise AsaSnnError(
+                f"GraphModel: {dynamics.name} dynamics on a float graph need the chip's quantizer"
+            )
         self.graph = graph
         self.fake_quant = fake_quant
+        self.dynamics = dynamics
+        self.quantizer = quantizer
         self.weights = nn.ParameterDict()
         self.biases = nn.ParameterDict()
         self.neurons = nn.ModuleDict()
@@ -100,10 +125,15 @@ class GraphModel(nn.Module):
                         torch.as_tensor(np.asarray(layer.tensors[key], np.float32))
                     )
             if "gain_map" in layer.tensors:
+                if dynamics is not None:
+                    raise AsaSnnError(
+                        f"layer {layer.name!r}: a per-neuron gain_map cannot run with {dynamics.name} "
+                        "dynamics (one threshold per layer); fold for that target"
+                    )
                 self.gain_maps[layer.name] = torch.as_tensor(
                     np.asarray(layer.tensors["gain_map"], np.float32)
                 )
-            if layer.neuron is not None:
+            if layer.neuron is not None and dynamics is None:
                 self.neurons[layer.name] = make_neuron(layer.neuron, layer.name)
 
     def _params(self, layer: Layer) -> tuple[Tensor | None, Tensor | None]:
@@ -112,6 +142,20 @@ class GraphModel(nn.Module):
         if self.fake_quant is not None and weight is not None and layer.neuron is not None:
             weight, bias = self.fake_quant(layer, weight, bias)
         return weight, bias
+
+    def _chip_params(self, layer: Layer) -> tuple[Tensor | None, Tensor | None, NeuronSpec | None]:
+        """Integer weight, bias and neuron of ``layer`` in the chip's units (module docstring)."""
+        weight = self.weights.get(layer.name)
+        bias = self.biases.get(layer.name)
+        if weight is None or layer.neuron is None or self.graph.quantized:
+            return weight, bias, layer.neuron
+        w = weight.detach().double().numpy()
+        b = None if bias is None else bias.detach().double().numpy()
+        scale = self.quantizer.scale(layer, w, b)
+        weight = straight_through_round(weight.double() * scale).to(weight.dtype)
+        if bias is not None:
+            bias = straight_through_round(bias.double() * scale).to(bias.dtype)
+        return weight, bias, self.quantizer.integer_neuron(layer, scale)
 
     def _op(self, layer: Layer, x: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
         if layer.op == "conv2d":
@@ -123,11 +167,15 @@ class GraphModel(nn.Module):
             return F.avg_pool2d(x, layer.attrs.kernel_size, divisor_override=1)
         return x.flatten(1)
 
-    def run(self, frames: Tensor) -> GraphRun:
-        """Scores and per-channel spike counts for frames [T, B, C, H, W] (time steps first)."""
+    def run(self, frames: Tensor, record: bool = False) -> GraphRun:
+        """Scores and per-channel spike counts for frames [T, B, C, H, W] (time steps first);
+        with ``record`` also every spiking layer's spike trains."""
+        if self.dynamics is not None:
+            return self._run_chip(frames, record)
         steps, batch = frames.shape[:2]
         x = frames.flatten(0, 1)
         spikes: dict[str, Tensor] = {}
+        trains: dict[str, Tensor] = {}
         for layer in self.graph.layers:
             weight, bias = self._params(layer)
             is_cuba = layer.neuron is not None and layer.neuron.kind == "cuba"
@@ -141,10 +189,36 @@ class GraphModel(nn.Module):
                 neuron.bias = 0.0 if bias is None else bias.reshape(-1, *([1] * (x.ndim - 2)))
             s = neuron(x.unflatten(0, (steps, batch)))
             spikes[layer.name] = s.sum(0).flatten(2).sum(2) if s.ndim > 3 else s.sum(0)
+            if record:
+                trains[layer.name] = s
             x = s.flatten(0, 1)
-        rate = x.unflatten(0, (steps, batch)).flatten(2).mean(0)
+        return self._finish(x.unflatten(0, (steps, batch)), spikes, trains)
+
+    def _finish(self, out: Tensor, spikes: dict[str, Tensor], trains: dict[str, Tensor]) -> GraphRun:
+        rate = out.flatten(2).mean(0)
         scores = rate.unflatten(1, (-1, self.graph.vote)).mean(2)
-        return GraphRun(scores, spikes)
+        return GraphRun(scores, spikes, trains)
+
+    def _run_chip(self, frames: Tensor, record: bool) -> GraphRun:
+        """:meth:`run` with the chip's dynamics: input, delay and integer neurons."""
+        dynamics = self.dynamics
+        steps, batch = frames.shape[:2]
+        x = dynamics.input(frames)
+        spikes: dict[str, Tensor] = {}
+        trains: dict[str, Tensor] = {}
+        for layer in self.graph.layers:
+            weight, bias, spec = self._chip_params(layer)
+            if weight is not None:
+                x = delayed(x, dynamics.delay)
+            current = self._op(layer, x.flatten(0, 1), weight, bias if dynamics.bias_in_current else None)
+            x = current.unflatten(0, (steps, batch))
+            if spec is None:
+                continue
+            x = dynamics.neuron(spec, layer.name, x, None if dynamics.bias_in_current else bias)
+            spikes[layer.name] = x.sum(0).flatten(2).sum(2) if x.ndim > 3 else x.sum(0)
+            if record:
+                trains[layer.name] = x
+        return self._finish(x, spikes, trains)
 
     def forward(self, frames: Tensor) -> Tensor:
         """Scores [B, K] for frames [T, B, C, H, W]."""
