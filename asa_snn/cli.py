@@ -293,11 +293,30 @@ def fold_command(
     out: Annotated[Path, typer.Option("--out", help="Output folder: graph + fidelity.md/json.")] = Path(
         "runs/fold"
     ),
+    chip_dynamics: Annotated[
+        bool,
+        typer.Option(
+            "--chip-dynamics/--float-dynamics",
+            help="Fine-tune with the chip's own dynamics and integers, or float neurons + fake quantization.",
+        ),
+    ] = True,
+    teacher_weight: Annotated[
+        float, typer.Option("--teacher-weight", help="Weight of distilling the live model's output rates.")
+    ] = 1.0,
+    label_weight: Annotated[float, typer.Option("--label-weight", help="Weight of the label loss.")] = 1.0,
+    layer_weight: Annotated[
+        float, typer.Option("--layer-weight", help="Weight of distilling per-layer spike counts.")
+    ] = 0.0,
+    device: Annotated[
+        str, typer.Option("--device", help="Fine-tuning device: auto, cpu, cuda, cuda:N or mps.")
+    ] = "cpu",
 ) -> None:
     """Fold attention and batch norm, fine-tune, quantize for a chip; write the graph and fidelity report."""
     from asa_snn.workflows.fold import run_fold
+    from asa_snn.workflows.fold_steps import TuneOptions
 
-    outcome = run_fold(checkpoint, target, out, calib, finetune, n_calib, approximate, vanilla)
+    options = TuneOptions(chip_dynamics, label_weight, teacher_weight, layer_weight, device=device)
+    outcome = run_fold(checkpoint, target, out, calib, finetune, n_calib, approximate, vanilla, options)
     typer.echo((outcome.out_dir / "fidelity.md").read_text())
     verdict = "met" if outcome.goal_met else "NOT met (see where the loss comes from above)"
     console.print(f"graph and fidelity report in {outcome.out_dir}; goal {verdict}")

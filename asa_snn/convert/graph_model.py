@@ -149,8 +149,8 @@ class GraphModel(nn.Module):
         bias = self.biases.get(layer.name)
         if weight is None or layer.neuron is None or self.graph.quantized:
             return weight, bias, layer.neuron
-        w = weight.detach().double().numpy()
-        b = None if bias is None else bias.detach().double().numpy()
+        w = weight.detach().cpu().double().numpy()
+        b = None if bias is None else bias.detach().cpu().double().numpy()
         scale = self.quantizer.scale(layer, w, b)
         weight = straight_through_round(weight.double() * scale).to(weight.dtype)
         if bias is not None:
@@ -181,7 +181,7 @@ class GraphModel(nn.Module):
             is_cuba = layer.neuron is not None and layer.neuron.kind == "cuba"
             x = self._op(layer, x, weight, None if is_cuba else bias)
             if layer.name in self.gain_maps:
-                x = x * self.gain_maps[layer.name].to(x.dtype)
+                x = x * self.gain_maps[layer.name].to(x)
             if layer.neuron is None:
                 continue
             neuron = self.neurons[layer.name]
@@ -230,5 +230,5 @@ class GraphModel(nn.Module):
         for layer in graph.layers:
             for key, store in (("weight", self.weights), ("bias", self.biases)):
                 if layer.name in store:
-                    layer.tensors[key] = store[layer.name].detach().double().numpy().copy()
+                    layer.tensors[key] = store[layer.name].detach().cpu().double().numpy().copy()
         return graph

@@ -15,6 +15,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
+from asa_snn.convert.chip_dynamics import DYNAMICS
 from asa_snn.convert.graph import FoldedGraph, save_graph
 from asa_snn.convert.measure import StageMetrics
 from asa_snn.files import staged_folder
@@ -27,6 +31,27 @@ NASFR_GOAL = 0.10
 def relative(new: float, old: float) -> float | None:
     """(new - old) / old, or None when old is 0."""
     return None if old == 0 else (new - old) / old
+
+
+def input_difference(target: str, frames: np.ndarray) -> dict[str, Any]:
+    """How the chip's input differs from the training input on ``frames`` [B, T, C, H, W] (event counts):
+    events in the frames, events the chip's first layer receives (Loihi: one spike per pixel and
+    step, counts above one clipped), and how many were dropped."""
+    events = float(frames.sum())
+    dynamics = DYNAMICS.get(target)
+    received = events if dynamics is None else float(dynamics.input(torch.from_numpy(frames)).sum())
+    dropped = events - received
+    if dropped > 0:
+        how = "event counts above 1 per pixel and step are clipped to one spike (unary input)"
+    else:
+        how = "the chip takes the event counts the model was trained on"
+    return {
+        "events": events,
+        "received": received,
+        "dropped": dropped,
+        "dropped_fraction": dropped / events if events else 0.0,
+        "description": how,
+    }
 
 
 def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> dict[str, Any]:
@@ -60,7 +85,10 @@ def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> di
     worst_layer = max(changes, key=lambda k: abs(changes[k])) if changes else None
     return {
         "target": run.deployed.target,
-        "validation_samples": live.samples,
+        "validation_samples": run.splits.get("selection_samples", live.samples),
+        "test_samples": live.samples,
+        "splits": run.splits,
+        "input": input_difference(run.deployed.target, run.test_frames),
         "stages": [asdict(s) for s in [*chain, *run.stages[3:]]],
         "steps": steps,
         "delta_1_to_3": {"accuracy_pp": accuracy_pp, "nasfr_relative": nasfr_change},
@@ -88,10 +116,18 @@ def pct(value: float | None) -> str:
 
 def fidelity_markdown(doc: dict[str, Any]) -> str:
     """fidelity.md: the same numbers as fidelity.json, as tables."""
+    splits, chip_input = doc["splits"], doc["input"]
     lines = [
         f"# Fold fidelity: target {doc['target']}",
         "",
-        f"Validation samples: {doc['validation_samples']}",
+        f"Stages measured on the {splits.get('report', 'test')} split ({doc['test_samples']} samples), "
+        f"which chose nothing; the fine-tuned epoch ({splits.get('best_epoch', 0)}; 0 = static fold) "
+        f"was selected on the {splits.get('selection', 'validation')} split "
+        f"({doc['validation_samples']} samples).",
+        "",
+        f"Deployed input vs training input: {chip_input['description']}; the chip received "
+        f"{chip_input['received']:.0f} of {chip_input['events']:.0f} input events on the test split "
+        f"({chip_input['dropped']:.0f} dropped, {100 * chip_input['dropped_fraction']:.1f} %).",
         "",
     ]
     lines += ["| stage | accuracy | NASFR | epochs |", "|---|---|---|---|"]

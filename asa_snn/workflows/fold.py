@@ -1,6 +1,7 @@
 """``asa-snn fold``: fold, fine-tune and quantize a checkpoint, simulate the integers, report fidelity.
 
-:func:`run_fold` is the one entry point. It measures, on the SAME validation data:
+:func:`run_fold` is the one entry point. Fine-tuning selects its epoch on the validation split;
+every stage is then measured on the test split, which chose nothing:
 
 1. the float model with live attention;
 2. the folded float model before (2a, static fold) and after (2b) fold-aware fine-tuning;
@@ -17,7 +18,7 @@ gives the per-step deltas and the per-layer spike changes that show where a loss
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from asa_snn.train.run import load_run
 from asa_snn.workflows.fidelity_report import fidelity_document, write_graph_folder
 from asa_snn.workflows.fold_steps import (
     FoldRun,
+    TuneOptions,
     calibration_batches,
     provenance_of,
     quantizer_of,
@@ -67,28 +69,43 @@ def fold_checkpoint(
     vanilla: str | Path | None = None,
     batch_size: int = 16,
     rate_match: RateMatch | None = RateMatch(),  # noqa: B008 (frozen dataclass)
+    tune_options: TuneOptions = TuneOptions(),  # noqa: B008 (frozen dataclass)
 ) -> FoldRun:
-    """Fold a checkpoint for ``target`` and measure stages (1), (2a), (2b) on the validation part
-    (arguments as :func:`run_fold`; ``rate_match`` None keeps the least-squares gains)."""
+    """Fold a checkpoint for ``target``, fine-tune (epoch chosen on the validation split) and measure
+    stages (1), (2a), (2b) on the test split (arguments as :func:`run_fold`; ``rate_match`` None
+    keeps the least-squares gains)."""
     run = load_run(checkpoint, calib)
     calibration = calibration_batches(run.data.train, n_calib, batch_size)
-    options = {"finetune_epochs": finetune_epochs, "approximate": approximate, "rate_match": bool(rate_match)}
+    options = {
+        "finetune_epochs": finetune_epochs,
+        "approximate": approximate,
+        "rate_match": bool(rate_match),
+        "tune": asdict(tune_options),
+    }
     samples = sum(int(batch.shape[1]) for batch in calibration)
     provenance = provenance_of(run, target, calib, samples, options)
     static, report = static_fold(run, target, calibration, approximate, provenance, rate_match)
     layers = [fold.layer for fold in report.layers]
-    loader = DataLoader(run.data.val, batch_size=batch_size, shuffle=False)
+    loader = DataLoader(run.data.test, batch_size=batch_size, shuffle=False)
     live, neurons = measure_live("1 live attention", run.model, layers, loader, run.epochs)
     stages = [live, measure_graph("2a static fold (float)", static, loader, neurons, epochs=run.epochs)]
-    tuned = tune(run, static, target, finetune_epochs, None, batch_size)
+    tuned = tune(run, static, target, finetune_epochs, batch_size, tune_options, layers)
     epochs = run.epochs + finetune_epochs
     stages.append(measure_graph("2b fine-tuned fold (float)", tuned.graph, loader, neurons, epochs=epochs))
     quantizer = quantizer_of(target)
     deployed = tuned.graph if quantizer is None else quantize_graph(tuned.graph, quantizer)
     if vanilla is not None:
         stages.append(vanilla_stage(vanilla, layers, loader))
-    frames, labels = stack(run.data.val)
+    frames, labels = stack(run.data.test)
     steps = run.config.data.n_steps
+    splits = {
+        "selection": "validation",
+        "selection_samples": len(run.data.val),
+        "report": "test",
+        "report_samples": len(run.data.test),
+        "training_samples": len(run.data.train),
+        "best_epoch": tuned.best_epoch,
+    }
     return FoldRun(
         static,
         tuned.graph,
@@ -101,11 +118,12 @@ def fold_checkpoint(
         steps,
         tuned.history,
         provenance,
+        splits,
     )
 
 
 def simulate_stage(run: FoldRun, batch_size: int = 32) -> tuple[StageMetrics, list[str]]:
-    """Stage (3): the deployed graph on the validation frames in the chip's own simulator (integer
+    """Stage (3): the deployed graph on the test frames in the chip's own simulator (integer
     arithmetic where the chip has a quantizer; module docstring)."""
     graph = run.deployed
     if graph.target == GENERIC_TARGET.name:
@@ -121,14 +139,14 @@ def simulate_stage(run: FoldRun, batch_size: int = 32) -> tuple[StageMetrics, li
         return metrics, ["generic target: no integer form; stage 3 repeats the fine-tuned float graph"]
     simulator = get_chip(graph.target).simulator()
     correct, totals, notes = 0, {}, []
-    for start in range(0, len(run.val_frames), batch_size):
-        frames = run.val_frames[start : start + batch_size]
+    for start in range(0, len(run.test_frames), batch_size):
+        frames = run.test_frames[start : start + batch_size]
         result = simulator.run(graph, frames)
-        correct += int((result.predictions(graph.vote) == run.val_labels[start : start + batch_size]).sum())
+        correct += int((result.predictions(graph.vote) == run.test_labels[start : start + batch_size]).sum())
         for name, counts in result.spike_counts.items():
             totals[name] = totals.get(name, 0.0) + float(counts.sum())
         notes = sorted(set(notes) | set(result.notes))
-    samples = len(run.val_frames)
+    samples = len(run.test_frames)
     per_sample = {name: value / samples for name, value in totals.items()}
     metrics = StageMetrics(
         f"3 quantized, {simulator.name} integer simulation"
@@ -152,6 +170,7 @@ def run_fold(
     n_calib: int = 64,
     approximate: bool = False,
     vanilla: str | Path | None = None,
+    tune_options: TuneOptions = TuneOptions(),  # noqa: B008 (frozen dataclass)
 ) -> FoldOutcome:
     """``asa-snn fold CHECKPOINT --target T --calib DATA --finetune EPOCHS --out DIR`` (module docstring).
 
@@ -164,12 +183,22 @@ def run_fold(
         n_calib: calibration samples.
         approximate: allow LIF -> IAF for Speck.
         vanilla: optional vanilla checkpoint measured for comparison (its epochs are reported).
+        tune_options: how fine-tuning runs (chip dynamics, distillation weights, device).
 
     Raises:
         AsaSnnError: no calibration data, a network or value the target cannot hold (layer named);
             nothing is written then.
     """
-    run = fold_checkpoint(checkpoint, target, calib, finetune_epochs, n_calib, approximate, vanilla=vanilla)
+    run = fold_checkpoint(
+        checkpoint,
+        target,
+        calib,
+        finetune_epochs,
+        n_calib,
+        approximate,
+        vanilla=vanilla,
+        tune_options=tune_options,
+    )
     final, notes = simulate_stage(run)
     doc = fidelity_document(run, final, notes)
     return FoldOutcome(write_graph_folder(out_dir, run.deployed, doc), run.deployed, doc)

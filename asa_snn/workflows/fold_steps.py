@@ -1,8 +1,10 @@
 """The steps of ``asa-snn fold`` on the model side, each returning data.
 
 checkpoint -> :func:`calibration_batches` -> :func:`static_fold` (BN, pooling and attention folded,
-rate-matched) -> :func:`tune` (fold-aware fine-tuning with the chip's fake quantization) ->
-quantize (the chip's :class:`~asa_snn.convert.quantize.Quantizer`) -> :func:`measure_stages`.
+rate-matched) -> :func:`tune` (fold-aware fine-tuning, by default with the chip's own dynamics and
+integers, distilled from the live attention model's rates on every training recording, the epoch
+chosen on the validation split) -> quantize (the chip's
+:class:`~asa_snn.convert.quantize.Quantizer`) -> stages measured on the test split.
 
 The static fold is rate-matched by default (:class:`~asa_snn.convert.attention_fold.RateMatch`: one
 scalar per attention layer so its calibration spike count equals the live model's), and
@@ -23,11 +25,14 @@ from torch.utils.data import DataLoader, Dataset
 
 from asa_snn.chips.registry import get_chip
 from asa_snn.convert.attention_fold import RateMatch
-from asa_snn.convert.finetune import FinetuneResult, finetune
+from asa_snn.convert.chip_dynamics import DYNAMICS
+from asa_snn.convert.finetune import FinetuneResult, LossWeights, Teacher, finetune
 from asa_snn.convert.fold import GENERIC_TARGET, FoldReport, Target, fold_model
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.convert.measure import StageMetrics, measure_live
 from asa_snn.convert.quantize import FakeQuantizer, Quantizer
+from asa_snn.devices import resolve_device
+from asa_snn.models.networks import SpikingNetwork
 from asa_snn.train.checkpoint import check_finite, load_model
 from asa_snn.train.metrics import LOSS_FUNCTIONS, to_time_major
 from asa_snn.train.run import Run
@@ -50,6 +55,34 @@ def quantizer_of(name: str) -> Quantizer | None:
     return None if name == GENERIC_TARGET.name else get_chip(name).quantizer
 
 
+@dataclass(frozen=True)
+class TuneOptions:
+    """How :func:`tune` fine-tunes the static fold.
+
+    Attributes:
+        chip_dynamics: train and select with the chip's own dynamics and integers
+            (:mod:`asa_snn.convert.chip_dynamics`) where the target has them; False: float neurons
+            with fake quantization.
+        label_weight, teacher_weight, layer_weight: loss weights
+            (:class:`~asa_snn.convert.finetune.LossWeights`); teacher and layer terms distil the live
+            attention model's output rates and per-layer spike counts on every training recording.
+        lr: Adam learning rate; None: 0.1 x the run's.
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (calibration stays on CPU).
+    """
+
+    chip_dynamics: bool = True
+    label_weight: float = 1.0
+    teacher_weight: float = 1.0
+    layer_weight: float = 0.0
+    lr: float | None = None
+    device: str = "cpu"
+
+    @property
+    def distils(self) -> bool:
+        """Whether a teacher term is on."""
+        return self.teacher_weight > 0 or self.layer_weight > 0
+
+
 @dataclass
 class FoldRun:
     """Everything the model side produced for one ``asa-snn fold``.
@@ -59,12 +92,14 @@ class FoldRun:
         deployed: the quantized graph (the tuned float graph where the target has no integers).
         report: the fold report.
         stages: measured stages (1) live, (2a) static fold, (2b) fine-tuned, plus the vanilla model
-            when given.
+            when given, on the test split.
         neurons: neurons per step of each spiking layer of the trained model.
-        val_frames: validation frames [B, T, C, H, W] (float32 event counts); val_labels [B].
+        test_frames: test-split frames [B, T, C, H, W] (float32 event counts) stage (3) runs on;
+            test_labels [B].
         steps: T.
         finetune_history: per-epoch fine-tuning log.
         provenance: what the graph records about its origin.
+        splits: which split selected the fine-tuned epoch and which one the stages report, with sizes.
     """
 
     static: FoldedGraph
@@ -73,11 +108,12 @@ class FoldRun:
     report: FoldReport
     stages: list[StageMetrics]
     neurons: dict[str, int]
-    val_frames: np.ndarray
-    val_labels: np.ndarray
+    test_frames: np.ndarray
+    test_labels: np.ndarray
     steps: int
     finetune_history: list[dict[str, Any]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    splits: dict[str, Any] = field(default_factory=dict)
 
 
 def calibration_batches(dataset: Dataset, count: int, batch_size: int) -> list[Tensor]:
@@ -121,17 +157,73 @@ def static_fold(
     )
 
 
+@torch.no_grad()
+def teacher_targets(
+    model: SpikingNetwork,
+    layers: list[str],
+    dataset: Dataset,
+    batch_size: int,
+    device: torch.device | None = None,
+) -> Teacher:
+    """The live model's output rates [N, K] and per-layer spikes per recording [N] on ``dataset``
+    (in order); ``layers`` names its blocks' neurons in block order."""
+    model.eval().to(device)
+    totals: dict[str, list[Tensor]] = {name: [] for name in layers}
+    handles = [
+        block.neuron.register_forward_hook(
+            lambda _m, _i, out, key=name: totals[key].append(out.sum(0).flatten(1).sum(1).cpu())
+        )
+        for name, block in zip(layers, model.blocks, strict=True)
+    ]
+    scores = []
+    try:
+        for start in range(0, len(dataset), batch_size):
+            items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+            frames = torch.stack([f for f, _ in items]).to(device)
+            scores.append(model(to_time_major(frames)).cpu())
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.cpu()
+    return Teacher(torch.cat(scores), {name: torch.cat(parts) for name, parts in totals.items()})
+
+
 def tune(
-    run: Run, graph: FoldedGraph, target: str, epochs: int, lr: float | None, batch_size: int
+    run: Run,
+    graph: FoldedGraph,
+    target: str,
+    epochs: int,
+    batch_size: int,
+    options: TuneOptions = TuneOptions(),
+    layers: list[str] | None = None,
 ) -> FinetuneResult:
-    """Step (2b): fold-aware fine-tuning with the target's fake quantization; the epoch with the best
-    validation accuracy is kept (epoch 0 is the static fold). ``lr`` None: 0.1 x the run's rate."""
+    """Step (2b): fold-aware fine-tuning (:class:`TuneOptions`); the epoch with the best validation
+    accuracy is kept (epoch 0 is the static fold). ``layers`` names the live model's spiking blocks
+    (needed for distillation)."""
     quantizer = quantizer_of(target)
-    fake = FakeQuantizer(quantizer) if quantizer is not None else None
-    loss_fn = LOSS_FUNCTIONS[run.config.train.loss]()
-    lr = lr if lr is not None else 0.1 * run.config.optim.lr
+    device = resolve_device(options.device, "fold --device")
+    chip = options.chip_dynamics and quantizer is not None and target in DYNAMICS
+    dynamics = DYNAMICS[target] if chip else None
+    fake = FakeQuantizer(quantizer) if quantizer is not None and not chip else None
+    teacher = None
+    if options.distils and epochs > 0:
+        teacher = teacher_targets(run.model, layers or [], run.data.train, batch_size, device)
+    weights = LossWeights(options.label_weight, options.teacher_weight, options.layer_weight)
     return finetune(
-        graph, run.data.train, run.data.val, epochs, loss_fn, lr, fake, batch_size, run.config.train.seed
+        graph,
+        run.data.train,
+        run.data.val,
+        epochs,
+        LOSS_FUNCTIONS[run.config.train.loss](),
+        options.lr if options.lr is not None else 0.1 * run.config.optim.lr,
+        fake,
+        batch_size,
+        run.config.train.seed,
+        dynamics,
+        quantizer if chip else None,
+        teacher,
+        weights,
+        device,
     )
 
 
