@@ -5,7 +5,11 @@ its spikes to at most 2 other cores; 9 cores, each with its own kernel and neuro
 module reads a folded graph only (no sinabs, no samna) and answers two questions:
 
 * :func:`speck_chain`: the graph as the sequence of ops a Speck-style simulator or exporter
-  executes, with the (C, H, W) map each op reads; ops that no Speck can run are an error.
+  executes, with the (C, H, W) map each op reads and the layers it reads from; ops that no Speck
+  can run are an error.
+* residual graphs (sinabs 3.1 ``DynapcnnNetwork``): a core may send its spikes to two cores (a
+  layer with two readers), and an ``add`` sums the spikes of two cores into the input of the
+  weight layer that reads it (on the chip: two cores sending to the same destination core).
 * :func:`check_speck`: every documented chip limit (FACTS.md section 3, sinabs 3.1.3), the
   memory each core layer needs, and an assignment of core layers to the 9 cores by maximum
   bipartite matching; problems come back as a list of :class:`Violation`, not as exceptions.
@@ -63,11 +67,14 @@ class ChainStep:
         in_map: (C, H, W) the op reads; a flattened input is seen as the map before flattening and
             the output of a linear layer as (F, 1, 1), the way Speck runs linear layers as convs.
         neuron: the neuron the op ends in (an approximated lif appears here as iaf), or None.
+        sources: the layers whose outputs the op reads, in order: one, or the two operands of an
+            ``add``; empty for the graph input.
     """
 
     layer: Layer
     in_map: tuple[int, int, int]
     neuron: NeuronSpec | None
+    sources: tuple[str, ...] = ()
 
 
 def conv_geometry(layer: Layer) -> dict[str, tuple[int, int]]:
@@ -149,36 +156,98 @@ def _speck_neuron(layer: Layer, approximate: bool) -> NeuronSpec | None:
     )
 
 
+def layer_sources(graph: FoldedGraph) -> dict[str, tuple[str, ...]]:
+    """Layer name -> the layers it reads: its ``inputs``, else the layer before it (none for the first)."""
+    sources: dict[str, tuple[str, ...]] = {}
+    previous: tuple[str, ...] = ()
+    for layer in graph.layers:
+        sources[layer.name] = tuple(layer.inputs) or previous
+        previous = (layer.name,)
+    return sources
+
+
+def _read_map(
+    layer: Layer, sources: tuple[str, ...], maps: dict[str, tuple[int, int, int]], input_map: tuple
+) -> tuple[int, int, int]:
+    """The (C, H, W) map ``layer`` reads from ``sources``; raises :class:`AsaSnnError` naming the
+    layer for an unknown source, an ``add`` without two operands of one map, or another op reading
+    more than one layer."""
+    unknown = [name for name in sources if name not in maps]
+    if unknown:
+        raise AsaSnnError(f"layer {layer.name!r}: reads {unknown}, which are not earlier layers")
+    if layer.op == "add":
+        operands = [maps[name] for name in sources]
+        if len(operands) != 2 or operands[0] != operands[1]:
+            raise AsaSnnError(
+                f"layer {layer.name!r}: add reads {list(sources)} with maps {operands}; expected two "
+                "operands of one (C, H, W) map"
+            )
+        return operands[0]
+    if len(sources) > 1:
+        raise AsaSnnError(
+            f"layer {layer.name!r}: {layer.op} reads {list(sources)}; only an add merges two layers"
+        )
+    return maps[sources[0]] if sources else input_map
+
+
+def unread_merges(graph: FoldedGraph) -> dict[str, str]:
+    """Each ``add`` whose sum does not go (through flattens) only into weight layers -> what reads it.
+
+    On the chip an add is two cores sending to one destination core, so its sum must enter a
+    conv2d / linear layer; pooling after it, or a graph ending in it, has no chip form.
+    """
+    reads = layer_sources(graph)
+    ops = {layer.name: layer.op for layer in graph.layers}
+    readers: dict[str, list[str]] = {name: [] for name in ops}
+    for name, sources in reads.items():
+        for source in sources:
+            readers[source].append(name)
+    found = {}
+    for name, op in ops.items():
+        if op != "add":
+            continue
+        ends, pending = [], list(readers[name]) or [None]
+        while pending:
+            reader = pending.pop()
+            if reader is not None and ops[reader] == "flatten":
+                pending += readers[reader] or [None]
+            else:
+                ends.append(reader)
+        wrong = [reader or "the graph output" for reader in ends if ops.get(reader) not in SPIKING_OPS]
+        if wrong:
+            found[name] = ", ".join(wrong)
+    return found
+
+
 def speck_chain(graph: FoldedGraph, approximate: bool = False) -> list[ChainStep]:
-    """The graph as a chain of Speck-runnable ops, each with the (C, H, W) map it reads.
+    """The graph as Speck-runnable ops in graph order, each with the (C, H, W) map it reads and
+    the layers it reads from (a chain, or a residual graph whose ``add`` ops merge two layers).
 
     Args:
         graph: the folded graph.
         approximate: run ``lif`` neurons as ``iaf`` (with a warning) instead of refusing them.
 
     Raises:
-        AsaSnnError: naming the layer, for an ``add`` (residual) op, a layer reading anything
-            but the previous one, a weight layer without a neuron, a neuron other than iaf.
+        AsaSnnError: naming the layer, for an ``add`` that does not sum two layers of one map or
+            whose sum goes anywhere but into weight layers (:func:`unread_merges`), a layer reading
+            an unknown layer or (not an add) two layers, a weight layer without a neuron, a neuron
+            other than iaf.
         InputFormatError: a layer whose weights or output_shape disagree with its input.
     """
     steps: list[ChainStep] = []
-    in_map = tuple(int(v) for v in graph.input.shape)
-    previous = None
+    input_map = tuple(int(v) for v in graph.input.shape)
+    maps: dict[str, tuple[int, int, int]] = {}
+    reads = layer_sources(graph)
     for layer in graph.layers:
-        if layer.op == "add":
-            raise AsaSnnError(
-                f"layer {layer.name!r}: op 'add' (residual join) cannot run on Speck here; "
-                "use a network without residual adds for Speck"
-            )
-        if layer.inputs not in ((), (previous,)):
-            raise AsaSnnError(
-                f"layer {layer.name!r}: reads {list(layer.inputs)}; the Speck chain takes each layer's "
-                f"input from the layer before it ({previous!r})"
-            )
+        in_map = _read_map(layer, reads[layer.name], maps, input_map)
         neuron = _speck_neuron(layer, approximate)
-        steps.append(ChainStep(layer, in_map, neuron))
-        in_map = _next_map(layer, in_map)
-        previous = layer.name
+        steps.append(ChainStep(layer, in_map, neuron, reads[layer.name]))
+        maps[layer.name] = _next_map(layer, in_map)
+    for name, readers in unread_merges(graph).items():
+        raise AsaSnnError(
+            f"layer {name!r}: add read by {readers}; on Speck a merge feeds a conv2d / linear layer "
+            "(pool each operand in its own core, before the add)"
+        )
     return steps
 
 
@@ -239,7 +308,8 @@ class CoreRow:
         kernel_words, neuron_words: memory needed (words, formulas in the module docstring).
         bias_entries: bias values the core holds.
         pooling: combined sum-pooling factor of the pooling layers that follow (1: none).
-        destinations: number of layers it sends spikes to.
+        destinations: number of core layers it sends spikes to (directly or through adds).
+        sources: the core layers it receives spikes from; two or more where an add merges them.
     """
 
     layer: str
@@ -249,6 +319,7 @@ class CoreRow:
     bias_entries: int
     pooling: int
     destinations: int
+    sources: tuple[str, ...] = ()
 
 
 @dataclass
@@ -266,7 +337,17 @@ class MappingReport:
 
     def table(self) -> str:
         """The core table as aligned text, one line per core layer, then the violations."""
-        header = ("layer", "core", "kernel words", "neuron words", "bias", "pool", "dest", "core limits K/N")
+        header = (
+            "layer",
+            "core",
+            "kernel words",
+            "neuron words",
+            "bias",
+            "pool",
+            "dest",
+            "core limits K/N",
+            "from",
+        )
         lines = [header]
         for row in self.rows:
             limits = "-" if row.core is None else "{}/{}".format(*CORE_MEMORY[row.core])
@@ -280,6 +361,7 @@ class MappingReport:
                     str(row.pooling),
                     str(row.destinations),
                     limits,
+                    "+".join(row.sources) or "input",
                 )
             )
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -354,44 +436,72 @@ def _core_layer(layer: Layer, in_map: tuple[int, int, int]) -> CoreLayer:
     return CoreLayer(layer, in_map, (kh, kw), stride, padding, neuron_map, (), layer.name)
 
 
+def _merge_violation(layer: Layer, operand: str) -> Violation:
+    return Violation(
+        layer.name,
+        "merge operand",
+        operand or "input",
+        "an add sums the spikes of core layers (a weight layer's neurons or the sum pooling after them)",
+    )
+
+
 def core_layers(graph: FoldedGraph) -> tuple[list[CoreLayer], list[Violation]]:
     """The graph's core layers in order, and a :class:`Violation` for each layer that fits in none.
 
-    A layer reading the ``last`` layer of the current core layer joins it (sum pooling, flatten);
-    ``add`` ops, layers whose shapes disagree with their input, weight layers without a neuron and
-    sum pooling anywhere but after a core layer are the violations (in graph order).
+    A sum pool or flatten reading the ``last`` layer of a core layer joins it; an ``add`` sums the
+    spikes of the core layers its operands carry and is free (the chip merges the two event
+    streams at the destination core), as is a flatten after it. Violations (in graph order): a
+    layer whose shape disagrees with its input, a weight layer without a neuron, sum pooling
+    anywhere but after a core layer (after an add too: pool each operand in its own core), an
+    ``add`` operand that carries no core layer's spikes (the graph input), an add whose sum goes
+    anywhere but into weight layers (:func:`unread_merges`).
     """
     cores: list[CoreLayer] = []
     problems: list[Violation] = []
+    owner: dict[str, int] = {}  # layer -> the core layer whose spikes it carries
+    merged: set[str] = set()  # adds, and flattens after them
+    maps: dict[str, tuple[int, int, int]] = {}
     c, h, w = graph.input.shape
-    in_map = (int(c), int(h), int(w))
-    previous = None
+    input_map = (int(c), int(h), int(w))
+    reads = layer_sources(graph)
     for layer in graph.layers:
-        layer_map = in_map
-        source = layer.inputs[0] if layer.inputs else previous
-        previous = layer.name
-        if layer.op == "add":
-            problems.append(Violation(layer.name, "op", "add", "Speck export takes no residual adds"))
-            continue
+        sources = reads[layer.name]
+        source = sources[0] if sources else ""
         try:
-            in_map = _next_map(layer, layer_map)
-        except InputFormatError as exc:
+            layer_map = _read_map(layer, sources, maps, input_map)
+            maps[layer.name] = _next_map(layer, layer_map)
+        except (AsaSnnError, InputFormatError) as exc:
             problems.append(Violation(layer.name, "shape", str(exc), "re-fold the graph"))
             continue
-        joins = bool(cores) and cores[-1].last == source
-        if layer.op in SPIKING_OPS and layer.neuron is None:
+        if layer.op == "add":
+            problems += [_merge_violation(layer, s) for s in sources if s not in owner and s not in merged]
+            merged.add(layer.name)
+        elif layer.op in SPIKING_OPS and layer.neuron is None:
             problems.append(Violation(layer.name, "neuron", None, "a weight layer must end in iaf neurons"))
         elif layer.op in SPIKING_OPS:
+            owner[layer.name] = len(cores)
             cores.append(_core_layer(layer, layer_map))
-        elif layer.op == "sumpool2d" and not joins:
+        elif source in merged and layer.op == "flatten":
+            merged.add(layer.name)
+        elif layer.op == "sumpool2d" and (source not in owner or cores[owner[source]].last != source):
+            where = "after an add" if source in merged else "not after a weight layer"
+            fix = "pool each operand in its own core" if source in merged else "fold into input downsample"
+            problems.append(Violation(layer.name, "pooling position", where, fix))
+        elif source in owner and cores[owner[source]].last == source:
+            index = owner[layer.name] = owner[source]
+            pools = (*cores[index].pools, layer) if layer.op == "sumpool2d" else cores[index].pools
+            cores[index] = replace(cores[index], pools=pools, last=layer.name)
+        elif source in owner:
             problems.append(
                 Violation(
-                    layer.name, "pooling position", "not after a weight layer", "fold into input downsample"
+                    layer.name,
+                    "one pooling chain per core",
+                    f"reads {source!r}, before the end of its core's pooling",
+                    f"read {cores[owner[source]].last!r}",
                 )
             )
-        elif joins:
-            pools = (*cores[-1].pools, layer) if layer.op == "sumpool2d" else cores[-1].pools
-            cores[-1] = replace(cores[-1], pools=pools, last=layer.name)
+    for name, readers in unread_merges(graph).items():
+        problems.append(Violation(name, "merge destination", readers, "feed the add into a conv2d / linear"))
     return cores, problems
 
 
@@ -538,16 +648,32 @@ def assign_cores(names: list[str], words: list[tuple[int, int]]) -> tuple[list[i
     return assignment, found
 
 
-def destinations(graph: FoldedGraph, cores: list[CoreLayer]) -> list[int]:
-    """Number of layers each core layer sends spikes to: the readers of its ``last`` layer.
+def core_inputs(graph: FoldedGraph, cores: list[CoreLayer]) -> dict[str, tuple[int, ...]]:
+    """Weight layer -> the core layers (indices into ``cores``) whose spikes it receives: one
+    through a chain, two or more through ``add`` ops (a merge); empty for the graph input."""
+    index = {core.layer.name: i for i, core in enumerate(cores)}
+    carried: dict[str, tuple[int, ...]] = {}
+    received: dict[str, tuple[int, ...]] = {}
+    reads = layer_sources(graph)
+    for layer in graph.layers:
+        sources = reads[layer.name]
+        feeding = tuple(sorted({i for source in sources for i in carried.get(source, ())}))
+        if layer.name in index:
+            received[layer.name] = feeding
+            carried[layer.name] = (index[layer.name],)
+        else:
+            carried[layer.name] = feeding
+    return received
 
-    A layer without ``inputs`` reads the layer before it.
-    """
-    readers: dict[str, int] = {}
-    for index, layer in enumerate(graph.layers):
-        for source in layer.inputs or ((graph.layers[index - 1].name,) if index else ()):
-            readers[source] = readers.get(source, 0) + 1
-    return [readers.get(core.last, 0) for core in cores]
+
+def destinations(graph: FoldedGraph, cores: list[CoreLayer]) -> list[int]:
+    """Number of core layers each core layer sends spikes to, directly or through ``add`` ops
+    (a residual block's input core sends to its first conv and to the core after the merge)."""
+    counts = [0] * len(cores)
+    for feeding in core_inputs(graph, cores).values():
+        for i in feeding:
+            counts[i] += 1
+    return counts
 
 
 def _input_limits(graph: FoldedGraph) -> list[Violation]:
@@ -581,8 +707,10 @@ def check_speck(graph: FoldedGraph) -> MappingReport:
     """Check every documented Speck limit on ``graph`` and assign its core layers to the 9 cores.
 
     A core layer is a conv2d / linear layer with its neurons plus the sum pooling that follows it
-    (flatten is free). A layer fits a core when its kernel and neuron memory fit that core's
-    (``CORE_MEMORY``); layers are matched to cores by maximum bipartite matching.
+    (flatten is free). An ``add`` is free too: its operands' cores both send to the core reading it
+    (a merge), which counts towards each sender's destinations (at most 2). A layer fits a core
+    when its kernel and neuron memory fit that core's (``CORE_MEMORY``); layers are matched to
+    cores by maximum bipartite matching.
 
     Returns:
         A :class:`MappingReport`; ``report.ok`` is False when any :class:`Violation` was found. The
@@ -595,8 +723,18 @@ def check_speck(graph: FoldedGraph) -> MappingReport:
     words = [core_memory(core) for core in cores]
     assignment, unassigned = assign_cores([core.layer.name for core in cores], words)
     fan_out = destinations(graph, cores)
+    fan_in = core_inputs(graph, cores)
     rows = [
-        CoreRow(core.layer.name, chosen, kernel, neuron, core.bias_entries, core.pooling, sent)
+        CoreRow(
+            core.layer.name,
+            chosen,
+            kernel,
+            neuron,
+            core.bias_entries,
+            core.pooling,
+            sent,
+            tuple(cores[i].layer.name for i in fan_in[core.layer.name]),
+        )
         for core, chosen, (kernel, neuron), sent in zip(cores, assignment, words, fan_out, strict=True)
     ]
     layer_limits = _in_graph_order(graph, misplaced + limits)

@@ -152,13 +152,15 @@ def test_violations_come_in_graph_order():
     layers = [
         conv("a", 2, 4, (44, 44), stride=3),
         Layer("join", "add", {}, (4, 44, 44), inputs=("a", "a")),
-        conv("b", 4, 4, (58, 58), padding=8),
+        Layer("pool", "sumpool2d", {"kernel_size": [2, 2]}, (4, 22, 22)),
+        conv("b", 4, 4, (36, 36), padding=8),
     ]
     report = check_speck(graph(layers, (2, 130, 130)))
     assert [(v.layer, v.limit) for v in report.violations] == [
         ("input", "input <= 128x128"),
         ("a", "stride in 1/2/4/8"),
-        ("join", "op"),
+        ("join", "merge destination"),
+        ("pool", "pooling position"),
         ("b", "padding 0..7"),
     ]
 
@@ -263,7 +265,7 @@ def test_quantized_values_and_neuron_limits():
     assert floats == {}
 
 
-def test_destinations_and_add_reported():
+def test_destinations_count_merges_and_fan_out_beyond_two_is_reported():
     c0 = conv("c0", 2, 4, (16, 16))
     readers = [
         Layer(
@@ -279,16 +281,69 @@ def test_destinations_and_add_reported():
         for i in range(3)
     ]
     add = Layer("join", "add", {}, (4, 16, 16), inputs=("r0", "r1"))
-    report = check_speck(graph([c0, *readers, add]))
+    after = conv("after", 4, 4, (16, 16))
+    report = check_speck(graph([c0, *readers, add, after]))
     found = {(v.layer, v.limit): v for v in report.violations}
-    assert found[("c0", "destinations <= 2")].value == 3
-    assert found[("join", "op")].value == "add"
+    assert list(found) == [("c0", "destinations <= 2")] and found[("c0", "destinations <= 2")].value == 3
+    rows = {r.layer: r for r in report.rows}
+    assert (rows["r0"].destinations, rows["r1"].destinations, rows["r2"].destinations) == (1, 1, 0)
+    assert rows["after"].sources == ("r0", "r1") and rows["c0"].sources == ()
+    assert "r0+r1" in report.table()
+
+
+def test_a_residual_block_maps_with_two_destinations_and_a_merge():
+    """stem -> pool -> (a -> b) + pool -> head: the pooled stem sends to a and, through the add, to head."""
+    layers = [
+        conv("stem", 2, 4, (16, 16)),
+        Layer("p", "sumpool2d", {"kernel_size": [2, 2]}, (4, 8, 8)),
+        conv("a", 4, 4, (8, 8)),
+        conv("b", 4, 4, (8, 8)),
+        Layer("join", "add", {}, (4, 8, 8), inputs=("b", "p")),
+        conv("head", 4, 3, (1, 1), k=8, padding=0),
+    ]
+    g = graph(layers)
+    report = check_speck(g)
+    assert report.ok, report.violations
+    assert [(r.layer, r.destinations, r.sources, r.pooling) for r in report.rows] == [
+        ("stem", 2, (), 2),
+        ("a", 1, ("stem",), 1),
+        ("b", 1, ("a",), 1),
+        ("head", 0, ("stem", "b"), 1),
+    ]
+    assert len({r.core for r in report.rows}) == 4
+    steps = speck_chain(g)
+    assert [s.sources for s in steps] == [(), ("stem",), ("p",), ("a",), ("b", "p"), ("join",)]
+    assert steps[4].in_map == (4, 8, 8) and steps[4].neuron is None
+
+
+def test_merges_the_chip_cannot_run_are_reported():
+    stem, a = conv("stem", 2, 4, (16, 16)), conv("a", 4, 4, (16, 16))
+    pooled = [
+        stem,
+        a,
+        Layer("join", "add", {}, (4, 16, 16), inputs=("a", "stem")),
+        Layer("p", "sumpool2d", {"kernel_size": [2, 2]}, (4, 8, 8)),
+        conv("head", 4, 3, (1, 1), k=8, padding=0),
+    ]
+    limits = [(v.layer, v.limit) for v in check_speck(graph(pooled)).violations]
+    assert limits == [("join", "merge destination"), ("p", "pooling position")]
+    with pytest.raises(AsaSnnError, match=r"'join': add read by p"):
+        speck_chain(graph(pooled))
+    last = graph([stem, a, Layer("join", "add", {}, (4, 16, 16), inputs=("a", "stem"))])
+    limits = [(v.layer, v.limit, v.value) for v in check_speck(last).violations]
+    assert ("join", "merge destination", "the graph output") in limits
+    with pytest.raises(AsaSnnError, match=r"'join': add read by the graph output"):
+        speck_chain(last)
 
 
 def test_chain_refuses_what_speck_cannot_run():
     c0 = conv("c0", 2, 4, (16, 16))
-    with pytest.raises(AsaSnnError, match=r"'join'.*add"):
-        speck_chain(graph([c0, Layer("join", "add", {}, (4, 16, 16), inputs=("c0", "c0"))]))
+    pool = Layer("p", "sumpool2d", {"kernel_size": [2, 2]}, (4, 8, 8))
+    with pytest.raises(AsaSnnError, match=r"'join': add reads \['c0', 'p'\] with maps"):
+        speck_chain(graph([c0, pool, Layer("join", "add", {}, (4, 16, 16), inputs=("c0", "p"))]))
+    two = Layer("two", "conv2d", c0.attrs, (4, 16, 16), dict(c0.tensors), c0.neuron, ("c0", "c0"), QUANT)
+    with pytest.raises(AsaSnnError, match=r"'two': conv2d reads \['c0', 'c0'\]; only an add merges"):
+        speck_chain(graph([c0, two]))
     with pytest.raises(AsaSnnError, match=r"'cu'.*cuba"):
         speck_chain(graph([conv("cu", 2, 4, (16, 16), neuron=NeuronSpec("cuba", 1.0, du=0.1, dv=0.1))]))
     with pytest.raises(AsaSnnError, match=r"'bare'.*without a neuron"):
