@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 import types
 import typing
@@ -49,6 +50,12 @@ DATASET_KINDS = ("synthetic", "nmnist", "gesture", "gait", "dailyaction", "hardv
 
 LOSSES = ("mse_rate", "cross_entropy")
 """Values of ``train.loss``."""
+
+PRECISIONS = ("32", "bf16", "16-mixed")
+"""Values of ``train.precision``."""
+
+_DEVICE_NAME = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+"""The device names :func:`asa_snn.devices.resolve_device` takes (only the spelling is checked here)."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,8 @@ class DataConfig:
         duration_us: synthetic data: length of each recording in microseconds.
         data_seed: synthetic data: generator seed.
         labels_file: folder data: name of the CSV inside ``root``.
+        cache_dir: folder of the on-disk frame cache (:mod:`asa_snn.data.frame_cache`), or None
+            for no cache; ``~`` is expanded. Where frames are cached changes no result.
     """
 
     kind: str = "synthetic"
@@ -106,6 +115,7 @@ class DataConfig:
     duration_us: int = 320_000
     data_seed: int = 0
     labels_file: str = "labels.csv"
+    cache_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,16 @@ class TrainSection:
         seed: seeds model initialisation, data order and augmentation.
         eval_windows: > 1: each test recording is judged by majority over this many windows
             (FACTS.md section 2: 10 for Gesture and Gait); needs fixed-``dt_us`` frames.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
+            (:func:`asa_snn.devices.resolve_device`; under torchrun ``auto`` / ``cuda`` take the
+            process's ``LOCAL_RANK``). Checked when training starts, so a checkpoint trained on a
+            GPU still loads where there is none.
+        precision: ``"32"`` (float32), ``"bf16"`` (bfloat16 autocast, CPU or GPU) or
+            ``"16-mixed"`` (float16 autocast with a gradient scaler, CUDA only).
+        workers: DataLoader worker processes per training process; None: a share of the cores
+            (:func:`~asa_snn.train.trainer.default_workers`). Results do not depend on it.
+        sync_batchnorm: synchronize batch-norm statistics across torchrun processes (CUDA).
+        tensorboard: also log to TensorBoard (``OUT/tensorboard``; needs the ``tensorboard`` extra).
     """
 
     epochs: int = 10
@@ -139,6 +159,11 @@ class TrainSection:
     loss: str = "mse_rate"
     seed: int = 0
     eval_windows: int = 1
+    device: str = "auto"
+    precision: str = "32"
+    workers: int | None = None
+    sync_batchnorm: bool = False
+    tensorboard: bool = False
 
 
 @dataclass(frozen=True)
@@ -251,6 +276,7 @@ NUMERIC_BOUNDS: dict[str, Bounds] = {
     "train.batch_size": Bounds(1, 65_536),
     "train.seed": Bounds(0, MAX_SEED),
     "train.eval_windows": Bounds(1, 1000),
+    "train.workers": Bounds(0, 256, why="DataLoader worker processes"),
 }
 """Bounds of every numeric key of the sections (for tuples such as ``data.crop``, of each entry).
 ``tests/train/test_config.py`` checks that every int or float field of the section dataclasses has one."""
@@ -509,6 +535,8 @@ def _section(name: str, section: str, cls: type, values: Any) -> Any:
         raise AsaSnnError(
             f"{name}: unknown key(s) {[f'{section}.{k}' for k in unknown]}; expected some of {sorted(known)}"
         )
+    if section == "train" and type(values.get("precision")) is int:
+        values = {**values, "precision": str(values["precision"])}
     checked = {key: _coerce(name, f"{section}.{key}", hints[key], value) for key, value in values.items()}
     return cls(**checked)
 
@@ -604,12 +632,18 @@ def _check_choices(name: str, config: TrainConfig) -> None:
         ("data.kind", config.data.kind, DATASET_KINDS),
         ("data.condition", config.data.condition, ("day", "night")),
         ("train.loss", config.train.loss, LOSSES),
+        ("train.precision", config.train.precision, PRECISIONS),
     ]
     for key, value, options in filter(None, choices):
         if value not in options:
             raise AsaSnnError(
                 f"{name}: key {key!r} has unknown value {value!r}; expected one of {', '.join(options)}"
             )
+    if not _DEVICE_NAME.fullmatch(config.train.device):
+        raise AsaSnnError(
+            f"{name}: key 'train.device' has value {config.train.device!r}; expected auto, cpu, cuda, "
+            "cuda:N or mps"
+        )
     if config.train.eval_windows > 1 and (config.data.equal_count or config.data.kind == "hardvs"):
         raise AsaSnnError(
             f"{name}: key 'train.eval_windows' is {config.train.eval_windows}; the multi-window test needs "

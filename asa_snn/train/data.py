@@ -2,9 +2,16 @@
 
 The training split of a dataset is divided into training and validation parts by the stratified
 :func:`~asa_snn.data.datasets.split_indices` (seed ``train.seed``); validation picks the best
-model, the test split is only evaluated at the end. Training frames are made by a pipeline rebuilt
-each epoch with seeds from ``(seed, epoch, rank)``, so the augmentation of an epoch does not depend
-on what ran before it (a resumed run sees the same frames).
+model, the test split is only evaluated at the end. Training frames are augmented with seeds from
+``(seed, epoch, sample)`` (:func:`sample_seed`): the augmentation of a sample in an epoch depends on
+nothing else, neither what ran before it (a resumed run sees the same frames) nor which
+DataLoader worker or torchrun rank computes it.
+
+With ``data.cache_dir`` set, frames are kept in an on-disk :class:`~asa_snn.data.frame_cache.FrameCache`
+whose setting is the :class:`~asa_snn.data.model_input.InputSpec` and the dataset's identity: the
+validation and test parts (and the training part when no augmentation is configured) read their
+frames memory-mapped; an augmented training part reads each recording's decoded events from the
+cache and applies the augmentation and :func:`~asa_snn.data.model_input.frames_for` per epoch.
 """
 
 from __future__ import annotations
@@ -14,14 +21,14 @@ import json
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from asa_snn.data.datasets import (
     HARDVS,
@@ -32,8 +39,9 @@ from asa_snn.data.datasets import (
     EventFolder,
     split_indices,
 )
-from asa_snn.data.events import EventStream
-from asa_snn.data.model_input import InputSpec, centre_crop, frames_for
+from asa_snn.data.events import EVENT_DTYPE, EventStream
+from asa_snn.data.frame_cache import FrameCache
+from asa_snn.data.model_input import InputSpec, centre_crop, check_sensor, frames_for
 from asa_snn.data.synthetic import SyntheticDVS, SyntheticDVSConfig
 from asa_snn.data.transforms import Compose, EventDrop, RandomTimeCrop
 from asa_snn.errors import AsaSnnError
@@ -119,28 +127,114 @@ def _identity(sample: Any) -> Any:
     return sample
 
 
+def augments(data: DataConfig) -> bool:
+    """Whether ``data`` configures a random training augmentation (time crop or EventDrop)."""
+    return data.kind != "hardvs" and ((data.random_crop and not data.equal_count) or data.event_drop)
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """The augmentation seed of item ``index`` in epoch ``epoch`` (0-based) of a run seeded ``seed``."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
+
+
 class Mapped(Dataset):
     """Items ``indices[i]`` of ``base`` (which returns raw samples) passed through ``transform``.
 
-    Items: ``(float32 tensor, label)``; ``transform`` can be swapped between epochs.
+    Items: ``(float32 tensor [T, C, H, W], label)``. ``dataset[i]`` is the plain (unaugmented)
+    item; ``dataset[(epoch, i)]`` (what :class:`EpochSampler` yields) is augmented by
+    ``augment(sample_seed(augment_seed, epoch, i))`` when ``augment`` and ``augment_seed`` are set,
+    else plain. With a ``cache``, plain frames and (for augmented items) decoded events are read
+    from it (module docstring).
+
+    Args:
+        base: the raw dataset (``files`` and ``labels`` known without decoding).
+        indices: the items of ``base`` this part holds.
+        transform: raw sample -> frames, no augmentation.
+        augment: seed -> a transform that augments (None: the part is never augmented).
+        cache: the on-disk frame cache, or None.
+        spec: the input spec (needed with ``cache`` and ``augment``).
     """
 
-    def __init__(self, base: Dataset, indices: np.ndarray, transform: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        base: Dataset,
+        indices: np.ndarray,
+        transform: Callable[[Any], Any],
+        augment: Callable[[int], Callable[[Any], Any]] | None = None,
+        cache: FrameCache | None = None,
+        spec: InputSpec | None = None,
+    ) -> None:
         self.base = base
         self.indices = np.asarray(indices, dtype=np.int64)
         self.transform = transform
+        self.augment = augment
+        self.cache = cache
+        self.spec = spec
+        self.augment_seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        sample, label = self.base[int(self.indices[index])]
-        frames = self.transform(sample)
-        return torch.as_tensor(np.ascontiguousarray(frames), dtype=torch.float32), int(label)
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, index = key if isinstance(key, tuple) else (None, key)
+        position = int(self.indices[index])
+        if epoch is not None and self.augment is not None and self.augment_seed is not None:
+            frames = self.augment(sample_seed(self.augment_seed, epoch, index))(self._stream(position))
+        elif self.cache is not None:
+            frames = self.cache.fetch(
+                self.base.files[position],
+                lambda: self.transform(self.base[position][0]),
+                "frames",
+                self._fits,
+            )
+        else:
+            frames = self.transform(self.base[position][0])
+        tensor = torch.from_numpy(np.array(frames, dtype=np.float32, copy=True))
+        return tensor, int(self.base.labels[position])
+
+    def _fits(self, frames: np.ndarray) -> bool:
+        """A cached frame array has the spec's shape [T, C, H, W]."""
+        return self.spec is None or frames.shape == (self.spec.n_steps, *self.spec.shape)
+
+    def _stream(self, position: int) -> Any:
+        """The raw sample at ``position`` of ``base``; with a cache, its events read from it."""
+        if self.cache is None or self.spec is None:
+            return self.base[position][0]
+        source = str(self.base.files[position])
+        events = self.cache.fetch(
+            source, lambda: self._checked_events(position), "events", lambda a: a.dtype == EVENT_DTYPE
+        )
+        return EventStream(np.array(events), self.spec.sensor_size, source)
+
+    def _checked_events(self, position: int) -> np.ndarray:
+        """The events of recording ``position``, refused unless its sensor fits the spec."""
+        stream = self.base[position][0]
+        check_sensor(self.spec, stream)
+        return stream.events
 
     def raw(self, index: int) -> tuple[Any, int]:
         """The untransformed sample ``index`` and its label."""
         return self.base[int(self.indices[index])]
+
+
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` for every index of ``sampler`` (a DistributedSampler): the keys of
+    augmented :class:`Mapped` items, so that DataLoader workers, persistent or not, know the epoch."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Order (and augment) the next pass as epoch ``epoch`` (0-based)."""
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Any:
+        return ((self.epoch, int(index)) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
 
 
 @dataclass
@@ -284,10 +378,15 @@ def build_data(config: TrainConfig) -> DataBundle:
     }
     seen = [label for part in identity["parts"].values() for label in part[1]]
     named = max(len(getattr(base, "classes", None) or ()) for base in (train_split, test_base))
+    cache = None
+    if data.cache_dir:
+        setting = {key: identity[key] for key in ("kind", "condition", "synthetic")}
+        cache = FrameCache.for_setting(data.cache_dir, {**setting, "spec": asdict(spec)})
+    augment = partial(frame_pipeline, spec, data) if augments(data) else None
     return DataBundle(
-        train=Mapped(train_split, train_indices, plain),
-        val=Mapped(train_split, val_indices, plain),
-        test=Mapped(test_base, test_indices, plain),
+        train=Mapped(train_split, train_indices, plain, augment, cache, spec),
+        val=Mapped(train_split, val_indices, plain, None, cache, spec),
+        test=Mapped(test_base, test_indices, plain, None, cache, spec),
         dt_us=dt_us,
         fingerprint=fingerprint(identity),
         input_spec=spec,

@@ -11,7 +11,8 @@ counted by :func:`~asa_snn.models.recording.count_spikes` on every
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -25,18 +26,34 @@ from asa_snn.train.data import Mapped
 
 
 class MseRate:
-    """The paper's loss: mean over B x K of (rate - one_hot(label))^2, scores [B, K], labels [B]."""
+    """The paper's loss: mean over B x K of (rate - one_hot(label))^2, scores [B, K], labels [B]
+    (computed in float32 at least, whatever precision the scores come in)."""
 
     def __call__(self, scores: Tensor, labels: Tensor) -> Tensor:
+        scores = _at_least_float32(scores)
         target = F.one_hot(labels, scores.shape[1]).to(scores.dtype)
         return F.mse_loss(scores, target)
 
 
 class CrossEntropy:
-    """Cross-entropy with the scores [B, K] taken as logits, labels [B]."""
+    """Cross-entropy with the scores [B, K] taken as logits, labels [B] (in float32 at least)."""
 
     def __call__(self, scores: Tensor, labels: Tensor) -> Tensor:
-        return F.cross_entropy(scores, labels)
+        return F.cross_entropy(_at_least_float32(scores), labels)
+
+
+def _at_least_float32(scores: Tensor) -> Tensor:
+    return scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16-mixed": torch.float16}
+"""``train.precision`` -> the autocast dtype (``"32"``: no autocast)."""
+
+
+def autocast(device: torch.device, precision: str) -> AbstractContextManager:
+    """The autocast context of ``precision`` (``"32"``, ``"bf16"``, ``"16-mixed"``) on ``device``."""
+    dtype = AUTOCAST_DTYPES.get(precision)
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
 LOSS_FUNCTIONS = {"mse_rate": MseRate, "cross_entropy": CrossEntropy}
@@ -45,12 +62,14 @@ LOSS_FUNCTIONS = {"mse_rate": MseRate, "cross_entropy": CrossEntropy}
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Result of one evaluation pass: mean loss, accuracy in [0, 1], NASFR and the sample count."""
+    """Result of one evaluation pass: mean loss, accuracy in [0, 1], NASFR, the sample count and
+    each spiking layer's firing rate (spikes per neuron and step, by module name)."""
 
     loss: float
     accuracy: float
     nasfr: float
     samples: int
+    layer_rates: dict[str, float] = field(default_factory=dict)
 
 
 def to_time_major(frames: Tensor) -> Tensor:
@@ -60,18 +79,33 @@ def to_time_major(frames: Tensor) -> Tensor:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], loss_fn: MseRate | CrossEntropy
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    loss_fn: MseRate | CrossEntropy,
+    device: torch.device | None = None,
+    precision: str = "32",
 ) -> Evaluation:
-    """Loss, accuracy and NASFR of ``model`` (put in eval mode) over ``batches`` of ([B, T, C, H, W], [B])."""
+    """Loss, accuracy, NASFR and per-layer firing rates of ``model`` (put in eval mode, already on
+    ``device``) over ``batches`` of ([B, T, C, H, W], [B]), moved to ``device`` (None: the CPU) and
+    run under the autocast of ``precision``."""
+    device = device or torch.device("cpu")
     model.eval()
     total_loss, correct, count = 0.0, 0, 0
     with count_spikes(model) as counts:
         for frames, labels in batches:
-            scores = model(to_time_major(frames))
+            frames = frames.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            with autocast(device, precision):
+                scores = model(to_time_major(frames))
             total_loss += float(loss_fn(scores, labels)) * len(labels)
             correct += int((scores.argmax(1) == labels).sum())
             count += len(labels)
-    return Evaluation(total_loss / max(count, 1), correct / max(count, 1), counts.nasfr, count)
+    rates = {
+        name: layer.spikes / (layer.steps * layer.neurons * layer.samples)
+        for name, layer in counts.layers.items()
+        if layer.samples and layer.steps and layer.neurons
+    }
+    return Evaluation(total_loss / max(count, 1), correct / max(count, 1), counts.nasfr, count, rates)
 
 
 @dataclass(frozen=True)
@@ -86,12 +120,15 @@ class WindowEvaluation:
 
 
 @torch.no_grad()
-def evaluate_windows(model: nn.Module, dataset: Mapped, spec: InputSpec, n_windows: int) -> WindowEvaluation:
+def evaluate_windows(
+    model: nn.Module, dataset: Mapped, spec: InputSpec, n_windows: int, device: torch.device | None = None
+) -> WindowEvaluation:
     """The paper's test protocol (FACTS.md section 2): ``n_windows`` windows of ``n_steps * dt_us``
     microseconds spread over each recording (:func:`~asa_snn.data.model_input.window_frames`); a
     recording is correct when more than half of its windows are
-    (:func:`~asa_snn.data.frames.majority_vote`).
+    (:func:`~asa_snn.data.frames.majority_vote`). ``model`` runs on ``device`` (None: the CPU).
     """
+    device = device or torch.device("cpu")
     model.eval()
     votes, window_hits = 0, 0
     with count_spikes(model) as counts:
@@ -99,7 +136,7 @@ def evaluate_windows(model: nn.Module, dataset: Mapped, spec: InputSpec, n_windo
             stream, label = dataset.raw(index)
             frames = window_frames(spec, stream, n_windows)
             batch = torch.as_tensor(np.ascontiguousarray(frames), dtype=torch.float32)
-            predictions = model(to_time_major(batch)).argmax(1).numpy()
+            predictions = model(to_time_major(batch.to(device))).argmax(1).cpu().numpy()
             votes += majority_vote(predictions, int(label))
             window_hits += int((predictions == label).sum())
     count = len(dataset)

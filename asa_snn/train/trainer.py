@@ -1,14 +1,15 @@
 """The training loop: Adam, one cosine decay, validation-based model selection, resumable.
 
 Per epoch e (0-based): the training shard is visited in the order of a ``DistributedSampler``
-seeded with ``train.seed`` (its permutation depends on (seed, e) alone), augmentation is reseeded
-from (seed, e, rank), the optimiser steps on every batch and the learning-rate schedule once at
-the end of the epoch. A non-finite loss stops the run at once (epoch and batch named) and leaves
-the last good checkpoint. Validation loss, accuracy and NASFR are computed; ``best.safetensors``
-is written when validation accuracy improved, then ``last.safetensors`` (holding the epoch's log
-record and every earlier one: the commit point), then ``log.jsonl`` is rewritten from those
-records. After the last epoch the best model is evaluated on the test set (the multi-window
-majority protocol when ``train.eval_windows > 1``) and ``result.json`` is written.
+seeded with ``train.seed`` (its permutation depends on (seed, e) alone), each sample is augmented
+with a seed from (seed, e, sample) (:func:`~asa_snn.train.data.sample_seed`), the optimiser steps
+on every batch and the learning-rate schedule once at the end of the epoch. A non-finite loss
+stops the run at once (epoch and batch named) and leaves the last good checkpoint. Validation
+loss, accuracy and NASFR are computed; ``best.safetensors`` is written when validation accuracy
+improved, then ``last.safetensors`` (holding the epoch's log record and every earlier one: the
+commit point), then ``log.jsonl`` is rewritten from those records. After the last epoch the best
+model is evaluated on the test set (the multi-window majority protocol when
+``train.eval_windows > 1``) and ``result.json`` is written.
 
 The output folder follows README "Command line": it is new, empty or asa-snn's (marked with
 ``.asa-snn-output`` when claimed), one run at a time writes it (a lock file records the holder),
@@ -17,10 +18,19 @@ killed runs are removed. A fresh run empties the folder; ``--resume`` keeps it.
 
 Resuming from ``last.safetensors`` restores model, optimiser, scheduler and the torch RNG state,
 so a resumed run equals the uninterrupted one bit for bit, and rebuilds ``log.jsonl`` from the
-checkpoint. Every setting must be the checkpoint's, except ``train.epochs`` (at least the epochs
-done) and ``train.eval_windows``; with more (or fewer) epochs the learning rate continues from
-where the run stopped and decays by a new half cosine to ``optim.lr_min`` over the remaining
-epochs (:func:`extended_schedule`), so it never rises.
+checkpoint. Every setting must be the checkpoint's, except those in :data:`RESUMABLE_CHANGES`
+(``train.epochs`` at least the epochs done); with more (or fewer) epochs the learning rate
+continues from where the run stopped and decays by a new half cosine to ``optim.lr_min`` over the
+remaining epochs (:func:`extended_schedule`), so it never rises.
+
+Devices and scale: model, batches, losses and metrics live on ``train.device`` (checkpoints are
+written from CPU copies and load anywhere); ``train.precision`` runs the forward pass under
+autocast (bfloat16, or float16 with a gradient scaler on CUDA); batches come from
+``train.workers`` DataLoader processes (persistent, pinned memory on CUDA), which change no result:
+augmentation is seeded per sample and the loaders draw nothing from the torch RNG. Under torchrun
+the same code runs NCCL on CUDA and gloo on the CPU (:mod:`asa_snn.train.distributed`), with
+batch-norm statistics synchronized when ``train.sync_batchnorm`` is set; rank 0 alone writes files,
+the progress bar and TensorBoard (``train.tensorboard``: ``OUT/tensorboard``).
 """
 
 from __future__ import annotations
@@ -30,13 +40,23 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from rich.progress import Progress
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader
@@ -62,19 +82,41 @@ from asa_snn.train.checkpoint import (
     save_checkpoint,
 )
 from asa_snn.train.config import TrainConfig
-from asa_snn.train.data import DataBundle, build_data, check_classes, frame_pipeline
-from asa_snn.train.distributed import Cluster, start_cluster, stop_cluster
-from asa_snn.train.metrics import LOSS_FUNCTIONS, evaluate, evaluate_windows, to_time_major
+from asa_snn.train.data import DataBundle, EpochSampler, build_data, check_classes
+from asa_snn.train.distributed import Cluster, process_device, start_cluster, stop_cluster
+from asa_snn.train.metrics import (
+    LOSS_FUNCTIONS,
+    Evaluation,
+    autocast,
+    evaluate,
+    evaluate_windows,
+    to_time_major,
+)
 
 LAST = "last.safetensors"
 BEST = "best.safetensors"
 LOG = "log.jsonl"
 RESULT = "result.json"
-TRAIN_FILES = (LOG, LAST, BEST, RESULT)
-"""The files a run writes into its folder (besides the marker and the lock file)."""
+TENSORBOARD = "tensorboard"
+TRAIN_FILES = (LOG, LAST, BEST, RESULT, TENSORBOARD)
+"""The files (and the TensorBoard folder) a run writes into its folder (besides the marker and the
+lock file)."""
 
-RESUMABLE_CHANGES = ("train.epochs", "train.eval_windows")
-"""Settings ``--resume`` accepts changed; any other difference from the checkpoint is refused."""
+RESUMABLE_CHANGES = (
+    "train.epochs",
+    "train.eval_windows",
+    "train.device",
+    "train.workers",
+    "train.tensorboard",
+    "data.cache_dir",
+)
+"""Settings ``--resume`` accepts changed (where a run continues, with how many loader processes,
+logging to TensorBoard or not, where frames are cached); any other difference is refused."""
+
+TENSORBOARD_MISSING = (
+    "train.tensorboard = true needs the tensorboard package, which is not installed: "
+    "pip install 'asa-snn[tensorboard]' (or set train.tensorboard = false)"
+)
 
 
 @dataclass(frozen=True)
@@ -104,22 +146,69 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _loader(dataset: Any, batch_size: int, sampler: Any = None) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, shuffle=False, num_workers=0)
+def default_workers(world_size: int = 1) -> int:
+    """DataLoader workers per training process when ``train.workers`` is not set: this process's
+    share of the usable cores less one for the training loop itself, at most 8 (0 on one core)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0, min(8, cores // max(world_size, 1) - 1))
 
 
-def _progress(enabled: bool) -> Progress | nullcontext:
-    return Progress(transient=True) if enabled else nullcontext()
+def _loader(
+    dataset: Any,
+    batch_size: int,
+    sampler: Any = None,
+    workers: int = 0,
+    device: torch.device | None = None,
+    persistent: bool = False,
+) -> DataLoader:
+    """Batches of ``dataset``: ``workers`` processes (kept across epochs when ``persistent``), pinned
+    memory on CUDA; the loader's own generator, so no worker seed is drawn from the torch RNG."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        persistent_workers=persistent and workers > 0,
+        pin_memory=device is not None and device.type == "cuda",
+        generator=torch.Generator().manual_seed(0),
+    )
 
 
-def _batches(loader: DataLoader, progress: Progress | None, label: str) -> Iterator[Any]:
+class SamplesPerSecond(ProgressColumn):
+    """The task's speed in samples per second (what the bar advances by)."""
+
+    def render(self, task: Task) -> Text:
+        """``12.3 samples/s`` (empty before the first estimate)."""
+        return Text(f"{task.speed:,.1f} samples/s" if task.speed else "", style="progress.data.speed")
+
+
+def epoch_progress(console: Console | None = None) -> Progress:
+    """The training progress bar: epoch, bar, samples done / total, samples per second and ETA.
+    Drawn only on a terminal (``console.is_terminal``); lines printed through its console always
+    appear."""
+    console = console or Console()
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        SamplesPerSecond(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def _batches(loader: DataLoader, progress: Progress | None, label: str, samples: int) -> Iterator[Any]:
+    """The batches of ``loader``; ``progress`` advances by each batch's samples out of ``samples``."""
     if progress is None:
         yield from loader
         return
-    task = progress.add_task(label, total=len(loader))
+    task = progress.add_task(label, total=samples)
     for batch in loader:
         yield batch
-        progress.advance(task)
+        progress.advance(task, len(batch[1]))
     progress.remove_task(task)
 
 
@@ -194,6 +283,10 @@ class _Run:
         loss_fn: the configured loss.
         sampler: orders and shards the training set, per epoch.
         val_loader: batches of the validation set.
+        device: where model, batches, losses and metrics live.
+        train_loader: batches of this process's training shard (keys from an :class:`EpochSampler`).
+        scaler: the gradient scaler of ``16-mixed`` (disabled otherwise).
+        writer: TensorBoard's SummaryWriter on rank 0 with ``train.tensorboard``, else None.
     """
 
     config: TrainConfig
@@ -207,6 +300,10 @@ class _Run:
     loss_fn: Any
     sampler: DistributedSampler
     val_loader: DataLoader
+    device: torch.device
+    train_loader: DataLoader
+    scaler: torch.amp.GradScaler
+    writer: Any = None
 
 
 def _flat(document: Any, prefix: str = "") -> dict[str, Any]:
@@ -373,7 +470,9 @@ def train(
             checkpoint or with changed settings; a non-finite loss or weight (epoch and batch named).
     """
     out_dir = Path(out_dir)
-    cluster = start_cluster()
+    device = process_device(config.train.device)
+    check_scale_settings(config, device, "RANK" in os.environ and "WORLD_SIZE" in os.environ)
+    cluster = start_cluster(device)
     try:
         with output_folder(out_dir, resume, cluster):
             return _train(
@@ -381,6 +480,38 @@ def train(
             )
     finally:
         stop_cluster(cluster)
+
+
+def check_scale_settings(config: TrainConfig, device: torch.device, distributed: bool) -> None:
+    """Refuse settings ``device`` cannot honour, before any process group or data is set up.
+
+    Raises:
+        AsaSnnError: ``train.precision = "16-mixed"`` off CUDA; ``train.sync_batchnorm`` in a
+            distributed run off CUDA (PyTorch synchronizes batch norm on GPUs only);
+            ``train.tensorboard`` without the tensorboard package.
+    """
+    source, settings = config.source or "<config>", config.train
+    if settings.precision == "16-mixed" and device.type != "cuda":
+        raise AsaSnnError(
+            f"{source}: train.precision = '16-mixed' needs a CUDA device (train.device resolves to "
+            f"{device}); use train.precision = 'bf16' or '32' there"
+        )
+    if settings.sync_batchnorm and distributed and device.type != "cuda":
+        raise AsaSnnError(
+            f"{source}: train.sync_batchnorm = true needs CUDA devices (PyTorch's SyncBatchNorm runs on "
+            f"GPUs; train.device resolves to {device}); set it false for CPU runs"
+        )
+    if settings.tensorboard:
+        _summary_writer_class()
+
+
+def _summary_writer_class() -> Any:
+    """TensorBoard's SummaryWriter class, or an AsaSnnError naming the missing extra."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise AsaSnnError(TENSORBOARD_MISSING) from exc
+    return SummaryWriter
 
 
 def _train(
@@ -393,17 +524,31 @@ def _train(
 ) -> TrainResult:
     """Set up, run the remaining epochs (rank 0 saves each, all wait for it), then test the best model."""
     run, standing = _setup(config, out_dir, resume, cluster, allow_unused_classes)
-    with _progress(progress) as bar:
-        for epoch in range(standing.start_epoch, config.train.epochs):
-            record = _epoch(run, epoch, bar)
-            standing.history.append(record)
-            improved = record["val_accuracy"] > standing.best_val
-            if improved:
-                standing.best_val, standing.best_epoch = record["val_accuracy"], epoch + 1
-            if cluster.is_main:
-                _save_epoch(run, standing, record, improved, bar)
-            cluster.barrier()
-    return _finish(run, standing)
+    try:
+        with epoch_progress() if progress else _Quiet() as bar:
+            for epoch in range(standing.start_epoch, config.train.epochs):
+                record = _epoch(run, epoch, bar)
+                standing.history.append(record)
+                improved = record["val_accuracy"] > standing.best_val
+                if improved:
+                    standing.best_val, standing.best_epoch = record["val_accuracy"], epoch + 1
+                if cluster.is_main:
+                    _save_epoch(run, standing, record, improved, bar)
+                cluster.barrier()
+        return _finish(run, standing)
+    finally:
+        if run.writer is not None:
+            run.writer.close()
+
+
+class _Quiet:
+    """No progress bar: ``with _Quiet() as bar`` gives None."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def _setup(
@@ -420,7 +565,10 @@ def _setup(
     torch.use_deterministic_algorithms(True, warn_only=True)
     data = build_data(config)
     check_classes(config, data, allow_unused_classes)
-    model = build_model(config.model)
+    device = process_device(settings.device)
+    model = build_model(config.model).to(device)
+    if settings.sync_batchnorm and cluster.distributed:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay
     )
@@ -433,40 +581,66 @@ def _setup(
         if not resume:
             clear_folder(out_dir, keep=(OUTPUT_MARKER, LOCK_FILE))
         _write_log(out_dir, standing.history)
-    trained = DistributedDataParallel(model) if cluster.distributed else model
+    trained = model
+    if cluster.distributed:
+        trained = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     sampler = DistributedSampler(
         data.train, num_replicas=cluster.world_size, rank=cluster.rank, shuffle=True, seed=settings.seed
     )
-    val_loader = _loader(data.val, settings.batch_size)
+    data.train.augment_seed = settings.seed
+    workers = default_workers(cluster.world_size) if settings.workers is None else settings.workers
+    train_loader = _loader(data.train, settings.batch_size, EpochSampler(sampler), workers, device, True)
+    val_loader = _loader(data.val, settings.batch_size, None, workers, device, True)
+    scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "16-mixed")
+    writer = None
+    if settings.tensorboard and cluster.is_main:
+        writer = _summary_writer_class()(str(out_dir / TENSORBOARD), purge_step=standing.start_epoch + 1)
     run = _Run(
-        config, out_dir, cluster, data, model, trained, optimizer, scheduler, loss_fn, sampler, val_loader
+        config,
+        out_dir,
+        cluster,
+        data,
+        model,
+        trained,
+        optimizer,
+        scheduler,
+        loss_fn,
+        sampler,
+        val_loader,
+        device,
+        train_loader,
+        scaler,
+        writer,
     )
     return run, standing
 
 
 def _train_epoch(run: _Run, epoch: int, bar: Progress | None) -> dict[str, Any]:
     """Epoch ``epoch`` (0-based) of training: one optimiser step per batch of this process's shard
-    (augmentation reseeded from seed, epoch and rank), then one learning-rate step.
+    (each sample augmented with a seed from seed, epoch and sample), then one learning-rate step.
 
     Returns:
         ``train_loss`` and ``train_accuracy`` (over all processes), ``lr`` (the epoch's learning rate),
         ``train_shard_sizes`` (samples per process) and ``train_samples_seen`` (distinct samples).
     """
-    settings, data = run.config.train, run.data
-    run.sampler.set_epoch(epoch)
-    augment_seed = (settings.seed * 1_000_003 + epoch) * 1_009 + run.cluster.rank
-    data.train.transform = frame_pipeline(data.input_spec, run.config.data, augment_seed)
+    settings, device = run.config.train, run.device
+    run.train_loader.sampler.set_epoch(epoch)
     lr = run.optimizer.param_groups[0]["lr"]
     loss_sum, correct, count = 0.0, 0, 0
     run.trained.train()
-    loader = _loader(data.train, settings.batch_size, run.sampler)
-    for batch, (frames, labels) in enumerate(_batches(loader, bar, f"epoch {epoch + 1}")):
+    label = f"epoch {epoch + 1}/{settings.epochs}"
+    batches = _batches(run.train_loader, bar, label, len(run.sampler))
+    for batch, (frames, labels) in enumerate(batches):
+        frames = frames.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
         run.optimizer.zero_grad()
-        scores = run.trained(to_time_major(frames))
+        with autocast(device, settings.precision):
+            scores = run.trained(to_time_major(frames))
         loss = run.loss_fn(scores, labels)
         _check_loss(run, float(loss.detach()), epoch, batch)
-        loss.backward()
-        run.optimizer.step()
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
         loss_sum += float(loss.detach()) * len(labels)
         correct += int((scores.detach().argmax(1) == labels).sum())
         count += len(labels)
@@ -515,7 +689,8 @@ def _epoch(run: _Run, epoch: int, bar: Progress | None) -> dict[str, Any]:
     started = time.perf_counter()
     train = _train_epoch(run, epoch, bar)
     _check_weights(run, epoch)
-    val = evaluate(run.model, run.val_loader, run.loss_fn)
+    val = evaluate(run.model, run.val_loader, run.loss_fn, run.device, run.config.train.precision)
+    _log_tensorboard(run.writer, epoch + 1, train, val)
     return {
         "epoch": epoch + 1,
         "train_loss": train["train_loss"],
@@ -527,7 +702,26 @@ def _epoch(run: _Run, epoch: int, bar: Progress | None) -> dict[str, Any]:
         "seconds": time.perf_counter() - started,
         "train_shard_sizes": train["train_shard_sizes"],
         "train_samples_seen": train["train_samples_seen"],
+        "val_layer_rates": val.layer_rates,
     }
+
+
+def _log_tensorboard(writer: Any, step: int, train: dict[str, Any], val: Evaluation) -> None:
+    """Epoch ``step``'s (1-based) loss, accuracy, NASFR, per-layer firing rates and learning rate."""
+    if writer is None:
+        return
+    scalars = {
+        "loss/train": train["train_loss"],
+        "loss/val": val.loss,
+        "accuracy/train": train["train_accuracy"],
+        "accuracy/val": val.accuracy,
+        "nasfr/val": val.nasfr,
+        "lr": train["lr"],
+        **{f"firing_rate/{name or 'model'}": rate for name, rate in val.layer_rates.items()},
+    }
+    for tag, value in scalars.items():
+        writer.add_scalar(tag, value, step)
+    writer.flush()
 
 
 def _save_epoch(
@@ -569,11 +763,14 @@ def _test_best(run: _Run) -> tuple[float, float, float, int]:
     spec, state, _ = load_checkpoint(run.out_dir / BEST)
     model = build_model(spec)
     model.load_state_dict(state)
-    windows = run.config.train.eval_windows
-    if windows > 1:
-        test = evaluate_windows(model, run.data.test, run.data.input_spec, windows)
+    model.to(run.device)
+    settings = run.config.train
+    if settings.eval_windows > 1:
+        test = evaluate_windows(model, run.data.test, run.data.input_spec, settings.eval_windows, run.device)
         return test.accuracy, test.window_accuracy, test.nasfr, test.samples
-    test = evaluate(model, _loader(run.data.test, run.config.train.batch_size), run.loss_fn)
+    workers = run.val_loader.num_workers
+    loader = _loader(run.data.test, settings.batch_size, None, workers, run.device)
+    test = evaluate(model, loader, run.loss_fn, run.device, settings.precision)
     return test.accuracy, test.accuracy, test.nasfr, test.samples
 
 
