@@ -1,0 +1,95 @@
+"""Fold fine-tuning with chip dynamics and distillation; stages on the test split; input report."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from graph_builders import chain_graph
+from torch.utils.data import TensorDataset
+
+from asa_snn.chips.speck.quantizer import SpeckQuantizer
+from asa_snn.convert.chip_dynamics import SpeckDynamics
+from asa_snn.convert.finetune import LossWeights, Teacher, finetune
+from asa_snn.convert.graph import NeuronSpec
+from asa_snn.train.config import load_config
+from asa_snn.train.trainer import train
+from asa_snn.workflows.fidelity_report import input_difference
+from asa_snn.workflows.fold import run_fold
+from asa_snn.workflows.fold_steps import TuneOptions
+
+
+@pytest.fixture(scope="module")
+def loihi_checkpoint(tmp_path_factory):
+    from tests.conftest import TINY
+
+    folder = tmp_path_factory.mktemp("tiny_loihi")
+    text = TINY.replace('network = "speck_net"', 'network = "loihi_net"').replace(
+        "channels = [4, 8]", "channels = [4, 8], hidden = 8"
+    )
+    (folder / "tiny.toml").write_text(text.replace("timesteps = 4", 'timesteps = 4\nattention = "asa2"'))
+    train(load_config(folder / "tiny.toml", ["train.epochs=1"]), folder / "run", progress=False)
+    return folder / "run" / "best.safetensors"
+
+
+def test_loihi_fold_reports_on_the_test_split_and_names_the_dropped_input(loihi_checkpoint, tmp_path):
+    out = tmp_path / "folded"
+    outcome = run_fold(loihi_checkpoint, "loihi", out, finetune_epochs=1, n_calib=8)
+    doc = json.loads((out / "fidelity.json").read_text())
+    assert doc["splits"]["report"] == "test" and doc["splits"]["selection"] == "validation"
+    assert all(stage["samples"] == doc["test_samples"] == 12 for stage in doc["stages"])
+    assert doc["validation_samples"] == 12 and doc["splits"]["training_samples"] == 36
+    chip_input = doc["input"]
+    assert 0 < chip_input["dropped"] < chip_input["events"]
+    assert chip_input["received"] + chip_input["dropped"] == chip_input["events"]
+    text = (out / "fidelity.md").read_text()
+    assert "test split (12 samples), which chose nothing" in text and "validation split (12 samples)" in text
+    assert f"{chip_input['dropped']:.0f} dropped" in text
+    assert len(doc["finetune_history"]) == 2 and outcome.graph.quantized
+
+
+def test_input_difference_by_hand():
+    frames = np.array([0, 1, 3, 2], np.float32).reshape(1, 1, 1, 2, 2)
+    loihi = input_difference("loihi", frames)
+    assert (loihi["events"], loihi["received"], loihi["dropped"]) == (6.0, 3.0, 3.0)
+    assert input_difference("speck", frames)["dropped"] == 0.0
+    assert input_difference("generic", frames)["dropped"] == 0.0
+
+
+def _float_speck_graph():
+    neurons = [NeuronSpec("iaf", 1.0), NeuronSpec("iaf", 1.0), NeuronSpec("iaf", 1.0, "zero")]
+    graph = chain_graph(neurons, quantized=False, weight_mean=3.0)
+    for layer in graph.layers:
+        if "weight" in layer.tensors:
+            layer.tensors["weight"] = layer.tensors["weight"] / 80.0
+    return graph
+
+
+def test_distillation_alone_pulls_the_chip_model_toward_the_teacher_rates():
+    graph = _float_speck_graph()
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 3, (24, 12, 2, 8, 8), generator=generator).float()
+    labels = torch.randint(0, 3, (24,), generator=generator)
+    data = TensorDataset(frames, labels)
+    teacher = Teacher(torch.full((24, 3), 0.25))
+    quantizer = SpeckQuantizer()
+    result = finetune(
+        graph,
+        data,
+        data,
+        4,
+        lr=3e-2,
+        batch_size=8,
+        dynamics=SpeckDynamics(),
+        quantizer=quantizer,
+        teacher=teacher,
+        weights=LossWeights(label=0.0, teacher=1.0),
+    )
+    losses = [h["train_loss"] for h in result.history[1:]]
+    assert [h["epoch"] for h in result.history] == [0, 1, 2, 3, 4]
+    assert losses[-1] < 0.8 * losses[0]
+
+
+def test_tune_options_turn_distillation_off():
+    assert TuneOptions().distils and not TuneOptions(teacher_weight=0.0).distils
+    assert TuneOptions(teacher_weight=0.0, layer_weight=0.5).distils
