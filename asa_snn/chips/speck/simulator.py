@@ -210,13 +210,25 @@ class TimeStepped:
     def run(
         self, chain: list[ChainStep], frames: np.ndarray, arithmetic: Arithmetic
     ) -> dict[str, np.ndarray]:
-        """Spike counts per spiking layer, int64 [T, B, C, H, W], from frames [T, B, C, H, W]."""
+        """Spike counts per spiking layer, int64 [T, B, C, H, W], from frames [T, B, C, H, W].
+
+        Each op reads its ``sources`` (the graph input for none); an ``add`` sums the spike counts
+        of its two operands, which the weight layer reading it then convolves (a merge on the chip:
+        both cores' events reach its core in the same step). An output is dropped after its last reader.
+        """
         T, B = frames.shape[:2]
         carrier = np.float32 if isinstance(arithmetic, IntegerState) else np.float64
-        x = torch.from_numpy(np.ascontiguousarray(frames, dtype=carrier)).flatten(0, 1)
+        outputs = {"": torch.from_numpy(np.ascontiguousarray(frames, dtype=carrier)).flatten(0, 1)}
+        last_read = {source: i for i, step in enumerate(chain) for source in step.sources or ("",)}
         trains: dict[str, np.ndarray] = {}
-        for step in chain:
-            x = _dense_op(step, x, arithmetic)
+        for i, step in enumerate(chain):
+            sources = step.sources or ("",)
+            read = [outputs[source] for source in sources]
+            for source in sources:
+                if last_read[source] == i:
+                    outputs.pop(source, None)
+            x = read[0] + read[1] if step.layer.op == "add" else _dense_op(step, read[0], arithmetic)
+            outputs[step.layer.name] = x
             if step.neuron is None:
                 continue
             name = step.layer.name
@@ -230,7 +242,7 @@ class TimeStepped:
             for t in range(T):
                 v, spikes[t] = params.update(v, currents[t], arithmetic)
             trains[name] = spikes
-            x = torch.from_numpy(spikes.reshape(T * B, *spikes.shape[2:]).astype(carrier))
+            outputs[name] = torch.from_numpy(spikes.reshape(T * B, *spikes.shape[2:]).astype(carrier))
         return trains
 
     def notes(self, chain: list[ChainStep]) -> list[str]:
@@ -280,9 +292,19 @@ class SpeckSimulator:
             spike counts per spiking layer int64 [B, T], spike maps float64 [B, *output_shape]
             (summed over T), outputs [B, T, K] (last spiking layer), and with ``record`` spike
             trains int64 [T, B, *output_shape].
+
+        Raises:
+            AsaSnnError: a graph Speck cannot run (:func:`~asa_snn.chips.speck.mapping.speck_chain`),
+                or a residual graph (``add``) in a mode other than :class:`TimeStepped`.
         """
         frames = check_frames(graph, np.asarray(frames))
         chain = speck_chain(graph, approximate=self.approximate)
+        merges = [step.layer.name for step in chain if step.layer.op == "add"]
+        if merges and not isinstance(self.mode, TimeStepped):
+            raise AsaSnnError(
+                f"layer {merges[0]!r}: the {self.mode.name} Speck mode runs layer chains only, not residual "
+                "adds; simulate this graph with the time-stepped mode (the default)"
+            )
         arithmetic = IntegerState() if graph.quantized else FloatState()
         trains = self.mode.run(chain, np.swapaxes(frames, 0, 1), arithmetic)
         notes = [f"mode: {self.mode.name}", "int16 saturating state" if graph.quantized else "float64 state"]

@@ -1,10 +1,17 @@
-"""Export a folded graph to a sinabs ``torch.nn.Sequential`` shaped for Speck.
+"""Export a folded graph to sinabs modules shaped for Speck.
 
 The result holds only what ``sinabs.backend.dynapcnn.DynapcnnNetwork`` (sinabs 3.1.3) accepts as
-a sequence of edges (``connectivity_specs.py``): ``Conv2d -> IAFSqueeze``, ``IAFSqueeze ->
-SumPool2d``, ``SumPool2d -> SumPool2d``, ``IAFSqueeze / SumPool2d -> Conv2d``. A linear layer is
-written as a ``Conv2d`` whose kernel covers its whole input map (how Speck runs it), so flatten
-ops disappear and the output of the last layer is ``[B*T, K, 1, 1]``.
+edges (``connectivity_specs.py``): ``Conv2d -> IAFSqueeze``, ``IAFSqueeze -> SumPool2d``,
+``SumPool2d -> SumPool2d``, ``IAFSqueeze / SumPool2d -> Conv2d``, and ``sinabs.layers.Merge``, the
+one module with two inputs, in front of a ``Conv2d``. A linear layer is written as a ``Conv2d``
+whose kernel covers its whole input map (how Speck runs it), so flatten ops disappear and the
+output of the last layer is ``[B*T, K, 1, 1]``.
+
+A chain becomes an ``nn.Sequential``; a residual graph (``add`` ops) a :class:`SinabsGraph`, whose
+``forward`` feeds each module the outputs of the layers it reads. ``DynapcnnNetwork`` traces it
+(nirtorch records which module's output each module receives), drops the ``Merge`` modules and
+sends both operands' cores to the core after the merge: a core with two destinations where a
+layer has two readers.
 
 Nothing here imports samna or ``sinabs.backend.dynapcnn``. For a quantized graph (integers already
 in the chip's units) pass ``discretize=False`` to ``DynapcnnNetwork`` so it keeps the integers.
@@ -80,13 +87,47 @@ def _neuron_module(
     )
 
 
+class SinabsGraph(nn.Module):
+    """A residual graph's sinabs modules run in graph order.
+
+    Args:
+        modules: the modules by name (:func:`module_name`, :func:`neuron_module_name`).
+        plan: per graph layer, in order: (layer name, the modules it applies in turn, the layers it
+            reads); an add applies its ``Merge`` to its two operands, a flatten applies nothing.
+
+    Shape:
+        [B*T, C, H, W] -> the last layer's output, e.g. [B*T, K, 1, 1].
+    """
+
+    def __init__(
+        self, modules: OrderedDict[str, nn.Module], plan: list[tuple[str, tuple[str, ...], tuple[str, ...]]]
+    ) -> None:
+        super().__init__()
+        for name, module in modules.items():
+            self.add_module(name, module)
+        self.plan = plan
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = {"": x}
+        for layer, names, sources in self.plan:
+            read = [outputs[source] for source in sources or ("",)]
+            if len(read) == 2:
+                y = self.get_submodule(names[0])(*read)
+            else:
+                y = read[0]
+                for name in names:
+                    y = self.get_submodule(name)(y)
+            outputs[layer] = y
+        return y
+
+
 def to_sinabs(
     graph: FoldedGraph,
     num_timesteps: int | None = None,
     batch_size: int | None = None,
     approximate: bool = False,
-) -> nn.Sequential:
-    """The graph as a sinabs Sequential of Conv2d / IAFSqueeze / SumPool2d.
+) -> nn.Sequential | SinabsGraph:
+    """The graph as sinabs Conv2d / IAFSqueeze / SumPool2d modules (and Merge for adds).
 
     Args:
         graph: a folded graph, float or quantized (integers are kept as float32 values).
@@ -96,9 +137,10 @@ def to_sinabs(
         approximate: run lif neurons as iaf (with a warning) instead of refusing them.
 
     Returns:
-        ``nn.Sequential`` taking [B*T, C, H, W] (batch-major, time inner) and returning the last
-        layer's spikes [B*T, K, 1, 1] (or [B*T, C, H, W] when the graph ends in a conv). Modules
-        are named after the graph layers (:func:`module_name`, :func:`neuron_module_name`).
+        ``nn.Sequential`` (a chain) or :class:`SinabsGraph` (a residual graph) taking [B*T, C, H, W]
+        (batch-major, time inner) and returning the last layer's spikes [B*T, K, 1, 1] (or
+        [B*T, C, H, W] when the graph ends in a conv). Modules are named after the graph layers
+        (:func:`module_name`, :func:`neuron_module_name`; an add's ``Merge`` by :func:`module_name`).
 
     Raises:
         AsaSnnError: naming the layer, for ops or neurons Speck cannot run (see
@@ -107,8 +149,9 @@ def to_sinabs(
     if num_timesteps is None and batch_size is None:
         num_timesteps = graph.input.n_steps
     modules: OrderedDict[str, nn.Module] = OrderedDict()
+    plan: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = []
     for step in speck_chain(graph, approximate=approximate):
-        layer = step.layer
+        layer, before = step.layer, len(modules)
         if layer.op in ("conv2d", "linear"):
             modules[module_name(layer.name)] = _weight_module(step)
             modules[neuron_module_name(layer.name)] = _neuron_module(
@@ -116,4 +159,9 @@ def to_sinabs(
             )
         elif layer.op == "sumpool2d":
             modules[module_name(layer.name)] = sl.SumPool2d(kernel_size=pool_size(layer))
+        elif layer.op == "add":
+            modules[module_name(layer.name)] = sl.Merge()
+        plan.append((layer.name, tuple(modules)[before:], step.sources))
+    if any(layer.op == "add" for layer in graph.layers):
+        return SinabsGraph(modules, plan)
     return nn.Sequential(modules)

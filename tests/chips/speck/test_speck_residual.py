@@ -1,0 +1,191 @@
+"""Residual graphs on Speck: the built-in simulator against sinabs spike for spike, and the export
+sinabs' own ``DynapcnnNetwork`` builds (two destinations, a merge).
+
+``sinabs.backend.dynapcnn`` imports samna, whose PyPI package is only a loader that runs pip
+against SynSense's index (FACTS.md section 3), so it cannot be imported offline. The DynapcnnNetwork
+test runs in a subprocess in which an import hook answers every ``samna`` / ``samnagui`` import
+with an empty stand-in module: samna is only touched to configure or open a board, never while
+sinabs builds the network, maps its edges, sizes its memory or simulates it in software, so
+everything checked there is sinabs' own code.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asa_snn.chips.speck.event_driven import EventDriven
+from asa_snn.chips.speck.mapping import check_speck
+from asa_snn.chips.speck.simulator import SpeckSimulator
+from asa_snn.chips.speck.sinabs_backend import SinabsBackend
+from asa_snn.chips.speck.sinabs_export import SinabsGraph, to_sinabs
+from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec, save_graph
+from asa_snn.errors import AsaSnnError
+
+QUANT = LayerQuant(scale=1.0, weight_bits=8, state_bits=16)
+CONV = {"kernel_size": [3, 3], "stride": [1, 1], "padding": [1, 1]}
+
+
+def _conv(name, c_in, c_out, hw, rng, threshold, inputs=(), kernel=3, padding=1, bias=False):
+    tensors = {"weight": rng.integers(-40, 50, (c_out, c_in, kernel, kernel)).astype(np.int8)}
+    if bias:
+        tensors["bias"] = rng.integers(-5, 6, c_out).astype(np.int16)
+    attrs = {"kernel_size": [kernel, kernel], "stride": [1, 1], "padding": [padding, padding]}
+    neuron = NeuronSpec("iaf", float(threshold), "subtract", -float(threshold))
+    return Layer(name, "conv2d", attrs, (c_out, *hw), tensors, neuron, inputs, QUANT)
+
+
+def residual_graph(seed=0, n_steps=6) -> FoldedGraph:
+    """stem (2->4, 16x16) -> pool 2 -> a -> b; add(b, pool) -> head (conv 4->3 over the 8x8 map).
+
+    The pooled stem sends to ``a`` and, through the add, to ``head``: two destinations and a merge.
+    """
+    rng = np.random.default_rng(seed)
+    layers = [
+        _conv("stem", 2, 4, (16, 16), rng, 150, bias=True),
+        Layer("pool", "sumpool2d", {"kernel_size": [2, 2]}, (4, 8, 8)),
+        _conv("a", 4, 4, (8, 8), rng, 120),
+        _conv("b", 4, 4, (8, 8), rng, 120),
+        Layer("join", "add", {}, (4, 8, 8), inputs=("b", "pool")),
+        _conv("head", 4, 3, (1, 1), rng, 3000, kernel=8, padding=0),
+    ]
+    spec = InputSpec((2, 16, 16), (16, 16, 2), n_steps=n_steps)
+    return FoldedGraph(layers, spec, 3, "speck", quantized=True)
+
+
+def _frames(graph, batch=3, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.poisson(0.6, (batch, graph.input.n_steps, *graph.input.shape)).astype(np.float64)
+
+
+def test_residual_graph_maps_onto_four_cores():
+    report = check_speck(residual_graph())
+    assert report.ok, report.violations
+    assert [(r.layer, r.destinations, r.sources) for r in report.rows] == [
+        ("stem", 2, ()),
+        ("a", 1, ("stem",)),
+        ("b", 1, ("a",)),
+        ("head", 0, ("stem", "b")),
+    ]
+
+
+def test_simulator_equals_sinabs_spike_for_spike_on_a_residual_graph():
+    graph = residual_graph()
+    frames = _frames(graph)
+    ours = SpeckSimulator().run(graph, frames, record=True)
+    theirs = SinabsBackend().run(graph, frames, record=True)
+    assert set(ours.spike_trains) == {"stem", "a", "b", "head"}
+    for name, train in ours.spike_trains.items():
+        np.testing.assert_array_equal(train, theirs.spike_trains[name], err_msg=name)
+    assert all(ours.spike_counts[name].sum() > 0 for name in ours.spike_counts), {
+        k: v.sum() for k, v in ours.spike_counts.items()
+    }
+
+
+def test_the_merge_sums_both_operands():
+    """With ``b`` silenced, ``head`` sees only the pooled stem; with the add it sees both: the head
+    spikes differ, so the skip path really reaches it."""
+    graph = residual_graph()
+    frames = _frames(graph)
+    full = SpeckSimulator().run(graph, frames, record=True)
+    silent = residual_graph()
+    silent.layer("b").tensors["weight"] = np.zeros_like(silent.layer("b").tensors["weight"])
+    cut = SpeckSimulator().run(silent, frames, record=True)
+    assert cut.spike_counts["b"].sum() == 0
+    assert not np.array_equal(full.spike_trains["head"], cut.spike_trains["head"])
+    np.testing.assert_array_equal(full.spike_trains["stem"], cut.spike_trains["stem"])
+
+
+def test_export_is_a_graph_module_with_a_merge():
+    import sinabs.layers as sl
+
+    model = to_sinabs(residual_graph())
+    assert isinstance(model, SinabsGraph)
+    assert isinstance(model.join, sl.Merge)
+    assert [step[0] for step in model.plan] == ["stem", "pool", "a", "b", "join", "head"]
+    assert model.plan[4] == ("join", ("join",), ("b", "pool"))
+
+
+def test_event_driven_mode_refuses_residual_graphs_by_name():
+    graph = residual_graph()
+    with pytest.raises(AsaSnnError, match=r"'join'.*time-stepped"):
+        SpeckSimulator(mode=EventDriven()).run(graph, _frames(graph))
+
+
+SINABS_SCRIPT = r"""
+import importlib.abc, importlib.machinery, json, sys, types
+
+class Anything:
+    def __getattr__(self, name):
+        return Anything()
+    def __call__(self, *args, **kwargs):
+        return Anything()
+    def __mro_entries__(self, bases):
+        return (object,)
+
+class StandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("samna", "samnagui"):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+    def create_module(self, spec):
+        module = types.ModuleType(spec.name)
+        module.__path__ = []
+        module.__getattr__ = lambda name: Anything()
+        return module
+    def exec_module(self, module):
+        pass
+
+sys.meta_path.insert(0, StandIn())
+import numpy as np, torch
+from sinabs.backend.dynapcnn import DynapcnnNetwork
+from asa_snn.chips.speck.sinabs_export import to_sinabs
+from asa_snn.convert.graph import load_graph
+
+graph = load_graph(sys.argv[1])
+frames = np.load(sys.argv[2])
+B, T = frames.shape[:2]
+net = DynapcnnNetwork(to_sinabs(graph), input_shape=tuple(graph.input.shape), discretize=False)
+weights = {l.name: l.tensors["weight"] for l in graph.layers if "weight" in l.tensors}
+names = {}
+for index, layer in net.dynapcnn_layers.items():
+    kernel = layer.conv_layer.weight.detach().numpy()
+    names[index] = next(n for n, w in weights.items() if w.size == kernel.size and np.array_equal(
+        w.reshape(kernel.shape), kernel))
+with torch.no_grad():
+    out = net(torch.from_numpy(frames.astype(np.float32)).flatten(0, 1))
+memory = net.memory_summary()
+print(json.dumps({
+    "destinations": {
+        names[k]: [names.get(d, "exit") for d in v] for k, v in net.layer_destination_map.items()
+    },
+    "memory": {names[k]: [memory["kernel"][k], memory["neuron"][k]] for k in names},
+    "output": out.reshape(B, T, -1).numpy().tolist(),
+}))
+"""
+
+
+def test_dynapcnn_network_builds_from_the_export_and_simulates_the_same_spikes(tmp_path):
+    graph = residual_graph()
+    frames = _frames(graph, batch=2)
+    save_graph(graph, tmp_path / "graph")
+    np.save(tmp_path / "frames.npy", frames)
+    done = subprocess.run(
+        [sys.executable, "-c", SINABS_SCRIPT, str(tmp_path / "graph"), str(tmp_path / "frames.npy")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=Path(__file__).parents[3],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["destinations"] == {"stem": ["a", "head"], "a": ["b"], "b": ["head"], "head": ["exit"]}
+    rows = {r.layer: [r.kernel_words, r.neuron_words] for r in check_speck(graph).rows}
+    assert found["memory"] == rows
+    ours = SpeckSimulator().run(graph, frames).outputs
+    np.testing.assert_array_equal(np.asarray(found["output"]), ours)
+    assert ours.sum() > 0
