@@ -36,6 +36,7 @@ deploy_app = typer.Typer(help="Deploy a folded graph to Speck (samna) or Loihi (
 app.add_typer(deploy_app, name="deploy")
 
 console = Console()
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:N or mps."
 DATA_HELP = (
     "Event file, folder of event files (labelled by a labels.csv, or N-MNIST's labels.txt), training "
     "config or recipe name (its test split), or builtin:synthetic[:N] (N built-in recordings)."
@@ -200,18 +201,78 @@ def train_command(
         "runs/train"
     ),
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/last.safetensors.")] = False,
+    device: Annotated[str | None, typer.Option("--device", help=DEVICE_HELP + " Sets train.device.")] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="32, bf16 or 16-mixed (CUDA). Sets train.precision.")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="DataLoader processes. Sets train.workers.")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Frame cache folder. Sets data.cache_dir.")
+    ] = None,
 ) -> None:
     """Train a network from a config; checkpoints and a per-epoch log go to --out."""
     from asa_snn.train import load_config, train
     from asa_snn.train.config import resolve_config_path
 
+    options = _scale_overrides(device, precision, workers, cache_dir)
     result = train(
-        load_config(resolve_config_path(config), overrides or []), out, resume=resume, progress=True
+        load_config(resolve_config_path(config), [*(overrides or []), *options]),
+        out,
+        resume=resume,
+        progress=True,
     )
     console.print(
         f"best epoch {result.best_epoch}: validation accuracy {result.best_val_accuracy:.3f}; "
         f"test accuracy {result.test_accuracy:.3f}, test NASFR {result.test_nasfr:.4f} "
         f"({result.test_samples} samples); checkpoints in {result.out_dir}"
+    )
+
+
+def _scale_overrides(
+    device: str | None, precision: str | None, workers: int | None, cache_dir: Path | None
+) -> list[str]:
+    """Config overrides for the options given (None: the config's value stays)."""
+    values = {
+        "train.device": device,
+        "train.precision": precision,
+        "train.workers": workers,
+        "data.cache_dir": None if cache_dir is None else str(cache_dir.expanduser().resolve()),
+    }
+    return [f"{key}={json.dumps(value)}" for key, value in values.items() if value is not None]
+
+
+@app.command("cache")
+def cache_command(
+    config: Annotated[str, typer.Argument(help="Config file (TOML/YAML) or a shipped recipe name.")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="Overrides as section.key=value, e.g. data.dt_us=20000.")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", help="Frame cache folder (default: the config's data.cache_dir)."),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Processes computing frames.")] = 0,
+) -> None:
+    """Fill the on-disk frame cache of a config's data ahead of training (train with the same --cache-dir)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from asa_snn.train import load_config
+    from asa_snn.train.config import resolve_config_path
+    from asa_snn.train.data import build_data, fill_cache
+
+    options = _scale_overrides(None, None, None, cache_dir)
+    settings = load_config(resolve_config_path(config), [*(overrides or []), *options])
+    data = build_data(settings)
+    total = len(data.train) + len(data.val) + len(data.test)
+    columns = (TextColumn("caching frames"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("cache", total=total)
+        done = fill_cache(data, workers, lambda n: bar.advance(task, n))
+    console.print(
+        f"cached {done['train']} training, {done['val']} validation and {done['test']} test recordings "
+        f"in {data.train.cache.folder}"
     )
 
 
@@ -250,6 +311,7 @@ def analyze_command(
         typer.Option("--hist-range", help="Histogram range LOW,HIGH in units of the threshold (-2,2)."),
     ] = None,
     hist_bins: Annotated[int, typer.Option("--hist-bins", help="Histogram bins.")] = 80,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Firing rates, ghost features, background spikes, MPD/PTD/QE, energy; writes a report folder."""
     from asa_snn.workflows.analyze import analyze_checkpoints, parse_names, parse_range, parse_steps
@@ -265,6 +327,7 @@ def analyze_command(
         hist_spec=parse_range(hist_range or "-2,2", hist_bins),
         feature_steps=parse_steps(feature_steps),
         feature_layers=parse_names(feature_layers),
+        device=device,
     )
     console.print(f"report written to {out / 'report.md'} (metrics.json, figures/)")
 
@@ -568,16 +631,25 @@ def demo(
     config: Annotated[
         str, typer.Option("--config", help="Recipe file or shipped recipe name.")
     ] = "synthetic_speck",
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP + " (training and analysis)")] = "auto",
 ) -> None:
     """The whole job: train vanilla and ASA, analyse, fold for Speck and Loihi, export, simulate, report."""
+    from functools import partial
+
+    from asa_snn.devices import resolve_device
     from asa_snn.train.trainer import train_recipe
     from asa_snn.workflows.analyze import analyze_pair
     from asa_snn.workflows.demo import Settings, run_pipeline
 
+    resolve_device(device, "demo --device")
+
+    def train_on_device(recipe: str, overrides: list[str], out_dir: Path) -> dict:
+        return train_recipe(recipe, [*overrides, f"train.device={json.dumps(device)}"], out_dir)
+
     result = run_pipeline(
         out,
-        train_recipe,
-        analyze_pair,
+        train_on_device,
+        partial(analyze_pair, device=device),
         config=config,
         data=data,
         settings=Settings(epochs=epochs),

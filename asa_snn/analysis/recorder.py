@@ -200,14 +200,14 @@ def accumulate_layer(
         background: bool [T, B, H, W] background positions, or None.
         current: the neuron's input X, same shape; required when ``stats.quantity`` is ``current``.
     """
-    u = _as_chw(membrane).double()
-    s = _as_chw(spikes).double()
+    u = _as_chw(membrane).detach().cpu().double()
+    s = _as_chw(spikes).detach().cpu().double()
     if stats.quantity == "current":
         if current is None:
             raise AsaSnnError(
                 f"recorder: layer {stats.name!r} histograms the input current but none was given"
             )
-        v = _as_chw(current).double()
+        v = _as_chw(current).detach().cpu().double()
         finite = torch.isfinite(v) & torch.isfinite(u)
     else:
         v = u
@@ -231,7 +231,7 @@ def accumulate_layer(
     counts = torch.bincount(index, weights=weight.flatten(), minlength=steps * channels * (bins + 2))
     stats.hist += counts.round().long().view(steps, channels, bins + 2).numpy()
     if background is not None:
-        on_background = s * background[:, :, None].double()
+        on_background = s * background[:, :, None].cpu().double()
         stats.background_spikes += on_background.sum((1, 3, 4)).numpy()
 
 
@@ -267,7 +267,7 @@ class _SynapseHooks:
 
     def _synapse_hook(self, name: str):
         def hook(_module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-            x = inputs[0].detach().double()
+            x = inputs[0].detach().cpu().double()
             if name not in self.stats:
                 self.stats[name] = SynapseStats(
                     name, len(self.stats), tuple(x.shape[1:]), tuple(output.shape[1:]), np.zeros(x.shape[1:])
@@ -380,7 +380,8 @@ def measure(
     """Run ``model`` over the first ``max_samples`` items of ``dataset`` and accumulate statistics.
 
     Args:
-        model: a spiking network mapping frames [T, B, C, H, W] to scores.
+        model: a spiking network mapping frames [T, B, C, H, W] to scores; it runs on the device
+            its parameters are on (batches are moved there; statistics accumulate on the CPU).
         dataset: indexable, items ``(frames [T, C, H, W], label)``.
         batch_size: samples per forward pass (memory grows with it, not with the dataset).
         max_samples: number of samples (default: all).
@@ -407,6 +408,7 @@ def measure(
     hooks = _SynapseHooks(model)
     inputs = _InputHooks(modules, names if quantity == "current" else [])
     was_training = model.training
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     model.eval()
     bar = _progress(progress)
     try:
@@ -415,7 +417,7 @@ def measure(
             for start in range(0, count, batch_size):
                 indices = range(start, min(start + batch_size, count))
                 frames = _load_batch(dataset, indices)
-                model(frames)
+                model(frames.to(device))
                 mask = None
                 if masks is not None:
                     mask = _load_masks(masks, indices, (frames.shape[0], *frames.shape[3:]))

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from asa_snn.data.datasets import (
     HARDVS,
@@ -392,6 +392,59 @@ def build_data(config: TrainConfig) -> DataBundle:
         input_spec=spec,
         num_classes=max(named, max(seen, default=-1) + 1),
     )
+
+
+def fill_cache(
+    data: DataBundle, workers: int = 0, advance: Callable[[int], None] | None = None
+) -> dict[str, int]:
+    """Compute every cache entry of ``data`` ahead of training: the frames of each recording of
+    every part, and the decoded events of an augmented training part (what training reads).
+
+    Args:
+        data: parts built with ``data.cache_dir`` set (:func:`build_data`).
+        workers: DataLoader processes that compute entries in parallel (0: this process).
+        advance: called with the number of recordings done after each one (a progress bar).
+
+    Returns:
+        Recordings visited per part (``train``, ``val``, ``test``).
+
+    Raises:
+        AsaSnnError: the data has no cache (``data.cache_dir`` unset).
+    """
+    if data.train.cache is None:
+        raise AsaSnnError("fill_cache: the data config sets no data.cache_dir; set it to the cache folder")
+    done = {}
+    for name in ("train", "val", "test"):
+        part = getattr(data, name)
+        keys: list[Any] = list(range(len(part)))
+        if part.augment is not None:
+            keys = [(0, i) for i in keys]
+        loader = DataLoader(
+            _Visit(part, keys), batch_size=None, num_workers=workers, generator=torch.Generator()
+        )
+        for _ in loader:
+            if advance is not None:
+                advance(1)
+        done[name] = len(keys)
+    return done
+
+
+class _Visit(Dataset):
+    """Touches item ``keys[i]`` of ``part`` (filling its cache entry); returns nothing of it."""
+
+    def __init__(self, part: Mapped, keys: list[Any]) -> None:
+        self.part, self.keys = part, keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, index: int) -> int:
+        key = self.keys[index]
+        if isinstance(key, tuple):
+            self.part._stream(int(self.part.indices[key[1]]))
+        else:
+            self.part[key]
+        return index
 
 
 def check_classes(config: TrainConfig, data: DataBundle, allow_unused: bool = False) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 from asa_snn.analysis.recorder import HistogramSpec
 from asa_snn.analysis.report import analyze
 from asa_snn.chips.registry import energy_presets
+from asa_snn.devices import resolve_device
 from asa_snn.errors import AsaSnnError
 from asa_snn.train.data import foreground_masks
 from asa_snn.train.run import load_run
@@ -84,6 +85,7 @@ def analyze_checkpoints(
     hist_spec: HistogramSpec | None = None,
     feature_steps: Sequence[int] | None = None,
     feature_layers: Sequence[str] | None = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Analyse ``checkpoint`` (and ``compare`` on the same samples) and write the report folder.
 
@@ -99,19 +101,23 @@ def analyze_checkpoints(
         hist_spec: histogram range and bins in units of each layer's threshold (None: the default).
         feature_steps, feature_layers: steps and spiking layers of the spike-feature and MPD
             figures (None: step 0 of the first spatial layer).
+        device: where the models run (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``); the
+            statistics are accumulated on the CPU in float64 either way.
 
     Returns:
         The metrics written to metrics.json.
     """
     checkpoint = Path(checkpoint)
     compare = Path(compare) if compare is not None else None
+    where = resolve_device(device, "analyze --device")
     run = load_run(checkpoint, None if data in PARTS else data)
     part = getattr(run.data, data if data in PARTS else "test")
+    other = load_run(compare, None if data in PARTS else data).model.to(where) if compare else None
     return analyze(
-        run.model,
+        run.model.to(where),
         part,
         out_dir,
-        compare_model=load_run(compare, None if data in PARTS else data).model if compare else None,
+        compare_model=other,
         labels=labels or _labels(checkpoint, compare),
         masks=foreground_masks(part),
         max_samples=max_samples,
@@ -126,6 +132,8 @@ def analyze_checkpoints(
     )
 
 
-def analyze_pair(vanilla: Path, asa: Path, out_dir: Path) -> dict[str, Any]:
-    """The demo's analysis strategy: vanilla against ASA on the vanilla run's test part."""
-    return analyze_checkpoints(vanilla, asa, out_dir, labels=("vanilla", "asa2"), progress=False)
+def analyze_pair(vanilla: Path, asa: Path, out_dir: Path, device: str = "cpu") -> dict[str, Any]:
+    """The demo's analysis strategy: vanilla against ASA on the vanilla run's test part (on ``device``)."""
+    return analyze_checkpoints(
+        vanilla, asa, out_dir, labels=("vanilla", "asa2"), progress=False, device=device
+    )
