@@ -6,6 +6,7 @@ order on frames [T, B, C, H, W], with the neurons of :mod:`asa_snn.models` (time
     conv2d / linear    z = W x (+ b, except for CUBA neurons whose bias enters the voltage)
     sumpool2d          z = sum over k x k windows
     flatten            z = x reshaped to [F] per step
+    add                z = x_a + x_b  (the outputs of its two inputs: a residual block's spikes)
     gain_map           z <- G * z  (generic target: the per-neuron attention map, [C, H, W])
     neuron             s = neuron(z) over time
 
@@ -82,7 +83,7 @@ class GraphModel(nn.Module):
     """Runs a :class:`FoldedGraph` in torch (see the module docstring).
 
     Args:
-        graph: a folded graph without ``add`` layers (float or quantized).
+        graph: a folded graph (float or quantized); an ``add`` sums the outputs of its two inputs.
         fake_quant: optional weight / bias rounding strategy for fold-aware fine-tuning (float
             neurons only).
         dynamics: the chip's dynamics, or None for the float neurons of :mod:`asa_snn.models`.
@@ -112,13 +113,13 @@ class GraphModel(nn.Module):
         self.biases = nn.ParameterDict()
         self.neurons = nn.ModuleDict()
         self.gain_maps: dict[str, Tensor] = {}
+        self.named = {name for layer in graph.layers for name in layer.inputs}
         for layer in graph.layers:
-            if layer.op == "add":
+            if len(layer.inputs) != (2 if layer.op == "add" else min(len(layer.inputs), 1)):
                 raise AsaSnnError(
-                    f"layer {layer.name!r}: GraphModel runs chains only; 'add' is not supported"
+                    f"layer {layer.name!r}: {layer.op} reads {list(layer.inputs)}; expected one input "
+                    "(an add: two)"
                 )
-            if layer.inputs and len(layer.inputs) != 1:
-                raise AsaSnnError(f"layer {layer.name!r}: reads {list(layer.inputs)}; expected one input")
             for key, store in (("weight", self.weights), ("bias", self.biases)):
                 if key in layer.tensors:
                     store[layer.name] = nn.Parameter(
@@ -167,6 +168,12 @@ class GraphModel(nn.Module):
             return F.avg_pool2d(x, layer.attrs.kernel_size, divisor_override=1)
         return x.flatten(1)
 
+    def _input(self, layer: Layer, x: Tensor, outputs: dict[str, Tensor]) -> Tensor:
+        """What ``layer`` reads: the sum of its two inputs (add), its named input, else ``x``."""
+        if layer.op == "add":
+            return outputs[layer.inputs[0]] + outputs[layer.inputs[1]]
+        return outputs[layer.inputs[0]] if layer.inputs else x
+
     def run(self, frames: Tensor, record: bool = False) -> GraphRun:
         """Scores and per-channel spike counts for frames [T, B, C, H, W] (time steps first);
         with ``record`` also every spiking layer's spike trains."""
@@ -176,7 +183,14 @@ class GraphModel(nn.Module):
         x = frames.flatten(0, 1)
         spikes: dict[str, Tensor] = {}
         trains: dict[str, Tensor] = {}
+        outputs: dict[str, Tensor] = {}
+        last = ""
         for layer in self.graph.layers:
+            if last in self.named:
+                outputs[last] = x
+            x, last = self._input(layer, x, outputs), layer.name
+            if layer.op == "add":
+                continue
             weight, bias = self._params(layer)
             is_cuba = layer.neuron is not None and layer.neuron.kind == "cuba"
             x = self._op(layer, x, weight, None if is_cuba else bias)
@@ -206,7 +220,14 @@ class GraphModel(nn.Module):
         x = dynamics.input(frames)
         spikes: dict[str, Tensor] = {}
         trains: dict[str, Tensor] = {}
+        outputs: dict[str, Tensor] = {}
+        last = ""
         for layer in self.graph.layers:
+            if last in self.named:
+                outputs[last] = x
+            x, last = self._input(layer, x, outputs), layer.name
+            if layer.op == "add":
+                continue
             weight, bias, spec = self._chip_params(layer)
             if weight is not None:
                 x = delayed(x, dynamics.delay)
