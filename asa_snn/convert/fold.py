@@ -20,7 +20,13 @@ Per block, in the released code's order conv -> BN -> (avg-pool) -> attention ->
    channels of the next weight layer (the output layer is never pruned); on the calibration data
    the pruned graph gives the same spikes as the unpruned one.
 
-Max pooling, residual (SEW) blocks and the parametric LIF are refused with an error naming the block.
+A residual (SEW, ADD connection) block becomes its convs' layers plus an ``add`` layer reading
+the last layer of the block's main path and of its shortcut (the block's input for the identity, or
+the shortcut conv's neurons): ``add`` sums spikes, which the next weight layer reads (on Speck two
+cores merging into one). Pruning skips every weight layer whose spikes reach anything but the next
+weight layer (a residual block's input and output), so both operands of an add keep their channels.
+Max pooling, SEW heads (global average pooling) and the parametric LIF are refused with an error
+naming the block.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from asa_snn.errors import AsaSnnError
 from asa_snn.models.attention import NoAttention
 from asa_snn.models.blocks import ConvBlock, LinearBlock, SumPool2d
 from asa_snn.models.firing import MultiSpike, ResetToZero
-from asa_snn.models.networks import GroupVote, SpikingNetwork
+from asa_snn.models.networks import GroupVote, SEWBasicBlock, SpikingNetwork
 from asa_snn.models.neurons import IAF, LIF, CubaLIF
 from asa_snn.models.recording import count_spikes
 
@@ -223,8 +229,12 @@ class _Builder:
             )
         )
 
-    def conv_block(self, i: int, block: ConvBlock) -> None:
-        where = f"blocks.{i}"
+    def conv_block(
+        self, i: int | str, block: ConvBlock, where: str = "", inputs: tuple[str, ...] = ()
+    ) -> None:
+        """Layers ``conv{i}`` (+ ``pool{i}`` / ``spool{i}``) of ``block`` (module path ``where``,
+        default ``blocks.{i}``), the first reading ``inputs`` (default: the layer before it)."""
+        where = where or f"blocks.{i}"
         if block.pre_pool is not None:
             _pool_kernel(block.pre_pool, where)
             raise AsaSnnError(
@@ -265,7 +275,16 @@ class _Builder:
         }
         tensors = {"weight": weight} | ({} if bias is None else {"bias": bias})
         self.add(
-            Layer(name, "conv2d", attrs, out, tensors, None if pool_kernel else spec, source=f"{where}.conv")
+            Layer(
+                name,
+                "conv2d",
+                attrs,
+                out,
+                tensors,
+                None if pool_kernel else spec,
+                inputs,
+                source=f"{where}.conv",
+            )
         )
         neuron_layer = name
         if pool_kernel:
@@ -282,6 +301,39 @@ class _Builder:
             if not isinstance(block.post_pool, SumPool2d):
                 self.next_scale = avg_to_sum_scale(kernel)
             self.sumpool(f"spool{i}", kernel, f"{where}.post_pool")
+
+    def residual_block(self, i: int, block: SEWBasicBlock) -> None:
+        """Layers ``conv{i}_0``, ``conv{i}_1`` (main path), ``conv{i}_s`` (a shortcut conv, if
+        any) and ``add{i}`` summing the main path's spikes and the shortcut's (module docstring)."""
+        where = f"blocks.{i}"
+        last = self.layers[-1] if self.layers else None
+        if last is None or (last.neuron is None and last.op not in ("sumpool2d", "add")):
+            raise AsaSnnError(
+                f"block {where}: a residual block must follow a spiking layer (its shortcut sums spikes)"
+            )
+        if self.next_scale != 1.0:
+            raise AsaSnnError(
+                f"block {where}: an average pool after the neuron before a residual block cannot be folded "
+                "(its 1 / k^2 would scale only one operand of the add); use SumPool2d"
+            )
+        source, shape = self.layers[-1].name, self.shape
+        self.conv_block(f"{i}_0", block.first, f"{where}.first")
+        self.conv_block(f"{i}_1", block.second, f"{where}.second")
+        main = self.layers[-1].name
+        skip = source
+        if block.shortcut is not None:
+            self.shape = shape
+            self.conv_block(f"{i}_s", block.shortcut, f"{where}.shortcut", (source,))
+            skip = self.layers[-1].name
+        operands = (main, skip)
+        shapes = [self.layer(name).output_shape for name in operands]
+        if shapes[0] != shapes[1]:
+            raise AsaSnnError(f"block {where}: the add's operands {operands} have shapes {shapes}")
+        self.add(Layer(f"add{i}", "add", {}, shapes[0], inputs=operands, source=where))
+
+    def layer(self, name: str) -> Layer:
+        """The layer called ``name`` (built so far)."""
+        return next(layer for layer in self.layers if layer.name == name)
 
     def linear_block(self, i: int, block: LinearBlock) -> None:
         where = f"blocks.{i}"
@@ -308,11 +360,13 @@ def structure(model: SpikingNetwork, target: Target, approximate: bool) -> _Buil
             builder.conv_block(i, block)
         elif isinstance(block, LinearBlock):
             builder.linear_block(i, block)
+        elif isinstance(block, SEWBasicBlock):
+            builder.residual_block(i, block)
         else:
             raise AsaSnnError(
-                f"block blocks.{i}: {type(block).__name__} cannot be folded (residual SEW blocks and heads "
-                "have no chip mapping here); expected ConvBlock or LinearBlock "
-                "(speck_net, loihi_net, arch_a, arch_d)"
+                f"block blocks.{i}: {type(block).__name__} cannot be folded (SEW heads have no chip "
+                "mapping here); expected ConvBlock, LinearBlock or SEWBasicBlock "
+                "(speck_net, speck_resnet, loihi_net, arch_a, arch_d)"
             )
     if builder.next_scale != 1.0:
         raise AsaSnnError(
@@ -473,6 +527,31 @@ def channel_spikes(graph: FoldedGraph, batches: list[Tensor]) -> dict[str, np.nd
     return totals
 
 
+def prunable_layers(graph: FoldedGraph) -> set[str]:
+    """Weight layers whose output channels :func:`prune_channels` may remove: their spikes go,
+    through the sum pools and flattens right after them, to one layer only, the next weight layer
+    of the graph. A residual block's input and output (read by an add too) are never among them."""
+    names = [layer.name for layer in graph.layers]
+    ops = {layer.name: layer.op for layer in graph.layers}
+    readers: dict[str, list[str]] = {name: [] for name in names}
+    for index, layer in enumerate(graph.layers):
+        for source in layer.inputs or names[max(index - 1, 0) : index]:
+            readers[source].append(layer.name)
+    found = set()
+    for index, name in enumerate(names):
+        if ops[name] not in ("conv2d", "linear"):
+            continue
+        end = index
+        while end + 1 < len(names) and readers[names[end]] == [names[end + 1]]:
+            end += 1
+            if ops[names[end]] in ("conv2d", "linear"):
+                found.add(name)
+                break
+            if ops[names[end]] not in ("sumpool2d", "flatten"):
+                break
+    return found
+
+
 def prune_channels(graph: FoldedGraph, keep: dict[str, np.ndarray]) -> FoldedGraph:
     """Remove output channels of weight layers (``keep``: weight layer name -> bool mask [C_out]) and
     the matching inputs of the next weight layer; sum pools, flattens and gain maps follow."""
@@ -578,6 +657,7 @@ def fold_model(
         }
     counts = channel_spikes(graph, calibration)
     last = builder.segments[-1].neuron_layer
+    prunable = prunable_layers(graph)
     keep = {}
     for segment, fold in zip(builder.segments, folds, strict=True):
         total = counts[segment.neuron_layer]
@@ -585,6 +665,8 @@ def fold_model(
         fold.spikes_folded = float(total.sum()) / stats_samples(calibration)
         silent = total == 0
         if not prune or segment.neuron_layer == last or not silent.any():
+            continue
+        if segment.weight_layer not in prunable:
             continue
         if silent.all():
             silent[0] = False

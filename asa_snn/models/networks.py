@@ -263,6 +263,55 @@ class SEWBasicBlock(nn.Module):
         return self.second(self.first(x)) + identity
 
 
+def speck_resnet(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    neuron: NeuronFactory,
+    attention: AttentionFactory,
+    channels: Sequence[int] = (8, 16),
+) -> SpikingNetwork:
+    """Chip-fitting residual network for Speck: one SEW block (ADD connection) between conv cores.
+
+    stem conv3x3 C -> c0 (no bias) -> BN -> attention -> neuron -> sumpool2; a
+    :class:`SEWBasicBlock` at c0 with the identity shortcut; conv3x3 c0 -> c1 -> BN -> attention
+    -> neuron -> sumpool2; a classifier conv whose kernel covers the remaining map. Five Speck
+    cores: the stem's pooled spikes go to the block's first conv and, through the add, to the conv
+    after the block (two destinations, the chip's limit), which merges them with the block's
+    output. A second identity block would give the stem a third destination, so there is one.
+    Input at most 64 x 64 (the stem's neuron map, before pooling); H and W divisible by 4.
+    """
+    name = "speck_resnet"
+    in_channels, height, width = input_shape
+    if height > 64 or width > 64:
+        raise AsaSnnError(
+            f"{name}: a Speck core holds neuron maps of at most 64 x 64, got {height} x {width}"
+        )
+    if len(channels) != 2:
+        raise AsaSnnError(f"{name}: channels must be two widths (stem and block, last conv), got {channels}")
+    height = _spatial_after(height, 4, name, "H")
+    width = _spatial_after(width, 4, name, "W")
+    first, second = channels
+    blocks: list[nn.Module] = [
+        ConvBlock(
+            nn.Conv2d(in_channels, first, 3, padding=1, bias=False),
+            neuron(),
+            attention(first),
+            post_pool=SumPool2d(2),
+        ),
+        SEWBasicBlock(first, first, 1, neuron, attention),
+        ConvBlock(
+            nn.Conv2d(first, second, 3, padding=1, bias=False),
+            neuron(),
+            attention(second),
+            post_pool=SumPool2d(2),
+        ),
+        ConvBlock(
+            nn.Conv2d(second, num_classes, (height, width), bias=False), neuron(), nn.Identity(), False
+        ),
+    ]
+    return SpikingNetwork(blocks, input_shape, MeanRate())
+
+
 class SEWHead(nn.Module):
     """Global average pooling and a linear classifier applied per step: [T, B, C, H, W] -> [T, B, K]."""
 

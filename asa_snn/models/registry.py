@@ -46,6 +46,7 @@ from asa_snn.models.networks import (
     paper_three_layer,
     sew_resnet18,
     speck_net,
+    speck_resnet,
 )
 from asa_snn.models.neurons import IAF, LIF, CubaLIF, ParametricLIF, SpikingNeuron
 
@@ -85,6 +86,9 @@ NETWORKS: dict[str, NetworkEntry] = {
     # SEW ResNet paper uses IF: threshold 1, hard reset, ATan surrogate); here the 3-layer nets' LIF.
     "sew_resnet18": NetworkEntry(sew_resnet18, "lif", "SEW ResNet-18 (HAR-DVS-sized data)"),
     "speck_net": NetworkEntry(speck_net, "iaf", "fits Speck: conv-only, IAF, sum pooling, <= 9 layers"),
+    "speck_resnet": NetworkEntry(
+        speck_resnet, "iaf", "fits Speck: one SEW residual block (a merge, two destinations), 5 cores"
+    ),
     "loihi_net": NetworkEntry(loihi_net, "cuba", "fits Loihi netx: strided convs + dense, CUBA neurons"),
 }
 
