@@ -7,7 +7,8 @@ instead of failing later inside a simulator or exporter. Shapes follow the ops' 
     conv2d     H_out = floor((H + 2 p_h - d_h (k_h - 1) - 1) / s_h) + 1   (W likewise)
     sumpool2d  H_out = floor(H / k_h)
     flatten    (C, H, W) -> (C H W,)
-    add        two operands of equal shape -> that shape
+    add        two operands of equal shape -> that shape (no neuron, tensors or quantization: the
+               sum of two layers' outputs, e.g. a residual block's spikes, read by the next layer)
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def expected_shape(layer: Layer, inputs: list[tuple[int, ...]]) -> tuple[int, ..
     if layer.op == "add":
         if len(inputs) != 2 or inputs[0] != inputs[1]:
             raise InputFormatError(f"layer {layer.name!r}: add needs two inputs of one shape, got {inputs}")
+        if layer.neuron is not None or layer.tensors or layer.quant is not None:
+            raise InputFormatError(
+                f"layer {layer.name!r}: an add sums its inputs only; expected no neuron, tensors or quant"
+            )
         return shape
     if len(inputs) != 1:
         raise InputFormatError(f"layer {layer.name!r}: {layer.op} takes one input, got {len(inputs)}")

@@ -1,5 +1,6 @@
-"""Residual graphs on Speck: the built-in simulator against sinabs spike for spike, and the export
-sinabs' own ``DynapcnnNetwork`` builds (two destinations, a merge).
+"""Residual graphs on Speck: the graph's typed ``add`` (saved, loaded, validated), the built-in
+simulator against sinabs spike for spike, and the export sinabs' own ``DynapcnnNetwork`` builds
+(two destinations, a merge).
 
 ``sinabs.backend.dynapcnn`` imports samna, whose PyPI package is only a loader that runs pip
 against SynSense's index (FACTS.md section 3), so it cannot be imported offline. The DynapcnnNetwork
@@ -12,6 +13,7 @@ everything checked there is sinabs' own code.
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +24,18 @@ from asa_snn.chips.speck.mapping import check_speck
 from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.chips.speck.sinabs_backend import SinabsBackend
 from asa_snn.chips.speck.sinabs_export import SinabsGraph, to_sinabs
-from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec, save_graph
-from asa_snn.errors import AsaSnnError
+from asa_snn.convert.graph import (
+    FoldedGraph,
+    InputSpec,
+    Layer,
+    LayerQuant,
+    NeuronSpec,
+    load_graph,
+    save_graph,
+)
+from asa_snn.convert.graph_check import check_graph
+from asa_snn.convert.layer_attrs import NoAttrs
+from asa_snn.errors import AsaSnnError, InputFormatError
 
 QUANT = LayerQuant(scale=1.0, weight_bits=8, state_bits=16)
 CONV = {"kernel_size": [3, 3], "stride": [1, 1], "padding": [1, 1]}
@@ -59,6 +71,43 @@ def residual_graph(seed=0, n_steps=6) -> FoldedGraph:
 def _frames(graph, batch=3, seed=1):
     rng = np.random.default_rng(seed)
     return rng.poisson(0.6, (batch, graph.input.n_steps, *graph.input.shape)).astype(np.float64)
+
+
+def test_add_round_trips_typed_with_its_inputs(tmp_path):
+    graph = residual_graph()
+    loaded = load_graph(save_graph(graph, tmp_path / "g"))
+    join = loaded.layer("join")
+    assert join.op == "add" and isinstance(join.attrs, NoAttrs)
+    assert join.inputs == ("b", "pool") and join.neuron is None and join.tensors == {}
+    assert join.output_shape == (4, 8, 8)
+    document = json.loads((tmp_path / "g" / "graph.json").read_text())
+    entry = next(layer for layer in document["layers"] if layer["name"] == "join")
+    assert entry["inputs"] == ["b", "pool"] and entry["attrs"] == {}
+    for original, back in zip(graph.layers, loaded.layers, strict=True):
+        for key, value in original.tensors.items():
+            np.testing.assert_array_equal(value, back.tensors[key])
+
+
+def test_an_add_with_a_neuron_or_tensors_is_refused_by_name():
+    graph = residual_graph()
+    graph.layers[4] = replace(graph.layers[4], neuron=graph.layer("a").neuron)
+    with pytest.raises(InputFormatError, match=r"'join': an add sums its inputs only"):
+        check_graph(graph)
+    graph = residual_graph()
+    graph.layers[4].tensors["weight"] = np.ones(4)
+    with pytest.raises(InputFormatError, match=r"'join': an add sums its inputs only"):
+        check_graph(graph)
+
+
+def test_an_add_of_two_shapes_or_one_input_is_refused_by_name():
+    graph = residual_graph()
+    graph.layers[4] = replace(graph.layers[4], inputs=("b", "stem"))
+    with pytest.raises(InputFormatError, match=r"'join': add needs two inputs of one shape"):
+        check_graph(graph)
+    graph = residual_graph()
+    graph.layers[4] = replace(graph.layers[4], inputs=("b",))
+    with pytest.raises(InputFormatError, match=r"'join': add needs two inputs"):
+        check_graph(graph)
 
 
 def test_residual_graph_maps_onto_four_cores():
