@@ -33,6 +33,7 @@ from asa_snn.convert.measure import StageMetrics, measure_live
 from asa_snn.convert.quantize import FakeQuantizer, Quantizer
 from asa_snn.devices import resolve_device
 from asa_snn.models.networks import SpikingNetwork
+from asa_snn.models.recording import SpikingNeuron
 from asa_snn.train.checkpoint import check_finite, load_model
 from asa_snn.train.metrics import LOSS_FUNCTIONS, to_time_major
 from asa_snn.train.run import Run
@@ -166,14 +167,16 @@ def teacher_targets(
     device: torch.device | None = None,
 ) -> Teacher:
     """The live model's output rates [N, K] and per-layer spikes per recording [N] on ``dataset``
-    (in order); ``layers`` names its blocks' neurons in block order."""
+    (in order); ``layers`` names its spiking neurons in module order."""
     model.eval().to(device)
     totals: dict[str, list[Tensor]] = {name: [] for name in layers}
     handles = [
-        block.neuron.register_forward_hook(
+        neuron.register_forward_hook(
             lambda _m, _i, out, key=name: totals[key].append(out.sum(0).flatten(1).sum(1).cpu())
         )
-        for name, block in zip(layers, model.blocks, strict=True)
+        for name, neuron in zip(
+            layers, [m for m in model.blocks.modules() if isinstance(m, SpikingNeuron)], strict=True
+        )
     ]
     scores = []
     try:
