@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.convert.graph_model import FakeQuant, GraphModel
 from asa_snn.models.networks import SpikingNetwork
+from asa_snn.models.neurons import SpikingNeuron
 from asa_snn.models.recording import count_spikes, released_nasfr
 from asa_snn.train.metrics import to_time_major
 
@@ -53,13 +54,14 @@ def measure_live(
     stage: str, model: SpikingNetwork, layers: list[str], loader: DataLoader, epochs: int | None = None
 ) -> tuple[StageMetrics, dict[str, int]]:
     """Accuracy and spikes of the trained model (live attention) on ``loader`` of (frames [B, T, C, H, W],
-    labels [B]); ``layers`` names its blocks' neurons, in block order.
+    labels [B]); ``layers`` names its neurons in module order (a residual block holds several).
 
     Returns:
         The metrics and the neurons per step of each layer that ran.
     """
     model.eval()
-    neurons_of = {name: block.neuron for name, block in zip(layers, model.blocks, strict=True)}
+    modules = [module for module in model.blocks.modules() if isinstance(module, SpikingNeuron)]
+    neurons_of = dict(zip(layers, modules, strict=True))
     correct, count = 0, 0
     with count_spikes(model, neurons_of) as counts:
         for frames, labels in loader:

@@ -2,22 +2,15 @@
 simulator against sinabs spike for spike, and the export sinabs' own ``DynapcnnNetwork`` builds
 (two destinations, a merge).
 
-``sinabs.backend.dynapcnn`` imports samna, whose PyPI package is only a loader that runs pip
-against SynSense's index (FACTS.md section 3), so it cannot be imported offline. The DynapcnnNetwork
-test runs in a subprocess in which an import hook answers every ``samna`` / ``samnagui`` import
-with an empty stand-in module: samna is only touched to configure or open a board, never while
-sinabs builds the network, maps its edges, sizes its memory or simulates it in software, so
-everything checked there is sinabs' own code.
+The DynapcnnNetwork test runs offline through :mod:`dynapcnn_offline` (see there).
 """
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
+from dynapcnn_offline import dynapcnn_run
 
 from asa_snn.chips.speck.event_driven import EventDriven
 from asa_snn.chips.speck.mapping import check_speck
@@ -38,7 +31,6 @@ from asa_snn.convert.layer_attrs import NoAttrs
 from asa_snn.errors import AsaSnnError, InputFormatError
 
 QUANT = LayerQuant(scale=1.0, weight_bits=8, state_bits=16)
-CONV = {"kernel_size": [3, 3], "stride": [1, 1], "padding": [1, 1]}
 
 
 def _conv(name, c_in, c_out, hw, rng, threshold, inputs=(), kernel=3, padding=1, bias=False):
@@ -164,74 +156,10 @@ def test_event_driven_mode_refuses_residual_graphs_by_name():
         SpeckSimulator(mode=EventDriven()).run(graph, _frames(graph))
 
 
-SINABS_SCRIPT = r"""
-import importlib.abc, importlib.machinery, json, sys, types
-
-class Anything:
-    def __getattr__(self, name):
-        return Anything()
-    def __call__(self, *args, **kwargs):
-        return Anything()
-    def __mro_entries__(self, bases):
-        return (object,)
-
-class StandIn(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    def find_spec(self, name, path, target=None):
-        if name.split(".")[0] in ("samna", "samnagui"):
-            return importlib.machinery.ModuleSpec(name, self, is_package=True)
-        return None
-    def create_module(self, spec):
-        module = types.ModuleType(spec.name)
-        module.__path__ = []
-        module.__getattr__ = lambda name: Anything()
-        return module
-    def exec_module(self, module):
-        pass
-
-sys.meta_path.insert(0, StandIn())
-import numpy as np, torch
-from sinabs.backend.dynapcnn import DynapcnnNetwork
-from asa_snn.chips.speck.sinabs_export import to_sinabs
-from asa_snn.convert.graph import load_graph
-
-graph = load_graph(sys.argv[1])
-frames = np.load(sys.argv[2])
-B, T = frames.shape[:2]
-net = DynapcnnNetwork(to_sinabs(graph), input_shape=tuple(graph.input.shape), discretize=False)
-weights = {l.name: l.tensors["weight"] for l in graph.layers if "weight" in l.tensors}
-names = {}
-for index, layer in net.dynapcnn_layers.items():
-    kernel = layer.conv_layer.weight.detach().numpy()
-    names[index] = next(n for n, w in weights.items() if w.size == kernel.size and np.array_equal(
-        w.reshape(kernel.shape), kernel))
-with torch.no_grad():
-    out = net(torch.from_numpy(frames.astype(np.float32)).flatten(0, 1))
-memory = net.memory_summary()
-print(json.dumps({
-    "destinations": {
-        names[k]: [names.get(d, "exit") for d in v] for k, v in net.layer_destination_map.items()
-    },
-    "memory": {names[k]: [memory["kernel"][k], memory["neuron"][k]] for k in names},
-    "output": out.reshape(B, T, -1).numpy().tolist(),
-}))
-"""
-
-
 def test_dynapcnn_network_builds_from_the_export_and_simulates_the_same_spikes(tmp_path):
     graph = residual_graph()
     frames = _frames(graph, batch=2)
-    save_graph(graph, tmp_path / "graph")
-    np.save(tmp_path / "frames.npy", frames)
-    done = subprocess.run(
-        [sys.executable, "-c", SINABS_SCRIPT, str(tmp_path / "graph"), str(tmp_path / "frames.npy")],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=Path(__file__).parents[3],
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    found = json.loads(done.stdout.strip().splitlines()[-1])
+    found = dynapcnn_run(graph, frames, tmp_path)
     assert found["destinations"] == {"stem": ["a", "head"], "a": ["b"], "b": ["head"], "head": ["exit"]}
     rows = {r.layer: [r.kernel_words, r.neuron_words] for r in check_speck(graph).rows}
     assert found["memory"] == rows
