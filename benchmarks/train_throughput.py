@@ -1,0 +1,168 @@
+"""Training-epoch throughput (recordings per second) with and without the on-disk frame cache.
+
+The training part of the shared N-MNIST files (``../shared/data/nmnist``, recipe ``nmnist_small``:
+speck_net, T = 10 frames of 30 ms cropped to 32 x 32, batch 16) is trained for one epoch in each of
+four modes, with the same model, optimiser and loop as :mod:`asa_snn.train.trainer` (one Adam step
+per batch, batches from a DataLoader over the part):
+
+* ``no cache``: every frame binned from its ``.bs2`` file in every epoch (the trainer without
+  ``data.cache_dir``), no workers;
+* ``cache``: frames read memory-mapped from a cache filled beforehand (``asa-snn cache``), no workers;
+* ``cache + workers``: the same with ``--workers`` DataLoader processes (persistent);
+* ``in memory``: the frames already held as tensors in memory (the reference: what a data pipeline
+  costing nothing would give).
+
+Modes take turns for ``--rounds`` rounds (the order rotating), so drifts in the machine's load hit
+them alike; each mode's first epoch is an untimed warm-up (worker start, page cache). Reported: the
+median epoch wall time (``time.perf_counter``), recordings per second, and each mode's epoch time
+over the in-memory one (the goal: ``cache`` at most 1.1x).
+
+Usage::
+
+    python benchmarks/train_throughput.py                 # writes benchmarks/results/train_throughput.json
+    python benchmarks/train_throughput.py --samples 200 --rounds 1   # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from asa_snn.files import write_json  # noqa: E402
+from asa_snn.models.registry import build_model  # noqa: E402
+from asa_snn.train.config import load_config  # noqa: E402
+from asa_snn.train.data import build_data, fill_cache  # noqa: E402
+from asa_snn.train.metrics import LOSS_FUNCTIONS, to_time_major  # noqa: E402
+
+RESULTS = HERE / "results" / "train_throughput.json"
+NMNIST = REPO.parent / "shared" / "data" / "nmnist"
+RECIPE = REPO / "asa_snn" / "configs" / "nmnist_small.toml"
+MODES = ("no cache", "cache", "cache + workers", "in memory")
+
+
+class InMemory(Dataset):
+    """The frames of a part, computed once and held as tensors."""
+
+    def __init__(self, part: Dataset) -> None:
+        self.items = [part[i] for i in range(len(part))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.items[index]
+
+
+def _loader(dataset: Dataset, batch_size: int, workers: int) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def _epoch(loader: DataLoader, model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss_fn) -> float:
+    """Seconds of one training epoch over ``loader`` (the trainer's step: forward, loss, backward, Adam)."""
+    model.train()
+    started = time.perf_counter()
+    for frames, labels in loader:
+        optimizer.zero_grad()
+        loss = loss_fn(model(to_time_major(frames)), labels)
+        loss.backward()
+        optimizer.step()
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the modes in turns and write the JSON summary; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=1000, help="N-MNIST files used (data.max_samples)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed epochs per mode")
+    parser.add_argument("--workers", type=int, default=1, help="DataLoader processes of 'cache + workers'")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if not (NMNIST / "train" / "labels.txt").is_file():
+        print(f"the shared N-MNIST files are absent ({NMNIST}); nothing to measure", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="asa-snn-frame-cache-") as cache_dir:
+        base = [f"data.root={json.dumps(str(NMNIST))}", f"data.max_samples={args.samples}"]
+        cached_config = load_config(RECIPE, [*base, f"data.cache_dir={json.dumps(cache_dir)}"])
+        plain = build_data(load_config(RECIPE, base))
+        cached = build_data(cached_config)
+        started = time.perf_counter()
+        fill_cache(cached)
+        fill_seconds = time.perf_counter() - started
+        settings = cached_config.train
+        datasets = {
+            "no cache": (plain.train, 0),
+            "cache": (cached.train, 0),
+            "cache + workers": (cached.train, args.workers),
+            "in memory": (InMemory(plain.train), 0),
+        }
+        loaders = {
+            mode: _loader(data, settings.batch_size, workers) for mode, (data, workers) in datasets.items()
+        }
+        torch.manual_seed(settings.seed)
+        model = build_model(cached_config.model)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cached_config.optim.lr)
+        loss_fn = LOSS_FUNCTIONS[settings.loss]()
+        for mode in MODES:
+            _epoch(loaders[mode], model, optimizer, loss_fn)  # warm-up
+        seconds: dict[str, list[float]] = {mode: [] for mode in MODES}
+        for round_index in range(args.rounds):
+            order = MODES[round_index % len(MODES) :] + MODES[: round_index % len(MODES)]
+            for mode in order:
+                seconds[mode].append(_epoch(loaders[mode], model, optimizer, loss_fn))
+                print(f"round {round_index + 1}: {mode:16s} {seconds[mode][-1]:.2f} s", flush=True)
+    recordings = len(plain.train)
+    reference = statistics.median(seconds["in memory"])
+    summary = {
+        "recordings_per_epoch": recordings,
+        "batch_size": settings.batch_size,
+        "cache_fill_seconds": fill_seconds,
+        "workers": args.workers,
+        "rounds": args.rounds,
+        "torch_threads": torch.get_num_threads(),
+        "cores": len(os.sched_getaffinity(0)),
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "modes": {
+            mode: {
+                "epoch_seconds": seconds[mode],
+                "median_epoch_seconds": statistics.median(seconds[mode]),
+                "recordings_per_second": recordings / statistics.median(seconds[mode]),
+                "epoch_over_in_memory": statistics.median(seconds[mode]) / reference,
+            }
+            for mode in MODES
+        },
+    }
+    write_json(summary, args.out)
+    print(f"{'mode':16s} {'s/epoch':>8s} {'rec/s':>8s} {'x in-memory':>12s}")
+    for mode, row in summary["modes"].items():
+        print(
+            f"{mode:16s} {row['median_epoch_seconds']:8.2f} {row['recordings_per_second']:8.1f} "
+            f"{row['epoch_over_in_memory']:12.3f}"
+        )
+    print(f"cache filled in {fill_seconds:.1f} s; results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
