@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from asa_snn.chips.speck.mapping import ChainStep, conv_geometry, pool_size
+from asa_snn.chips.speck.mapping import ChainStep, conv_geometry, pool_size, speck_chain
 from asa_snn.chips.speck.simulator import (
     FLOAT32_EXACT,
     Arithmetic,
@@ -41,6 +41,8 @@ from asa_snn.chips.speck.simulator import (
     _tensors,
     zero_reset,
 )
+from asa_snn.convert.graph import FoldedGraph
+from asa_snn.data.model_input import InputSpec, ModelEvents
 from asa_snn.errors import InputFormatError
 
 
@@ -246,8 +248,10 @@ def _layer_events(addresses, offsets, layer, counts):
         counts: int64 [T, F * plane], incremented by the spikes.
 
     Returns:
-        the spikes as events in the same form, in the order emitted: per incoming event (the bias
-        first) ascending by address f * plane + row.
+        (spikes int32 [S], offsets int64 [T + 1], causes int64 [S]): the spikes as events in the
+        same form, in the order emitted (per incoming event, the bias first, ascending by address
+        f * plane + row), and for each the index in ``addresses`` of the event that caused it
+        (-1: the step's bias).
 
     An event updates each position it reaches in one loop over the channels (vectorised), which
     records the channels that fired as bits of 64-channel words; the spikes are then written
@@ -272,6 +276,7 @@ def _layer_events(addresses, offsets, layer, counts):
     most = max(plane, rows.shape[1]) * f_out  # spikes of one event (or of the bias) at most
     n_steps = offsets.shape[0] - 1
     out = np.empty(2 * addresses.shape[0] + most, np.int32)
+    causes = np.empty(out.shape[0], np.int64)
     out_offsets = np.zeros(n_steps + 1, np.int64)
     n = 0
     for t in range(n_steps):
@@ -281,6 +286,9 @@ def _layer_events(addresses, offsets, layer, counts):
                 grown = np.empty(2 * out.shape[0] + most, np.int32)
                 grown[:n] = out[:n]
                 out = grown
+                grown_causes = np.empty(grown.shape[0], np.int64)
+                grown_causes[:n] = causes[:n]
+                causes = grown_causes
             if bias_due:  # one event at the start of the step reaching every neuron
                 bias_due = False
                 for p in range(plane):
@@ -293,6 +301,7 @@ def _layer_events(addresses, offsets, layer, counts):
                 for f in range(f_out):
                     for p in range(plane):
                         out[n] = f * plane + p
+                        causes[n] = -1
                         n += fired[p * width + f]
             room = out.shape[0] - most
             while e < offsets[t + 1] and n <= room:
@@ -329,13 +338,14 @@ def _layer_events(addresses, offsets, layer, counts):
                         base = (word * 64 + j) * plane
                         for k in range(active):
                             out[n] = base + active_rows[k]
+                            causes[n] = e - 1
                             n += np.int64((fired_bits[k * words + word] >> np.uint64(j)) & np.uint64(1))
             if e == offsets[t + 1]:
                 break
         for j in range(start, n):
             counts[t, out[j]] += 1
         out_offsets[t + 1] = n
-    return out[:n], out_offsets
+    return out[:n], out_offsets, causes[:n]
 
 
 @functools.cache
@@ -355,7 +365,7 @@ def run_sample(
     (one [T, F * plane] array per layer)."""
     addresses, offsets = frame_events(counts)
     for layer, train in zip(layers, trains, strict=True):
-        addresses, offsets = kernel(addresses, offsets, layer.packed(), train)
+        addresses, offsets, _ = kernel(addresses, offsets, layer.packed(), train)
 
 
 @dataclass(frozen=True)
@@ -378,14 +388,14 @@ class EventDriven:
             raise InputFormatError("event-driven Speck simulation needs integer event counts per pixel")
         T, B = frames.shape[:2]
         layers = event_layers(chain, arithmetic)
-        trains = {layer.name: np.zeros((B, T, layer.f_out * layer.plane), np.int64) for layer in layers}
+        trains = {layer.name: np.zeros((T, B, layer.f_out * layer.plane), np.int64) for layer in layers}
         if not layers:
             return {}
         kernel = _event_kernel()
         counts = frames.reshape(T, B, -1)
 
         def sample(b: int) -> None:
-            run_sample(layers, counts[:, b], [train[b] for train in trains.values()], kernel)
+            run_sample(layers, counts[:, b], [train[:, b] for train in trains.values()], kernel)
 
         threads = min(self.threads or torch.get_num_threads(), B)
         if threads > 1:
@@ -394,10 +404,104 @@ class EventDriven:
         else:
             for b in range(B):
                 sample(b)
-        return {name: np.ascontiguousarray(np.swapaxes(train, 0, 1)) for name, train in trains.items()}
+        return trains
 
     def notes(self, chain: list[ChainStep]) -> list[str]:
         """A remark where a multi-spike layer runs with one spike per incoming event."""
         if any(step.neuron and step.neuron.multi_spike for step in chain):
             return ["multi-spike layers emit one spike per incoming event (event-driven mode)"]
         return []
+
+
+# ---------------------------------------------------------------- real timestamps
+
+
+@dataclass(frozen=True)
+class CoreLoad:
+    """What one weight layer's core receives during one recording, event by event in the order
+    processed.
+
+    Attributes:
+        times_us: int64 [E] microseconds from the recording's first event: an input event's own
+            time; a spike's, the time of the input event whose cascade caused it (the chip's
+            processing delay is not modelled); a bias spike's, the start of its step.
+        synops: int64 [E] synaptic operations the event costs the core: the neurons it reaches
+            (positions x output channels; 0 for an event sum pooling drops).
+    """
+
+    times_us: np.ndarray
+    synops: np.ndarray
+
+
+@dataclass(frozen=True)
+class TimedRun:
+    """:func:`timed_run` of one recording.
+
+    Attributes:
+        counts: spiking layer -> int64 [T, n_out] spikes per step (flat C, H, W).
+        loads: weight layer -> its :class:`CoreLoad`.
+        duration_us: the recording's span the steps cover: T * step length (time slicing), else
+            the last event's time + 1.
+    """
+
+    counts: dict[str, np.ndarray]
+    loads: dict[str, CoreLoad]
+    duration_us: int
+
+
+def _step_starts(spec: InputSpec, times_us: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Microseconds at which each step's bias event happens: t * dt (time slicing), else the time
+    of the step's first event (that of the step before for an empty step)."""
+    if spec.slicing == "time":
+        return np.arange(spec.n_steps, dtype=np.int64) * spec.dt_us
+    first = np.where(offsets[:-1] < len(times_us), offsets[:-1], max(len(times_us) - 1, 0))
+    starts = times_us[first] if len(times_us) else np.zeros(spec.n_steps, np.int64)
+    empty = offsets[:-1] == offsets[1:]
+    return np.maximum.accumulate(np.where(empty, 0, starts)).astype(np.int64)
+
+
+def timed_run(graph: FoldedGraph, events: ModelEvents, approximate: bool = False) -> TimedRun:
+    """One recording through the event-driven model with its real timestamps.
+
+    The input events are processed in time order (ties by position), step by step as the graph's
+    input spec slices them; the model is :class:`EventDriven`'s, so with the events of each step
+    in raster order it gives the same spikes as ``EventDriven`` on the recording's frames.
+
+    Args:
+        graph: a folded graph Speck runs (:func:`~asa_snn.chips.speck.mapping.speck_chain`).
+        events: the recording as the model sees it (:func:`~asa_snn.data.model_input.model_events`).
+        approximate: run lif neurons as iaf.
+
+    Returns:
+        Spike counts per layer and step, and per weight layer the synaptic operations of every
+        event its core receives, with times (:class:`TimedRun`).
+    """
+    chain = speck_chain(graph, approximate=approximate)
+    arithmetic = IntegerState() if graph.quantized else FloatState()
+    layers = event_layers(chain, arithmetic)
+    spec = graph.input
+    order = np.lexsort((events.x, events.y, events.channel, events.t_us, events.step))
+    _, height, width = spec.shape
+    addresses = ((events.channel * height + events.y) * width + events.x)[order].astype(np.int32)
+    times = events.t_us[order].astype(np.int64)
+    steps = events.step[order]
+    offsets = np.searchsorted(steps, np.arange(spec.n_steps + 1)).astype(np.int64)
+    starts = _step_starts(spec, times, offsets)
+    if spec.slicing == "time":
+        duration = spec.n_steps * spec.dt_us
+    else:
+        duration = int(times[-1]) + 1 if len(times) else 0
+    kernel = _event_kernel()
+    counts: dict[str, np.ndarray] = {}
+    loads: dict[str, CoreLoad] = {}
+    for layer in layers:
+        mapped = layer.remap[addresses]
+        synops = np.where(mapped >= 0, layer.reach[np.maximum(mapped, 0)] * layer.f_out, 0)
+        loads[layer.name] = CoreLoad(times, synops.astype(np.int64))
+        train = np.zeros((spec.n_steps, layer.f_out * layer.plane), np.int64)
+        addresses, offsets, causes = kernel(addresses, offsets, layer.packed(), train)
+        counts[layer.name] = train
+        step_of = np.repeat(np.arange(spec.n_steps), np.diff(offsets))
+        caused = times[np.maximum(causes, 0)] if len(times) else np.zeros(len(causes), np.int64)
+        times = np.where(causes >= 0, caused, starts[step_of])
+    return TimedRun(counts, loads, int(duration))
