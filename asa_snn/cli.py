@@ -369,7 +369,7 @@ def fold_command(
     label_weight: Annotated[float, typer.Option("--label-weight", help="Weight of the label loss.")] = 1.0,
     layer_weight: Annotated[
         float, typer.Option("--layer-weight", help="Weight of distilling per-layer spike counts.")
-    ] = 0.0,
+    ] = 1.0,
     device: Annotated[
         str, typer.Option("--device", help="Fine-tuning device: auto, cpu, cuda, cuda:N or mps.")
     ] = "cpu",

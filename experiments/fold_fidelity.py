@@ -6,7 +6,8 @@ three ways and the vanilla model the full way:
 
 - ``static``: static (rate-matched) fold, no fine-tuning;
 - ``+chip dynamics``: fine-tuned with the chip's own dynamics and integers, label loss only;
-- ``+distillation``: the same, distilled from the live attention model's rates (label term kept).
+- ``+distillation``: the same, distilled from the live attention model's output rates and per-layer
+  spike counts (weights 1 and ``--layer-weight``; the label term kept).
 
 Every stage is measured on the test split (the fine-tuned epoch is chosen on validation).
 Reported per (recipe, chip, variant): (1) live and (3) integer-simulation test accuracy and NASFR,
@@ -127,8 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--chips", nargs="+", default=list(CHIPS), choices=list(CHIPS))
     parser.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the recipe's)")
-    parser.add_argument("--finetune", type=int, default=3, help="fine-tuning epochs of the tuned variants")
+    parser.add_argument("--finetune", type=int, default=5, help="fine-tuning epochs of the tuned variants")
     parser.add_argument("--n-calib", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=None, help="fine-tuning rate (default: the run's)")
+    parser.add_argument("--layer-weight", type=float, default=1.0, help="per-layer spike distillation weight")
     parser.add_argument("--device", default="cpu", help="fine-tuning device")
     parser.add_argument("--out", type=Path, default=Path("runs/fold_fidelity"))
     parser.add_argument("--table-from", nargs="+", type=Path, default=None, help="only print these tables")
@@ -157,8 +160,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     variants = VARIANTS if model == "asa2" else {DEPLOYED: VARIANTS[DEPLOYED]}
                     for variant, spec in variants.items():
                         epochs = args.finetune if spec["finetune"] is None else spec["finetune"]
+                        teacher = spec["teacher_weight"]
                         options = TuneOptions(
-                            spec["chip_dynamics"], 1.0, spec["teacher_weight"], device=args.device
+                            spec["chip_dynamics"],
+                            1.0,
+                            teacher,
+                            args.layer_weight if teacher else 0.0,
+                            args.lr,
+                            args.device,
                         )
                         start = time.perf_counter()
                         outcome = run_fold(

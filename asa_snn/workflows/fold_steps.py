@@ -67,14 +67,14 @@ class TuneOptions:
         label_weight, teacher_weight, layer_weight: loss weights
             (:class:`~asa_snn.convert.finetune.LossWeights`); teacher and layer terms distil the live
             attention model's output rates and per-layer spike counts on every training recording.
-        lr: Adam learning rate; None: 0.1 x the run's.
+        lr: Adam learning rate; None: the run's own.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (calibration stays on CPU).
     """
 
     chip_dynamics: bool = True
     label_weight: float = 1.0
     teacher_weight: float = 1.0
-    layer_weight: float = 0.0
+    layer_weight: float = 1.0
     lr: float | None = None
     device: str = "cpu"
 
@@ -218,7 +218,7 @@ def tune(
         run.data.val,
         epochs,
         LOSS_FUNCTIONS[run.config.train.loss](),
-        options.lr if options.lr is not None else 0.1 * run.config.optim.lr,
+        options.lr if options.lr is not None else run.config.optim.lr,
         fake,
         batch_size,
         run.config.train.seed,
