@@ -30,6 +30,7 @@ from asa_snn.convert.fold import GENERIC_TARGET
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.convert.measure import StageMetrics, measure_graph, measure_live, nasfr_of
 from asa_snn.convert.quantize import quantize_graph
+from asa_snn.devices import resolve_device
 from asa_snn.train.run import load_run
 from asa_snn.workflows.fidelity_report import fidelity_document, write_graph_folder
 from asa_snn.workflows.fold_steps import (
@@ -74,6 +75,7 @@ def fold_checkpoint(
     """Fold a checkpoint for ``target``, fine-tune (epoch chosen on the validation split) and measure
     stages (1), (2a), (2b) on the test split (arguments as :func:`run_fold`; ``rate_match`` None
     keeps the least-squares gains)."""
+    resolve_device(tune_options.device, "fold --device")
     run = load_run(checkpoint, calib)
     calibration = calibration_batches(run.data.train, n_calib, batch_size)
     options = {

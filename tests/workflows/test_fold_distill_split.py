@@ -12,6 +12,7 @@ from asa_snn.chips.speck.quantizer import SpeckQuantizer
 from asa_snn.convert.chip_dynamics import SpeckDynamics
 from asa_snn.convert.finetune import LossWeights, Teacher, finetune
 from asa_snn.convert.graph import NeuronSpec
+from asa_snn.errors import AsaSnnError
 from asa_snn.train.config import load_config
 from asa_snn.train.trainer import train
 from asa_snn.workflows.fidelity_report import input_difference
@@ -46,6 +47,12 @@ def test_loihi_fold_reports_on_the_test_split_and_names_the_dropped_input(loihi_
     assert "test split (12 samples), which chose nothing" in text and "validation split (12 samples)" in text
     assert f"{chip_input['dropped']:.0f} dropped" in text
     assert len(doc["finetune_history"]) == 2 and outcome.graph.quantized
+
+
+def test_a_device_this_machine_lacks_is_refused_before_anything_runs(loihi_checkpoint, tmp_path):
+    with pytest.raises(AsaSnnError, match=r"fold --device.*'cuda:7'"):
+        run_fold(loihi_checkpoint, "loihi", tmp_path / "out", tune_options=TuneOptions(device="cuda:7"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_input_difference_by_hand():
@@ -91,5 +98,5 @@ def test_distillation_alone_pulls_the_chip_model_toward_the_teacher_rates():
 
 
 def test_tune_options_turn_distillation_off():
-    assert TuneOptions().distils and not TuneOptions(teacher_weight=0.0).distils
-    assert TuneOptions(teacher_weight=0.0, layer_weight=0.5).distils
+    assert TuneOptions().distils and TuneOptions(teacher_weight=0.0).distils
+    assert not TuneOptions(teacher_weight=0.0, layer_weight=0.0).distils
