@@ -76,7 +76,8 @@ class Settings:
 
     Attributes:
         epochs: training epochs per model.
-        finetune_epochs: fold-aware fine-tuning epochs per target.
+        finetune_epochs: fold-aware fine-tuning epochs per target (chip dynamics, distilled from
+            the live attention; experiments/fold_fidelity.py measures 5).
         n_calib: calibration samples for folding.
         sim_samples: samples simulated per backend (``SLOW_BACKENDS`` run fewer).
         loihi_overrides: config overrides that turn the recipe into the Loihi model.
@@ -84,7 +85,7 @@ class Settings:
     """
 
     epochs: int = 20
-    finetune_epochs: int = 3
+    finetune_epochs: int = 5
     n_calib: int = 64
     sim_samples: int = 16
     loihi_overrides: tuple[str, ...] = ("model.network=loihi_net",)
