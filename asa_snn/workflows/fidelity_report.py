@@ -88,6 +88,7 @@ def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> di
         "validation_samples": run.splits.get("selection_samples", live.samples),
         "test_samples": live.samples,
         "splits": run.splits,
+        "tuning": run.provenance.get("options", {}),
         "input": input_difference(run.deployed.target, run.test_frames),
         "stages": [asdict(s) for s in [*chain, *run.stages[3:]]],
         "steps": steps,
@@ -114,6 +115,20 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:+.1f} %"
 
 
+def tuning_line(options: dict[str, Any]) -> str:
+    """One sentence on how the fold was fine-tuned (epochs, dynamics, loss weights)."""
+    tune = options.get("tune")
+    epochs = options.get("finetune_epochs", 0)
+    if not tune or not epochs:
+        return f"Fine-tuning: {epochs} epochs (static fold)."
+    dynamics = "the chip's own dynamics and integers" if tune["chip_dynamics"] else "float neurons"
+    return (
+        f"Fine-tuning: {epochs} epochs with {dynamics}; loss = {tune['label_weight']:g} x label + "
+        f"{tune['teacher_weight']:g} x live-model rates + {tune['layer_weight']:g} x per-layer spikes "
+        f"(distilled on every training recording); device {tune['device']}."
+    )
+
+
 def fidelity_markdown(doc: dict[str, Any]) -> str:
     """fidelity.md: the same numbers as fidelity.json, as tables."""
     splits, chip_input = doc["splits"], doc["input"]
@@ -128,6 +143,8 @@ def fidelity_markdown(doc: dict[str, Any]) -> str:
         f"Deployed input vs training input: {chip_input['description']}; the chip received "
         f"{chip_input['received']:.0f} of {chip_input['events']:.0f} input events on the test split "
         f"({chip_input['dropped']:.0f} dropped, {100 * chip_input['dropped_fraction']:.1f} %).",
+        "",
+        tuning_line(doc.get("tuning", {})),
         "",
     ]
     lines += ["| stage | accuracy | NASFR | epochs |", "|---|---|---|---|"]
