@@ -9,6 +9,8 @@ spiking layer; every limit is optional::
     firing_rate = 0.05                  # spikes per neuron per step, all spiking neurons together
     spikes_per_inference = 20000        # spikes of all layers in one inference (one recording)
     synops_per_second_per_core = 2e6    # synaptic operations per second on the busiest core
+    peak_synops_per_second_per_core = 2e7   # the same in the busiest window (Speck; see below)
+    burst_window_ms = 1.0               # that window's length (a setting, not a limit; default 1)
     energy_uj = { speck = 500, loihi = 50 }   # microjoules per inference, by energy preset
     latency_steps = 16                  # decision latency, in time steps
     kernel_memory_per_core = 16384      # Speck: kernel words; Loihi: synapses, on the fullest core
@@ -18,6 +20,7 @@ spiking layer; every limit is optional::
     firing_rate = 0.1
     spikes_per_inference = 8000
     synops_per_second_per_core = 1e6
+    peak_synops_per_second_per_core = 1e7
     energy_uj = { speck = 100 }         # the layer's own terms (no resting power)
     kernel_memory_per_core = 4096
     neuron_memory_per_core = 16384
@@ -30,6 +33,12 @@ Definitions (``T`` steps of ``dt_us`` microseconds per inference, ``duration = d
   layer per core (the layer -> core table of :func:`~asa_snn.chips.speck.mapping.check_speck`);
   Loihi splits a layer evenly over its cores (:func:`~asa_snn.chips.loihi.mapping.check_loihi`),
   so a layer's rate is ``synops / cores / duration``. The network figure is the busiest core's.
+- peak synaptic operations per second per core (Speck only): the synaptic operations a core receives
+  in its busiest window of ``burst_window_ms`` real milliseconds, divided by the window, from the
+  event-driven simulation with the recordings' timestamps (:mod:`asa_snn.workflows.bursts`). The
+  verdict names the core, the layer, the window and the recording; when the limit is exceeded,
+  each candidate fix (a higher threshold on the layer feeding the core, input decimation, another
+  core) is re-simulated and its peak and accuracy reported.
 - energy: :func:`asa_snn.energy.model.energy` under the named preset (:data:`PRESETS`), in
   microjoules; the network figure includes the static (resting-power) term.
 - decision latency: ``1 + `` the first step in which the output layer spikes (the earliest step a
@@ -45,7 +54,7 @@ Each figure is measured per recording; a limit holds when the WORST recording st
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +70,14 @@ from asa_snn.simulators.base import SimulationResult
 from asa_snn.simulators.inputs import RecordingSource, input_batches
 from asa_snn.simulators.operations import graph_layer_ops
 from asa_snn.simulators.summary import confusion_matrix, label_figures, per_class_text
+from asa_snn.workflows.bursts import DEFAULT_WINDOW_MS, BurstReport, Fix, check_fixes, measure_bursts
 from asa_snn.workflows.simulate import class_names, confusion_title, data_source, draw_confusion
 
 METRICS: dict[str, str] = {
     "firing_rate": "spikes per neuron per step",
     "spikes_per_inference": "spikes per inference",
     "synops_per_second_per_core": "synaptic operations per second per core",
+    "peak_synops_per_second_per_core": "synaptic operations per second per core in the busiest window",
     "energy_uj": "microjoules per inference, a table {preset = number}",
     "latency_steps": "time steps",
     "kernel_memory_per_core": "Speck kernel words / Loihi synapses per core",
@@ -76,6 +87,9 @@ METRICS: dict[str, str] = {
 NETWORK_METRICS = tuple(METRICS)
 LAYER_METRICS = tuple(key for key in METRICS if key != "latency_steps")
 TOP_LEVEL = ("description", "network", "layers")
+WINDOW_KEY = "burst_window_ms"
+"""The [network] setting that gives the window of ``peak_synops_per_second_per_core`` (milliseconds)."""
+PEAK = "peak_synops_per_second_per_core"
 
 
 # ---------------------------------------------------------------- the budget file
@@ -90,12 +104,14 @@ class Budget:
         layers: layer name -> metric -> limit.
         source: the file (used in messages).
         description: free text from the file.
+        window_ms: ``burst_window_ms``, the window of the peak per-core load (None: not given).
     """
 
     network: dict[str, Any]
     layers: dict[str, dict[str, Any]]
     source: str = "<budget>"
     description: str = ""
+    window_ms: float | None = None
 
 
 def _number(value: object, where: str, unit: str) -> float:
@@ -153,7 +169,14 @@ def parse_budget(document: object, source: str = "<budget>") -> Budget:
     description = document.get("description", "")
     if not isinstance(description, str):
         raise InputFormatError(f"{source}: description is {description!r}; expected text")
-    network = _limits(document.get("network", {}), NETWORK_METRICS, f"{source}: network")
+    network_table = document.get("network", {})
+    window_ms = None
+    if isinstance(network_table, dict) and WINDOW_KEY in network_table:
+        network_table = dict(network_table)
+        window_ms = _number(network_table.pop(WINDOW_KEY), f"{source}: network.{WINDOW_KEY}", "milliseconds")
+        if window_ms <= 0:
+            raise InputFormatError(f"{source}: network.{WINDOW_KEY} is {window_ms}; expected > 0 ms")
+    network = _limits(network_table, NETWORK_METRICS, f"{source}: network")
     layers_table = document.get("layers", {})
     if not isinstance(layers_table, dict):
         raise InputFormatError(f"{source}: layers is {layers_table!r}; expected tables [layers.<name>]")
@@ -161,7 +184,7 @@ def parse_budget(document: object, source: str = "<budget>") -> Budget:
         name: _limits(table, LAYER_METRICS, f"{source}: layers.{name}")
         for name, table in layers_table.items()
     }
-    return Budget(network, layers, source, description)
+    return Budget(network, layers, source, description, window_ms)
 
 
 def load_budget(path: str | Path) -> Budget:
@@ -304,6 +327,7 @@ class BudgetRow:
         ok: ``worst <= limit``.
         worst_recording: the recording with the largest figure.
         over: the recordings whose figure exceeds the limit.
+        detail: where the worst figure is, in words (the peak per-core load: core, layer, window).
     """
 
     scope: str
@@ -316,6 +340,7 @@ class BudgetRow:
     ok: bool
     worst_recording: str
     over: tuple[str, ...] = ()
+    detail: str = ""
 
     @property
     def ratio(self) -> float:
@@ -340,6 +365,11 @@ class BudgetReport:
         classes: the K class names (``"0" .. "K-1"`` where the data does not name them).
         data: what was read (``kind``, ``source``, ``labels``, ``split``;
             :class:`~asa_snn.simulators.inputs.RecordingSource`).
+        measured: scope -> metric -> (mean, worst) over the recordings of every figure measured,
+            limited or not (what the figures draw).
+        bursts: per-core window loads on Speck (:class:`~asa_snn.workflows.bursts.BurstReport`),
+            None on other chips.
+        fixes: the checked fixes for an exceeded peak per-core load, else empty.
     """
 
     rows: list[BudgetRow]
@@ -351,6 +381,9 @@ class BudgetReport:
     confusion: list[list[int]] | None = None
     classes: list[str] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
+    measured: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    bursts: BurstReport | None = None
+    fixes: list[Fix] = field(default_factory=list)
 
     @property
     def labels(self) -> dict[str, Any]:
@@ -408,6 +441,23 @@ class BudgetReport:
             text.append(f"worst layers: {', '.join(self.worst_layers())}")
         for row in failures:
             text.append(f"over {row.scope} {row.metric} ({row.limit:.4g}): {', '.join(row.over)}")
+        for row in self.rows:
+            if row.detail:
+                text.append(f"{row.scope} {row.metric} worst: {row.detail}")
+        if self.fixes and self.bursts is not None:
+            before = (
+                ""
+                if self.bursts.accuracy is None
+                else f"; event-driven accuracy before: {self.bursts.accuracy:.3f}"
+            )
+            text.append(f"checked fixes (event-driven, re-simulated on the same recordings{before}):")
+        for fix in self.fixes:
+            accuracy = "" if fix.accuracy is None else f", accuracy {fix.accuracy:.3f}"
+            verdict = "within the limit" if fix.within_limit else "still over"
+            text.append(
+                f"  {fix.kind}: {fix.change}: layer peak {fix.layer_peak:.4g}, busiest core "
+                f"{fix.network_peak:.4g} synops/s ({verdict}){accuracy}"
+            )
         labels = self.labels
         if labels["accuracy"] is not None:
             text.append(f"accuracy: {labels['accuracy']:.3f} over {labels['labelled']} labelled recordings")
@@ -435,9 +485,16 @@ class BudgetReport:
                     "ok": r.ok,
                     "worst_recording": r.worst_recording,
                     "over": list(r.over),
+                    "detail": r.detail,
                 }
                 for r in self.rows
             ],
+            "measured": {
+                scope: {metric: {"mean": mean, "worst": worst} for metric, (mean, worst) in metrics.items()}
+                for scope, metrics in self.measured.items()
+            },
+            "bursts": None if self.bursts is None else self.bursts.to_dict(),
+            "fixes": [fix.to_dict() for fix in self.fixes],
             "notes": self.notes,
             "data": self.data,
             "classes": self.classes,
@@ -501,6 +558,7 @@ def evaluate_budget(
     data: str | RecordingSource,
     backend: str = "speck",
     max_samples: int | None = None,
+    window_ms: float | None = None,
 ) -> BudgetReport:
     """Simulate ``graph`` on ``data`` with ``backend`` and check every limit of ``budget``.
 
@@ -512,10 +570,15 @@ def evaluate_budget(
             in batches.
         backend: simulator backend name (:func:`asa_snn.chips.registry.backend_names`).
         max_samples: at most this many recordings.
+        window_ms: the window of the peak per-core load; None: the budget's ``burst_window_ms``,
+            else :data:`~asa_snn.workflows.bursts.DEFAULT_WINDOW_MS`. On Speck the per-core
+            window loads are always measured (event-driven, real timestamps) for the report;
+            elsewhere a ``peak_synops_per_second_per_core`` limit is an error.
 
     Returns:
         A :class:`BudgetReport`; ``report.ok`` is the verdict; accuracy, per-class accuracy and
-        the confusion matrix where labels are known.
+        the confusion matrix where labels are known; per-core window loads and, for an exceeded
+        peak limit, the checked fixes.
 
     Raises:
         InputFormatError: a budget layer that is not a spiking layer of the graph.
@@ -541,7 +604,11 @@ def evaluate_budget(
     if not parts:
         raise AsaSnnError(f"{source.about['source']}: no recordings to simulate")
     figures = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-    rows = compare_with_budget(budget, figures, names)
+    window = window_ms or budget.window_ms or DEFAULT_WINDOW_MS
+    bursts = measure_bursts(graph, source, window, max_samples, chip.name) if chip.name == "speck" else None
+    if bursts is not None:
+        figures.update(peak_figures(bursts))
+    rows = [with_detail(row, bursts) for row in compare_with_budget(budget, figures, names)]
     return BudgetReport(
         rows,
         backend,
@@ -552,38 +619,136 @@ def evaluate_budget(
         confusion.tolist() if confusion.sum() else None,
         class_names(graph, source),
         source.about,
+        summarise(figures),
+        bursts,
+        fixes_for(graph, source, bursts, rows, max_samples),
     )
+
+
+def summarise(figures: dict[tuple[str, str], np.ndarray]) -> dict[str, dict[str, tuple[float, float]]]:
+    """scope -> metric -> (mean, worst) over the recordings."""
+    found: dict[str, dict[str, tuple[float, float]]] = {}
+    for (scope, metric), values in figures.items():
+        found.setdefault(scope, {})[metric] = (float(values.mean()), float(values.max()))
+    return found
+
+
+def peak_figures(bursts: BurstReport) -> dict[tuple[str, str], np.ndarray]:
+    """(layer, peak metric) -> peak rate per recording [B], and the network's: the busiest core's."""
+    figures = {(layer, PEAK): bursts.peaks(layer) for layer in bursts.loads}
+    figures["network", PEAK] = np.max([bursts.peaks(layer) for layer in bursts.loads], axis=0)
+    return figures
+
+
+def _peak_layer(bursts: BurstReport, row: BudgetRow) -> tuple[str, int]:
+    """(layer, recording index) of a peak row's worst figure."""
+    index = bursts.recordings.index(row.worst_recording)
+    if row.scope != "network":
+        return row.scope, index
+    return max(bursts.loads, key=lambda layer: bursts.loads[layer][index].peak), index
+
+
+def with_detail(row: BudgetRow, bursts: BurstReport | None) -> BudgetRow:
+    """A peak per-core load row with its core, layer, window and recording in ``detail``."""
+    if bursts is None or row.metric != PEAK:
+        return row
+    return replace(row, detail=bursts.describe(*_peak_layer(bursts, row)))
+
+
+def fixes_for(
+    graph: FoldedGraph,
+    source: RecordingSource,
+    bursts: BurstReport | None,
+    rows: list[BudgetRow],
+    max_samples: int | None,
+) -> list[Fix]:
+    """The checked fixes for the most exceeded peak per-core load limit (none when all hold)."""
+    over = sorted((row for row in rows if row.metric == PEAK and not row.ok), key=lambda row: -row.ratio)
+    if bursts is None or not over:
+        return []
+    layer, _ = _peak_layer(bursts, over[0])
+    return check_fixes(graph, source, bursts, layer, over[0].limit, max_samples)
 
 
 # ---------------------------------------------------------------- output
 
 
-def _rate_figure(report: BudgetReport, path: Path) -> None:
-    """Bar chart of per-layer firing rates (mean bar, worst dot) with the limits as red ticks."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = {r.scope: r for r in report.rows if r.metric == "firing_rate"}
-    layers = [r.scope for r in report.rows if r.scope != "network"]
-    layers = list(dict.fromkeys(layers))
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(layers) + 2), 3.5))
-    for index, name in enumerate(layers):
-        row = rows.get(name)
-        if row is None:
-            continue
-        colour = "tab:blue" if row.ok else "tab:red"
-        ax.bar(index, row.mean, color=colour, alpha=0.6)
-        ax.plot(index, row.worst, "o", color=colour)
-        ax.hlines(row.limit, index - 0.4, index + 0.4, colors="red")
-    if "network" in rows:
-        ax.axhline(rows["network"].limit, color="red", linestyle="--", label="network limit")
-        ax.legend(loc="upper right")
-    ax.set_xticks(range(len(layers)), layers, rotation=30, ha="right")
+    return plt
+
+
+def metric_verdict(report: BudgetReport, metric: str) -> str:
+    """``PASS`` / ``FAIL`` over the rows of one metric, ``no limit`` where the budget sets none."""
+    rows = [row for row in report.rows if row.metric == metric]
+    if not rows:
+        return "no limit"
+    return "PASS" if all(row.ok for row in rows) else "FAIL"
+
+
+def _rate_figure(report: BudgetReport, path: Path) -> None:
+    """Firing rate of every spiking layer and of the network (bar: mean over the recordings, dot:
+    worst recording) with its limit where the budget sets one (red line over its bar), titled with
+    the firing-rate rows' own verdict."""
+    plt = _pyplot()
+    limits = {row.scope: row for row in report.rows if row.metric == "firing_rate"}
+    scopes = [s for s, metrics in report.measured.items() if s != "network" and "firing_rate" in metrics]
+    scopes.append("network")
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(scopes) + 2), 3.5))
+    for index, scope in enumerate(scopes):
+        mean, worst = report.measured[scope]["firing_rate"]
+        row = limits.get(scope)
+        colour = "tab:blue" if row is None or row.ok else "tab:red"
+        ax.bar(index, mean, color=colour, alpha=0.6, label="mean" if index == 0 else None)
+        ax.plot(index, worst, "o", color="black", label="worst recording" if index == 0 else None)
+        if row is not None:
+            first = not any(scope in limits for scope in scopes[:index])
+            ax.hlines(
+                row.limit,
+                index - 0.45,
+                index + 0.45,
+                colors="red",
+                linewidth=2,
+                label="limit" if first else None,
+            )
+    ax.legend(loc="upper right", fontsize="small")
+    ax.set_xticks(range(len(scopes)), scopes, rotation=30, ha="right")
     ax.set_ylabel("spikes per neuron per step")
-    verdict = "PASS" if report.ok else "FAIL"
-    ax.set_title(f"firing rate vs budget ({verdict}): bar mean, dot worst recording, red limit")
+    ax.set_title(f"firing rate vs budget: {metric_verdict(report, 'firing_rate')} (red: limit)")
+    try:
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def _core_load_figure(report: BudgetReport, path: Path) -> None:
+    """Synaptic operations per second each Speck core receives over time (sliding window) in the
+    recording with the highest peak, the peak limits and the busiest window marked."""
+    bursts = report.bursts
+    if bursts is None:
+        raise AsaSnnError("no per-core window loads to draw (not a Speck run)")
+    plt = _pyplot()
+    index, worst_layer = bursts.worst
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    for layer, (t_ms, rate) in bursts.curves.items():
+        ax.plot(t_ms, rate, linewidth=1, label=f"core {bursts.cores.get(layer)} ({layer})")
+    peak = bursts.loads[worst_layer][index]
+    start_ms = peak.peak_start_us / 1000
+    ax.axvspan(start_ms, start_ms + bursts.window_ms, color="orange", alpha=0.3)
+    ax.plot(start_ms, peak.peak, "v", color="black", label=f"peak {peak.peak:.3g}/s")
+    for row in report.rows:
+        if row.metric == PEAK:
+            style = "--" if row.scope == "network" else ":"
+            ax.axhline(row.limit, color="red", linestyle=style, linewidth=1, label=f"limit ({row.scope})")
+    ax.set_xlabel(f"window start (ms) in {Path(bursts.recordings[index]).name}")
+    ax.set_ylabel(f"synops/s per core ({bursts.window_ms:g} ms window)")
+    core = bursts.cores.get(worst_layer)
+    ax.set_title(f"per-core load: {metric_verdict(report, PEAK)}; peak on core {core} ({worst_layer})")
+    ax.legend(loc="upper right", fontsize="x-small")
     try:
         fig.savefig(path, dpi=110, bbox_inches="tight")
     finally:
@@ -591,15 +756,17 @@ def _rate_figure(report: BudgetReport, path: Path) -> None:
 
 
 def write_budget_report(report: BudgetReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write the folder ``out_dir`` with ``budget.json``, ``budget_rates.png`` and, where labels
-    are known, ``confusion.png`` (the confusion matrix), whole or not at all.
+    """Write the folder ``out_dir`` with ``budget.json``, ``budget_rates.png``, on Speck
+    ``core_load.png`` (per-core load over time) and, where labels are known, ``confusion.png``
+    (the confusion matrix), whole or not at all.
 
     The files are staged beside ``out_dir`` and moved in together
     (:func:`~asa_snn.files.staged_folder`): a failure while drawing a figure leaves the previous
     folder as it was. ``out_dir`` must be new, empty, or written by asa-snn.
 
     Returns:
-        {"json": path, "figure": path} inside ``out_dir``, and "confusion": path where written.
+        {"json": path, "figure": path} inside ``out_dir``, and "core_load" / "confusion": path
+        where written.
 
     Raises:
         AsaSnnError: ``out_dir`` holds files asa-snn did not write.
@@ -609,6 +776,9 @@ def write_budget_report(report: BudgetReport, out_dir: str | Path) -> dict[str, 
     with staged_folder(out) as staging:
         write_json(report.to_dict(), staging / "budget.json")
         _rate_figure(report, staging / "budget_rates.png")
+        if report.bursts is not None:
+            _core_load_figure(report, staging / "core_load.png")
+            written["core_load"] = out / "core_load.png"
         if report.confusion is not None:
             labels = report.labels
             title = confusion_title(report.backend, labels["accuracy"], labels["labelled"])

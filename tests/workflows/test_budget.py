@@ -159,7 +159,13 @@ def test_a_rerun_failing_in_the_figure_leaves_the_old_output_whole(measured, tmp
     with pytest.raises(MemoryError):
         write_budget_report(report, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
-    assert sorted(before) == [".asa-snn-output", "budget.json", "budget_rates.png", "confusion.png"]
+    assert sorted(before) == [
+        ".asa-snn-output",
+        "budget.json",
+        "budget_rates.png",
+        "confusion.png",
+        "core_load.png",
+    ]
     assert [p.name for p in tmp_path.iterdir()] == ["out"] and paths["json"] == out / "budget.json"
 
 
