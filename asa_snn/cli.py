@@ -554,23 +554,38 @@ def budget_command(
     ] = "builtin:synthetic",
     backend: Annotated[str, typer.Option("--backend", help="Simulator backend.")] = "speck",
     max_samples: Annotated[int | None, typer.Option("--max-samples")] = None,
+    window_ms: Annotated[
+        float | None,
+        typer.Option(
+            "--window-ms",
+            help="Window of the peak per-core load on Speck, in ms (default: the budget's "
+            "burst_window_ms, else 1).",
+        ),
+    ] = None,
     out: Annotated[
         Path,
-        typer.Option("--out", help="Folder for budget.json and the figures (confusion.png with labels)."),
+        typer.Option(
+            "--out",
+            help="Folder for budget.json and the figures (core_load.png on Speck, confusion.png with "
+            "labels).",
+        ),
     ] = Path("runs/budget"),
 ) -> None:
     """Check simulated spikes, synaptic ops, energy, latency and memory against a spike budget;
-    accuracy, per-class accuracy and the confusion matrix where the data has labels.
+    on Speck the peak per-core load in sliding windows (event-driven, real timestamps) with checked
+    fixes when it is exceeded; accuracy, per-class accuracy and the confusion matrix where the data
+    has labels.
 
     Exits 1 when any limit is exceeded, so it can gate a CI job.
     """
     from asa_snn.convert.graph import load_graph
     from asa_snn.workflows.budget import evaluate_budget, load_budget, write_budget_report
 
-    report = evaluate_budget(load_graph(graph_dir), load_budget(budget), data, backend, max_samples)
+    graph, limits = load_graph(graph_dir), load_budget(budget)
+    report = evaluate_budget(graph, limits, data, backend, max_samples, window_ms)
     written = write_budget_report(report, out)
     typer.echo(report.table())
-    figures = "figures" if "confusion" in written else "figure"
+    figures = "figures" if len(written) > 2 else "figure"
     typer.echo(f"budget.json and {figures} written to {written['json'].parent}")
     if not report.ok:
         raise typer.Exit(1)
