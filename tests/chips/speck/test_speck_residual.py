@@ -2,7 +2,7 @@
 simulator against sinabs spike for spike, and the export sinabs' own ``DynapcnnNetwork`` builds
 (two destinations, a merge).
 
-The DynapcnnNetwork test runs offline through :mod:`dynapcnn_offline` (see there).
+The DynapcnnNetwork test runs offline through :mod:`offline_sinabs_network` (see there).
 """
 
 import json
@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from dynapcnn_offline import dynapcnn_run
+from offline_sinabs_network import dynapcnn_run
 
 from asa_snn.chips.speck.event_driven import EventDriven
 from asa_snn.chips.speck.mapping import check_speck
