@@ -65,6 +65,7 @@ print(json.dumps({
         names[k]: [names.get(d, "exit") for d in v] for k, v in net.layer_destination_map.items()
     },
     "memory": {names[k]: [memory["kernel"][k], memory["neuron"][k]] for k in names},
+    "order": [names[k] for k in sorted(names)],
     "output": out.reshape(B, T, -1).numpy().tolist(),
 }))
 """
@@ -77,7 +78,9 @@ def dynapcnn_run(graph: FoldedGraph, frames: np.ndarray, folder: Path) -> dict:
     Returns:
         ``destinations``: graph layer -> the layers its core sends to ("exit" for the output),
         as sinabs' ``layer_destination_map``; ``memory``: layer -> [kernel, neuron] words from
-        sinabs' ``memory_summary``; ``output``: the network's output spikes [B, T, K].
+        sinabs' ``memory_summary``; ``order``: the layers by sinabs' DynapcnnLayer index (the
+        order ``chips/speck/board.py`` reads ``layer2core_map`` in); ``output``: the network's
+        output spikes [B, T, K].
     """
     save_graph(graph, folder / "graph")
     np.save(folder / "frames.npy", frames)

@@ -163,6 +163,7 @@ def test_dynapcnn_network_builds_from_the_export_and_simulates_the_same_spikes(t
     assert found["destinations"] == {"stem": ["a", "head"], "a": ["b"], "b": ["head"], "head": ["exit"]}
     rows = {r.layer: [r.kernel_words, r.neuron_words] for r in check_speck(graph).rows}
     assert found["memory"] == rows
+    assert found["order"] == list(rows)  # sinabs' layer indices follow the graph's core rows
     ours = SpeckSimulator().run(graph, frames).outputs
     np.testing.assert_array_equal(np.asarray(found["output"]), ours)
     assert ours.sum() > 0

@@ -114,5 +114,6 @@ def test_dynapcnn_network_takes_the_export_and_gives_the_same_output(trained, tm
     }
     rows = {r.layer: [r.kernel_words, r.neuron_words] for r in check_speck(outcome.graph).rows}
     assert found["memory"] == rows
+    assert found["order"] == list(rows)  # sinabs' layer indices follow the graph's core rows
     ours = SpeckSimulator().run(outcome.graph, frames[:4]).outputs
     np.testing.assert_array_equal(np.asarray(found["output"]), ours)
