@@ -367,14 +367,21 @@ def check_chips(
 
 
 def report_figures(
-    fidelity: dict[str, Any], backends: dict[str, Any], budget_figure: Path, analysis: Path, names: list[str]
+    fidelity: dict[str, Any],
+    backends: dict[str, Any],
+    budget_files: dict[str, Path],
+    analysis: Path,
+    names: list[str],
 ) -> dict[str, bytes]:
-    """The report's PNG figures by file name: fidelity, backends per chip, budget, analysis."""
+    """The report's PNG figures by file name: fidelity, backends per chip, budget (firing rates and,
+    on Speck, the per-core load over time), analysis."""
     figures = {
         "fidelity.png": fidelity_figure(fidelity),
         **{f"backends_{t}.png": backend_figure(t, sims) for t, sims in backends.items()},
-        "budget_rates.png": budget_figure.read_bytes(),
+        "budget_rates.png": budget_files["figure"].read_bytes(),
     }
+    if "core_load" in budget_files:
+        figures["core_load.png"] = budget_files["core_load"].read_bytes()
     for name in names:
         figures[f"analysis_{Path(name).name}"] = (analysis / name).read_bytes()
     return figures
@@ -490,9 +497,7 @@ def run_pipeline(
             "budget": budget.to_dict(),
             "analysis_figures": analysis_figures,
         }
-        figures = report_figures(
-            fidelity, backends, budget_files["figure"], staging / "analysis", analysis_figures
-        )
+        figures = report_figures(fidelity, backends, budget_files, staging / "analysis", analysis_figures)
         clock.lap("report", began)
         document["runtime_s"] = {**clock.seconds, "total": round(time.perf_counter() - clock.start, 2)}
         write_report(staging, document, figures)

@@ -273,7 +273,40 @@ def _budget_section(doc: dict[str, Any], figures: dict[str, bytes]) -> Section:
         ],
     )
     notes = [f"{budget['backend']} backend, {budget['chip']} cores, {len(budget['recordings'])} recordings."]
-    return Section("Budget verdict", notes, [table], _figures(figures, ["budget_rates.png"]))
+    bursts = budget.get("bursts")
+    if bursts:
+        notes.append(
+            f"Per-core load in sliding {bursts['window_ms']:g} ms windows (event-driven simulation with the "
+            f"recordings' timestamps), highest peak: {bursts['worst']['where']}."
+        )
+    tables = [table]
+    if budget.get("fixes"):
+        tables.append(
+            Table(
+                "Checked fixes for the overloaded core (re-simulated on the same recordings)",
+                [
+                    "fix",
+                    "change",
+                    "layer peak (synops/s)",
+                    "busiest core (synops/s)",
+                    "accuracy",
+                    "within limit",
+                ],
+                [
+                    [
+                        f["kind"],
+                        f["change"],
+                        f"{f['layer_peak_synops_per_s']:.4g}",
+                        f"{f['network_peak_synops_per_s']:.4g}",
+                        "-" if f["accuracy"] is None else f"{f['accuracy']:.3f}",
+                        "yes" if f["within_limit"] else "no",
+                    ]
+                    for f in budget["fixes"]
+                ],
+            )
+        )
+    names = [name for name in ("budget_rates.png", "core_load.png") if name in figures]
+    return Section("Budget verdict", notes, tables, _figures(figures, names))
 
 
 def _runtime_section(doc: dict[str, Any]) -> Section:
