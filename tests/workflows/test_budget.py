@@ -190,11 +190,13 @@ def test_example_budget_applies_to_any_graph(speck):
         "firing_rate",
         "spikes_per_inference",
         "synops_per_second_per_core",
+        "peak_synops_per_second_per_core",
         "energy_uj.speck",
         "latency_steps",
         "kernel_memory_per_core",
         "neuron_memory_per_core",
     }
+    assert budget.window_ms == 1.0
 
 
 def test_yaml_and_toml_read_alike(tmp_path):
