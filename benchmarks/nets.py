@@ -248,6 +248,7 @@ def norse() -> Net:
 BUILDERS: dict[str, Callable[[], Net]] = {
     "asa-snn (none)": lambda: asa_snn("none"),
     "asa-snn (asa2)": lambda: asa_snn("asa2"),
+    "asa-snn (asa1)": lambda: asa_snn("asa1"),
     "asa-snn (none, NCHW)": lambda: asa_snn("none", torch.contiguous_format),
     "asa-snn (none, unfused)": lambda: asa_snn("none", fuse_bn_pool=False),
     "asa-snn (asa2, reference)": lambda: asa_snn("asa2", attention_backend="reference"),

@@ -49,6 +49,7 @@ PEERS = ("spikingjelly", "snntorch", "norse")
 OURS = (
     "asa-snn (none)",
     "asa-snn (asa2)",
+    "asa-snn (asa1)",
     "asa-snn (none, NCHW)",
     "asa-snn (none, unfused)",
     "asa-snn (asa2, reference)",

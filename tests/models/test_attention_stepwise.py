@@ -10,7 +10,7 @@ import torch
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.attention import AdvancedSpatialAttention, make_attention
 from asa_snn.models.attention.asa import PooledImportance, StraightThroughSelector
-from asa_snn.models.attention.stepwise import channel_pools, masked_spatial_pools, mix
+from asa_snn.models.attention.stepwise import spatial_attention_passes
 
 SHAPE = (6, 3, 8, 5, 7)
 """[T, B, C, H, W]: odd H and W, more channels than steps."""
@@ -52,35 +52,59 @@ def test_stepwise_matches_reference(attention, values, memory_format):
             torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12, msg=name)
 
 
-def test_channel_pools_gradient():
+def _smooth_passes(x, mask_weight, conv_weight):
+    """The fused passes with a real-valued mask and smooth maps, so every gradient is a derivative."""
+
+    def select(f_avg, f_max):
+        return torch.sigmoid(mask_weight * f_avg - f_max)
+
+    def maps(mean1, max1, mean2, max2):
+        return torch.tanh(conv_weight * mean1 + max1), torch.sigmoid(mean2 - conv_weight * max2)
+
+    return spatial_attention_passes(x, 0.3, select, maps, (mask_weight, conv_weight))
+
+
+def test_fused_passes_gradient_with_real_valued_masks():
+    torch.manual_seed(3)
     x = torch.randn(3, 2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(channel_pools, (x,))
+    weights = [torch.tensor(value, dtype=torch.float64, requires_grad=True) for value in (0.7, -1.3)]
+    assert torch.autograd.gradcheck(_smooth_passes, (x, *weights))
 
 
-def test_masked_spatial_pools_gradient_with_real_valued_masks():
-    x = torch.randn(3, 2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
-    mask = torch.rand(3, 2, 4, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, m: masked_spatial_pools(x, m, 0.3), (x, mask))
-
-
-def test_mix_gradient():
-    x = torch.randn(3, 2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
-    mask = torch.rand(3, 2, 4, dtype=torch.float64, requires_grad=True)
-    maps = [torch.rand(2, 3, 5, dtype=torch.float64, requires_grad=True) for _ in range(2)]
-    assert torch.autograd.gradcheck(mix, (x, mask, *maps))
-
-
-def test_max_gradient_is_shared_by_ties_as_amax_shares_it():
+def test_channel_max_gradient_is_shared_by_ties_as_amax_shares_it():
+    """M1 = F_max of the one channel (3, reached twice), A1 = 1, A2 = 0: Y = F_max X."""
     x = torch.tensor([[[[[1.0, 3.0], [3.0, 0.0]]]]], dtype=torch.float64, requires_grad=True)
-    _, f_max = channel_pools(x)
-    f_max.sum().backward()
-    assert x.grad.flatten().tolist() == [0.0, 0.5, 0.5, 0.0]
+
+    def select(f_avg, f_max):
+        return f_max
+
+    def maps(mean1, max1, mean2, max2):
+        return torch.ones_like(mean1), torch.zeros_like(mean2)
+
+    spatial_attention_passes(x, 0.5, select, maps).sum().backward()
+    # d sum(Y) / dX = F_max + sum(X) * dF_max / dX, the max's share 1/2 at each of the two 3s
+    assert x.grad.flatten().tolist() == [3.0, 3.0 + 7.0 / 2, 3.0 + 7.0 / 2, 3.0]
 
 
-def test_mix_keeps_the_frame_layout():
+def test_group_max_gradient_is_shared_by_ties():
+    """M1 = 1, A1 = max over (T, C) of X M1 (pixel 0: 3 at both steps; pixel 1: 1), A2 = 0."""
+    x = torch.tensor([[[[[3.0, 1.0]]]], [[[[3.0, 0.0]]]]], dtype=torch.float64, requires_grad=True)
+
+    def select(f_avg, f_max):
+        return torch.ones_like(f_avg)
+
+    def maps(mean1, max1, mean2, max2):
+        return max1, torch.zeros_like(mean2)
+
+    spatial_attention_passes(x, 0.5, select, maps).sum().backward()
+    # dY/dX[t, w] = A1[w] + (sum_t X[t, w]) dA1[w]/dX[t, w]
+    assert x.grad.flatten().tolist() == [3.0 + 6.0 / 2, 1.0 + 1.0, 3.0 + 6.0 / 2, 1.0]
+
+
+def test_output_keeps_the_frame_layout():
     x = _inputs("continuous", torch.channels_last)
-    y = mix(x, torch.rand(SHAPE[:3], dtype=torch.float64), *torch.rand(2, 3, 5, 7, dtype=torch.float64))
-    assert y.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    module = make_attention("asa2", SHAPE[2], SHAPE[0]).double()
+    assert module(x).flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
 
 
 def test_unknown_backend_is_named():
@@ -92,18 +116,28 @@ def test_bfloat16_counts_every_tie_of_the_max():
     """2048 masked zeros tie for the max of X M1 where X < 0: bfloat16 cannot count that far."""
     torch.manual_seed(0)
     x = (-torch.rand(32, 1, 128, 1, 1) - 0.1).bfloat16().requires_grad_()
-    mask = (torch.rand(32, 1, 128) < 0.5).bfloat16().requires_grad_()
-    _, peak, _, _ = masked_spatial_pools(x, mask, 0.5)
-    peak.sum().backward()
-    ties = int((mask == 0).sum())
+    fixed = (torch.rand(32, 1, 128) < 0.5).bfloat16()
+    gate = torch.ones((), dtype=torch.bfloat16, requires_grad=True)
+
+    def select(f_avg, f_max):
+        return fixed * gate + (1 - fixed) * (gate - 1)  # = fixed, every entry's slope 1
+
+    def maps(mean1, max1, mean2, max2):
+        return max1, torch.zeros_like(mean2)
+
+    spatial_attention_passes(x, 0.5, select, maps, (gate,)).sum().backward()
+    ties = int((fixed == 0).sum())
     assert ties > 256
-    expected = torch.where(mask == 0, x.detach().float()[..., 0, 0] / ties, 0.0)
-    torch.testing.assert_close(mask.grad.float(), expected, rtol=1e-2, atol=1e-6)
+    # Y = A1 X M1 with A1 = max1 = 0, shared by the masked zeros: d sum(Y) / d gate =
+    # sum(X M1) * sum over the masked entries of X / ties.
+    total = float((x.detach().float()[..., 0, 0] * fixed.float()).sum())
+    masked = float(x.detach().float()[..., 0, 0][fixed == 0].sum())
+    torch.testing.assert_close(gate.grad.float(), torch.tensor(total * masked / ties), rtol=2e-2, atol=1e-6)
 
 
 def test_second_derivatives_are_refused():
     x = torch.randn(2, 1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
-    _, f_max = channel_pools(x)
-    (grad,) = torch.autograd.grad(f_max.sum(), x, create_graph=True)
+    weights = [torch.tensor(value, dtype=torch.float64, requires_grad=True) for value in (0.7, -1.3)]
+    (grad,) = torch.autograd.grad(_smooth_passes(x, *weights).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match=r"once_differentiable|does not require grad"):
         grad.sum().backward()

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.attention.spatial import SpatialMap, check_input, check_reduction, mean_max_map
-from asa_snn.models.attention.stepwise import channel_pools, masked_spatial_pools, mix
+from asa_snn.models.attention.stepwise import spatial_attention_passes
 
 TopK = Callable[[Tensor, int, int], Tensor]
 """(scores, k, dim) -> 0/1 mask of the k largest scores along dim, same shape as scores."""
@@ -187,8 +188,11 @@ class TemporalFcImportance(nn.Module):
         )
 
     def forward(self, f_add: Tensor) -> Tensor:
-        """Apply the FC to each (sample, channel) series of T values."""
-        return self.fc(f_add.transpose(1, 2)).transpose(1, 2)
+        """Apply the FC to each (sample, channel) series of T values, in F_add's dtype (the weights
+        are cast to it, so a half-precision model still scores in float32)."""
+        series = f_add.transpose(1, 2)
+        hidden = F.relu(F.linear(series, self.fc[0].weight.to(series.dtype)))
+        return F.linear(hidden, self.fc[2].weight.to(series.dtype)).transpose(1, 2)
 
     def extra_macs(self, T: int, C: int) -> int:
         """Two FC layers per channel: C * 2 * T * floor(T / r)."""
@@ -221,8 +225,9 @@ class AdvancedSpatialAttention(nn.Module):
             :class:`BatchUnionSelector` (the released code's behaviour).
         lam: lambda in (0, 1).
         name: kind shown in error messages.
-        backend: ``"stepwise"`` (default) computes the passes over X one time step at a time with a
-            hand-written backward (:mod:`asa_snn.models.attention.stepwise`); ``"reference"`` writes
+        backend: ``"stepwise"`` (default) computes the passes over X as one autograd Function, one
+            time step at a time with a hand-written backward
+            (:mod:`asa_snn.models.attention.stepwise`); ``"reference"`` writes
             the equations above as whole-tensor PyTorch operations, the definition the stepwise
             backend is tested against. Same values and gradients, to rounding.
 
@@ -260,29 +265,46 @@ class AdvancedSpatialAttention(nn.Module):
         self.subimportant_map = SpatialMap(3)
 
     def importance_scores(self, x: Tensor) -> Tensor:
-        """I, shape [B, T, C], for X [T, B, C, H, W]."""
-        if self.backend == "stepwise":
-            f_avg, f_max = (pooled.transpose(0, 1) for pooled in channel_pools(x))
-        else:
-            f_avg = x.mean(dim=(3, 4)).transpose(0, 1)
-            f_max = x.amax(dim=(3, 4)).transpose(0, 1)
-        f_add = (0.5 + self.alpha) * f_avg + (0.5 + self.beta) * f_max
-        return self.importance(f_add)
+        """I, shape [B, T, C], for X [T, B, C, H, W] (float32 or wider: see :meth:`_importance`)."""
+        return self._importance(x.mean(dim=(3, 4)), x.amax(dim=(3, 4)))
+
+    def _importance(self, f_avg: Tensor, f_max: Tensor) -> Tensor:
+        """I [B, T, C] from F_avg, F_max [T, B, C], computed in at least float32 with autocast off.
+
+        The top-k selection compares scores; in bfloat16 or float16 (an autocast region, a half
+        model) near-equal scores round to ties and the selection changes, so the scores never
+        drop below float32.
+        """
+        dtype = torch.promote_types(f_avg.dtype, torch.float32)
+        with torch.autocast(f_avg.device.type, enabled=False):
+            f_avg, f_max = f_avg.transpose(0, 1).to(dtype), f_max.transpose(0, 1).to(dtype)
+            f_add = (0.5 + self.alpha.to(dtype)) * f_avg + (0.5 + self.beta.to(dtype)) * f_max
+            return self.importance(f_add)
 
     def masks(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """(M1, M2), each [B, T, C] of 0 / 1, for X [T, B, C, H, W]."""
         check_input(x, self.label, self.channels, self.timesteps)
         return self.selector(self.importance_scores(x), self.lam)
 
+    def _select(self, f_avg: Tensor, f_max: Tensor) -> Tensor:
+        """M1 [T, B, C] from F_avg, F_max [T, B, C] (the stepwise backend's ``select``)."""
+        important, _ = self.selector(self._importance(f_avg, f_max), self.lam)
+        return important.transpose(0, 1)
+
+    def _maps(self, mean1: Tensor, max1: Tensor, mean2: Tensor, max2: Tensor) -> tuple[Tensor, Tensor]:
+        """A1, A2 [B, H, W] from the groups' statistics [B, H, W] (the stepwise backend's ``maps``)."""
+        a1 = self.important_map(torch.stack([mean1, max1], dim=1))
+        a2 = self.subimportant_map(torch.stack([mean2, max2], dim=1))
+        return a1[:, 0], a2[:, 0]
+
     def forward(self, x: Tensor) -> Tensor:
         """Return Y = A1 * (X M1) + A2 * (X M2), shape [T, B, C, H, W]."""
-        important, subimportant = self.masks(x)
+        check_input(x, self.label, self.channels, self.timesteps)
         if self.backend == "stepwise":
-            mask = important.transpose(0, 1).contiguous()
-            mean1, max1, mean2, max2 = masked_spatial_pools(x, mask, self.lam)
-            a1 = self.important_map(torch.stack([mean1, max1], dim=1))
-            a2 = self.subimportant_map(torch.stack([mean2, max2], dim=1))
-            return mix(x, mask, a1[:, 0], a2[:, 0])
+            learnable = [p for p in self.parameters() if p.requires_grad]
+            return spatial_attention_passes(x, self.lam, self._select, self._maps, learnable)
+        important, subimportant = self.selector(self.importance_scores(x), self.lam)
+        important, subimportant = important.to(x.dtype), subimportant.to(x.dtype)
         x_important = x * important.transpose(0, 1)[..., None, None]
         x_subimportant = x * subimportant.transpose(0, 1)[..., None, None]
         a1 = self.important_map(mean_max_map(x_important, (0, 2), self.lam))

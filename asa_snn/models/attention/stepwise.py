@@ -1,159 +1,273 @@
-"""ASA's three passes over the input current X [T, B, C, H, W], each one time step at a time.
+"""ASA's passes over the input current X [T, B, C, H, W] as one autograd Function.
 
 ASA (:mod:`asa_snn.models.attention.asa`) reads X three times: channel statistics for the
 importance, masked spatial statistics for the two maps, and the final mix. Written with
 whole-tensor PyTorch operations, each pass leaves several [T, B, C, H, W] temporaries (masked
-copies, max-tie masks, partial gradients) that stream through memory. The functions here compute
-the same values and the same gradients (``amax``'s rule included: a gradient is shared evenly by
-all entries equal to the max) with a loop over the time steps, whose [B, C, H, W] temporaries
-stay in cache, and a backward pass written out by hand. Masks may take any value; ASA's are 0/1.
-Sums over steps accumulate in at least float32 and tie counts in int64, as PyTorch's reductions
-do, so bfloat16 and float16 inputs lose no more than the reference. Differentiable once.
+copies, max-tie masks, partial gradients) that stream through memory, and autograd adds the three
+passes' input gradients together. :func:`spatial_attention_passes` computes the same values and
+the same gradients (``amax``'s rule included: a gradient is shared evenly by all entries equal to
+the max) with loops over the time steps, whose [B, C, H, W] temporaries stay in cache, and a
+backward pass written out by hand that writes the input gradient once, into one tensor. The small
+parts between the passes (importance, top-k selection, the two 3x3 convolutions) are ordinary
+autograd graphs over [T, B, C] and [B, H, W] tensors, built inside the Function and
+differentiated from its backward. Tie counts of the maxima are taken in the forward pass and
+reused by the backward pass.
 
-- :func:`channel_pools`: F_avg, F_max [T, B, C] = mean and max over (H, W).
-- :func:`masked_spatial_pools`: the mean and max over (T, C) of X M1 and of X (1 - M1), [B, H, W].
-- :func:`mix`: Y = A1 (X M1) + A2 (X (1 - M1)).
+Masks may take any value; ASA's are 0/1. Sums over steps accumulate in at least float32 and tie
+counts in int64, as PyTorch's reductions do, so bfloat16 and float16 inputs lose no more than the
+reference. Differentiable once.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+Select = Callable[[Tensor, Tensor], Tensor]
+"""(F_avg, F_max), each [T, B, C] -> the important-group mask M1 [T, B, C]."""
+
+Maps = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+"""(mean1, max1, mean2, max2), each [B, H, W] -> the maps (A1, A2), each [B, H, W]."""
+
+
+def _channels_last(x: Tensor) -> Tensor:
+    """[T, B, C, H, W] -> the view [T, B, H, W, C]: contiguous for channels-last frames."""
+    return x.permute(0, 1, 3, 4, 2)
+
 
 def _planes(values: Tensor) -> Tensor:
-    """[B, C] -> [B, C, 1, 1], to broadcast over one step's [B, C, H, W]."""
-    return values[:, :, None, None]
+    """[B, C] -> [B, 1, 1, C], to broadcast over one step's [B, H, W, C] view."""
+    return values[:, None, None, :]
 
 
-class _ChannelPools(torch.autograd.Function):
-    """F_avg = mean_{h,w} X, F_max = max_{h,w} X; see :func:`channel_pools`."""
-
-    @staticmethod
-    def forward(ctx, x):
-        f_max = x.amax(dim=(3, 4))
-        ctx.save_for_backward(x, f_max)
-        return x.mean(dim=(3, 4)), f_max
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_avg, grad_max):
-        x, f_max = ctx.saved_tensors
-        area = x.shape[3] * x.shape[4]
-        grad_x = torch.empty_like(x)
-        for t in range(x.shape[0]):
-            ties = torch.eq(x[t], _planes(f_max[t]))
-            spread = grad_avg[t] / area
-            on_max = spread + grad_max[t] / ties.sum((2, 3))
-            torch.where(ties, _planes(on_max), _planes(spread), out=grad_x[t])
-        return grad_x
+def _rows(values: Tensor) -> Tensor:
+    """[B, H, W] -> [B, H, W, 1], to broadcast over the channels of one step's view."""
+    return values[..., None]
 
 
-def channel_pools(x: Tensor) -> tuple[Tensor, Tensor]:
-    """(F_avg, F_max) of X [T, B, C, H, W]: its mean and max over (H, W), each [T, B, C]."""
-    return _ChannelPools.apply(x)
+def _pixels_by_channels(x_t: Tensor) -> Tensor:
+    """One step's view [B, H, W, C] as [B, H*W, C] (a copy only for frames not channels-last)."""
+    return x_t.reshape(x_t.shape[0], -1, x_t.shape[3])
 
 
-class _MaskedSpatialPools(torch.autograd.Function):
-    """Mean and max over (T, C) of X M1 and X (1 - M1); see :func:`masked_spatial_pools`."""
-
-    @staticmethod
-    def forward(ctx, x, mask, divisors: tuple[float, float]):
-        sums, peaks = [None, None], [None, None]
-        accumulate = torch.promote_types(x.dtype, torch.float32)
-        for t in range(x.shape[0]):
-            for group, part in enumerate(_parts(x[t], mask[t])):
-                total, peak = part.sum(1, dtype=accumulate), part.amax(1)
-                sums[group] = total if sums[group] is None else sums[group].add_(total)
-                peaks[group] = peak if peaks[group] is None else torch.maximum(peaks[group], peak)
-        steps_channels = x.shape[0] * x.shape[2]
-        means = [(total / steps_channels / d).to(x.dtype) for total, d in zip(sums, divisors, strict=True)]
-        ctx.save_for_backward(x, mask, *peaks)
-        ctx.scale = [1.0 / steps_channels / divisor for divisor in divisors]
-        return means[0], peaks[0], means[1], peaks[1]
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_mean1, grad_max1, grad_mean2, grad_max2):
-        x, mask, *peaks = ctx.saved_tensors
-        grad_means = [g * scale for g, scale in zip((grad_mean1, grad_mean2), ctx.scale, strict=True)]
-        ties = [torch.zeros_like(peak, dtype=torch.int64) for peak in peaks]
-        for t in range(x.shape[0]):
-            for group, part in enumerate(_parts(x[t], mask[t])):
-                ties[group] += torch.eq(part, peaks[group][:, None]).sum(1)
-        on_peaks = [
-            mean + g / count for mean, g, count in zip(grad_means, (grad_max1, grad_max2), ties, strict=True)
-        ]
-        grad_x = torch.empty_like(x)
-        grad_mask = torch.empty_like(mask) if ctx.needs_input_grad[1] else None
-        for t in range(x.shape[0]):
-            grad_parts = [
-                torch.where(torch.eq(part, peak[:, None]), on_peak[:, None], grad_mean[:, None])
-                for part, peak, on_peak, grad_mean in zip(
-                    _parts(x[t], mask[t]), peaks, on_peaks, grad_means, strict=True
-                )
-            ]
-            difference = grad_parts[0].sub_(grad_parts[1])
-            torch.addcmul(grad_parts[1], difference, _planes(mask[t]), out=grad_x[t])
-            if grad_mask is not None:
-                torch.sum(difference.mul_(x[t]), dim=(2, 3), out=grad_mask[t])
-        return grad_x, grad_mask, None
+def _weighted_pixel_sums(weights: Tensor, x_t: Tensor) -> Tensor:
+    """sum_{h,w} weights[b, h, w] * X_t[b, h, w, c], [B, C], for weights [B, H, W], X_t [B, H, W, C]."""
+    return torch.bmm(weights.reshape(weights.shape[0], 1, -1), _pixels_by_channels(x_t))[:, 0]
 
 
-def _parts(x_t: Tensor, mask_t: Tensor) -> tuple[Tensor, Tensor]:
-    """One step's X M1 and X (1 - M1), for X_t [B, C, H, W] and M1_t [B, C]."""
-    return x_t * _planes(mask_t), x_t * _planes(1.0 - mask_t)
+def _merge_peak(peak: Tensor, ties: Tensor, step_peak: Tensor, step_ties: Tensor) -> tuple[Tensor, Tensor]:
+    """The running max over steps and how many entries equal it, after one more step."""
+    ties = torch.where(step_peak > peak, step_ties, torch.where(step_peak == peak, ties + step_ties, ties))
+    return torch.maximum(peak, step_peak), ties
 
 
-def masked_spatial_pools(x: Tensor, mask: Tensor, lam: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Statistics of the two groups for ASA's maps, for X [T, B, C, H, W] and M1 [T, B, C].
+class _SpatialAttentionPasses(torch.autograd.Function):
+    """Y = A1 (X M1) + A2 (X (1 - M1)) with M1 and the maps computed from X; see
+    :func:`spatial_attention_passes`.
 
-    Returns (mean_{t,c}(X M1) / lam, max_{t,c}(X M1), mean_{t,c}(X M2) / (1 - lam),
-    max_{t,c}(X M2)), each [B, H, W], with M2 = 1 - M1.
+    Every loop works on one step's [B, H, W, C] view (contiguous for channels-last frames) and
+    keeps a full-size tensor as the first operand of each elementwise operation, uses 0/1 floats
+    rather than bool tensors, and batched matrix products for sums over (H, W): on CPU these
+    run several times faster than the broadcast-only, bool or einsum forms.
     """
-    return _MaskedSpatialPools.apply(x, mask, (lam, 1.0 - lam))
-
-
-class _Mix(torch.autograd.Function):
-    """Y = X (A2 + M1 (A1 - A2)); see :func:`mix`."""
 
     @staticmethod
-    def forward(ctx, x, mask, map1, map2):
-        difference = map1 - map2
+    def forward(ctx, x, lam: float, select: Select, maps: Maps, *parameters):
+        build = any(ctx.needs_input_grad)
+        graph = torch.enable_grad() if build else nullcontext()
+        f_avg, f_max = x.mean(dim=(3, 4)), x.amax(dim=(3, 4))
+        with graph:
+            pooled = [f.detach().requires_grad_(build) for f in (f_avg, f_max)]
+            mask_graph = select(*pooled)
+        mask = mask_graph.detach().to(x.dtype).contiguous()
+        complement = 1.0 - mask
+        view = _channels_last(x)
+        stats, peaks, ties = _group_statistics(view, mask, complement, lam, count_ties=build)
+        with graph:
+            stat_leaves = [s.detach().requires_grad_(build) for s in stats]
+            map1, map2 = maps(*stat_leaves)
+        a2 = map2.detach()
+        difference = map1.detach() - a2
         y = torch.empty_like(x)
-        for t in range(x.shape[0]):
-            torch.mul(x[t], _gain(mask[t], map2, difference), out=y[t])
-        ctx.save_for_backward(x, mask, map2, difference)
+        for t, y_t in enumerate(_channels_last(y)):
+            torch.mul(view[t], _planes(mask[t]), out=y_t).mul_(_rows(difference))
+            y_t.addcmul_(view[t], _rows(a2))
+        if build:
+            ctx.save_for_backward(x, mask, complement, f_max, a2, difference, *peaks, *ties)
+            ctx.graphs = (pooled, mask_graph, stat_leaves, (map1, map2), parameters)
+            ctx.scale = [1.0 / (x.shape[0] * x.shape[2]) / d for d in (lam, 1.0 - lam)]
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
-        x, mask, map2, difference = ctx.saved_tensors
+        x, mask, complement, f_max, a2, difference, peak1, peak2, ties1, ties2 = ctx.saved_tensors
+        pooled, mask_graph, stat_leaves, map_graphs, parameters = ctx.graphs
+        view = _channels_last(x)
         grad_x = torch.empty_like(x)
-        grad_mask = torch.empty_like(mask) if ctx.needs_input_grad[1] else None
-        accumulate = torch.promote_types(x.dtype, torch.float32)
-        grad_map1 = torch.zeros_like(map2, dtype=accumulate)
-        grad_total = torch.zeros_like(map2, dtype=accumulate)
-        for t in range(x.shape[0]):
-            torch.mul(grad_y[t], _gain(mask[t], map2, difference), out=grad_x[t])
-            weighted = grad_y[t] * x[t]
-            grad_map1 += torch.einsum("bchw,bc->bhw", weighted, mask[t])
-            grad_total += weighted.sum(1)
-            if grad_mask is not None:
-                torch.sum(weighted.mul_(difference[:, None]), dim=(2, 3), out=grad_mask[t])
-        return grad_x, grad_mask, grad_map1.to(map2.dtype), (grad_total - grad_map1).to(map2.dtype)
+        grad_view = _channels_last(grad_x)
+        grad_mask = torch.empty_like(mask)
+        grad_maps = _mix_backward(_channels_last(grad_y), view, mask, a2, difference, grad_view, grad_mask)
+        learnable = [p for p in parameters if p.requires_grad]
+        from_maps = _graph_grad(map_graphs, stat_leaves + learnable, grad_maps)
+        grad_stats = [
+            torch.zeros_like(leaf) if g is None else g
+            for g, leaf in zip(from_maps[:4], stat_leaves, strict=True)
+        ]
+        grad_means = [grad_stats[0] * ctx.scale[0], grad_stats[2] * ctx.scale[1]]
+        on_ties = [grad_stats[1] / ties1, grad_stats[3] / ties2]
+        _group_backward(view, (mask, complement), (peak1, peak2), on_ties, grad_means, grad_view, grad_mask)
+        from_mask = _graph_grad((mask_graph,), pooled + learnable, (grad_mask,))
+        if from_mask[0] is not None or from_mask[1] is not None:
+            _channel_backward(view, f_max, from_mask[0], from_mask[1], grad_view)
+        grad_parameters = iter(_add(a, b) for a, b in zip(from_maps[4:], from_mask[2:], strict=True))
+        grads = [next(grad_parameters) if p.requires_grad else None for p in parameters]
+        return (grad_x if ctx.needs_input_grad[0] else None), None, None, None, *grads
 
 
-def _gain(mask_t: Tensor, map2: Tensor, difference: Tensor) -> Tensor:
-    """One step's A2 + M1 (A1 - A2), [B, C, H, W], for M1_t [B, C] and maps [B, H, W]."""
-    return torch.addcmul(map2[:, None], _planes(mask_t), difference[:, None])
+def _group_statistics(
+    view: Tensor, mask: Tensor, complement: Tensor, lam: float, count_ties: bool
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """([mean1 / lam, max1, mean2 / (1 - lam), max2], [max1, max2], [ties1, ties2]) over (T, C).
 
-
-def mix(x: Tensor, mask: Tensor, map1: Tensor, map2: Tensor) -> Tensor:
-    """Y = A1 (X M1) + A2 (X (1 - M1)) for X [T, B, C, H, W], M1 [T, B, C], A1, A2 [B, H, W].
-
-    Returns Y [T, B, C, H, W] in X's memory format.
+    ``view`` is X as [T, B, H, W, C]. Each result is [B, H, W]; ties (float counts, empty when not
+    counted) is how many entries of the group equal its max, the masked-out zeros included.
     """
-    return _Mix.apply(x, mask, map1, map2)
+    accumulate = torch.promote_types(view.dtype, torch.float32)
+    sums: list[Tensor] = []
+    peaks: list[Tensor] = []
+    ties: list[Tensor] = []
+    part = torch.empty_like(view[0])
+    for t in range(view.shape[0]):
+        for group, weights in enumerate((mask[t], complement[t])):
+            torch.mul(view[t], _planes(weights), out=part)
+            total, peak = part.sum(3, dtype=accumulate), part.amax(3)
+            count = torch.eq(part, _rows(peak), out=part).sum(3, dtype=accumulate) if count_ties else None
+            if t == 0:
+                sums.append(total)
+                peaks.append(peak)
+                ties.append(count)
+                continue
+            sums[group].add_(total)
+            if count_ties:
+                peaks[group], ties[group] = _merge_peak(peaks[group], ties[group], peak, count)
+            else:
+                peaks[group] = torch.maximum(peaks[group], peak)
+    steps_channels = view.shape[0] * view.shape[4]
+    divisors = (lam, 1.0 - lam)
+    means = [(total / steps_channels / d).to(view.dtype) for total, d in zip(sums, divisors, strict=True)]
+    counted = ties if count_ties else [torch.empty(0, dtype=accumulate, device=view.device)] * 2
+    return [means[0], peaks[0], means[1], peaks[1]], peaks, counted
+
+
+def _mix_backward(
+    grad_y: Tensor,
+    view: Tensor,
+    mask: Tensor,
+    a2: Tensor,
+    difference: Tensor,
+    grad_view: Tensor,
+    grad_mask: Tensor,
+) -> tuple[Tensor, Tensor]:
+    """Through Y = X (A2 + M1 (A1 - A2)), on [T, B, H, W, C] views: write dY/dX into ``grad_view``
+    and dY/dM1 into ``grad_mask``; return the gradients of A1 and A2, [B, H, W] each."""
+    accumulate = torch.promote_types(view.dtype, torch.float32)
+    grad_a1 = torch.zeros_like(a2, dtype=accumulate)
+    grad_total = torch.zeros_like(a2, dtype=accumulate)
+    weighted = torch.empty_like(view[0])
+    for t in range(view.shape[0]):
+        grad_t = torch.mul(grad_y[t], _planes(mask[t]), out=grad_view[t]).mul_(_rows(difference))
+        grad_t.addcmul_(grad_y[t], _rows(a2))
+        torch.mul(grad_y[t], view[t], out=weighted)
+        grad_total += weighted.sum(3, dtype=accumulate)
+        grad_mask[t] = _weighted_pixel_sums(difference, weighted)
+        grad_a1 += weighted.mul_(_planes(mask[t])).sum(3, dtype=accumulate)
+    return grad_a1.to(a2.dtype), (grad_total - grad_a1).to(a2.dtype)
+
+
+def _group_backward(
+    view: Tensor,
+    masks: tuple[Tensor, Tensor],
+    peaks: Sequence[Tensor],
+    on_ties: Sequence[Tensor],
+    grad_means: Sequence[Tensor],
+    grad_view: Tensor,
+    grad_mask: Tensor,
+) -> None:
+    """Through the group statistics: add their gradient to ``grad_view`` and ``grad_mask``.
+
+    An entry of group g (weight M1 or 1 - M1) gets the mean's gradient, plus the max's gradient
+    divided by the number of ties (``on_ties``) when it equals the group's max.
+    """
+    mask, complement = masks
+    split = grad_means[0] - grad_means[1]
+    tie_grads = [torch.empty_like(view[0]), torch.empty_like(view[0])]
+    for t in range(view.shape[0]):
+        for weights, peak, on_tie, tie_grad in zip(
+            (mask[t], complement[t]), peaks, on_ties, tie_grads, strict=True
+        ):
+            torch.mul(view[t], _planes(weights), out=tie_grad)
+            torch.eq(tie_grad, _rows(peak), out=tie_grad).mul_(_rows(on_tie))
+        grad_t = grad_view[t].add_(_rows(grad_means[1])).addcmul_(_planes(mask[t]), _rows(split))
+        grad_t.addcmul_(tie_grads[0], _planes(mask[t])).addcmul_(tie_grads[1], _planes(complement[t]))
+        tie_split = tie_grads[0].sub_(tie_grads[1]).mul_(view[t])
+        grad_mask[t] += tie_split.sum(dim=(1, 2)) + _weighted_pixel_sums(split, view[t])
+
+
+def _channel_backward(
+    view: Tensor, f_max: Tensor, grad_avg: Tensor | None, grad_max: Tensor | None, grad_view: Tensor
+) -> None:
+    """Through F_avg = mean_{h,w} X and F_max = max_{h,w} X: add their gradient to ``grad_view``."""
+    area = view.shape[2] * view.shape[3]
+    ties = torch.empty_like(view[0])
+    for t in range(view.shape[0]):
+        if grad_avg is not None:
+            grad_view[t].add_(_planes(grad_avg[t] / area))
+        if grad_max is not None:
+            torch.eq(view[t], _planes(f_max[t]), out=ties)
+            grad_view[t].addcmul_(ties, _planes(grad_max[t] / ties.sum(dim=(1, 2))))
+
+
+def _graph_grad(
+    outputs: Sequence[Tensor], inputs: Sequence[Tensor], grads: Sequence[Tensor]
+) -> list[Tensor | None]:
+    """Gradients of ``inputs`` through the graph recorded in the forward pass (None where unused)."""
+    kept = [(o, g) for o, g in zip(outputs, grads, strict=True) if o.requires_grad]
+    if not kept:
+        return [None] * len(inputs)
+    found = torch.autograd.grad(
+        [o for o, _ in kept],
+        list(inputs),
+        [g.to(o.dtype) for o, g in kept],
+        allow_unused=True,
+        retain_graph=True,
+    )
+    return list(found)
+
+
+def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def spatial_attention_passes(
+    x: Tensor, lam: float, select: Select, maps: Maps, parameters: Sequence[Tensor] = ()
+) -> Tensor:
+    """ASA's three passes over X [T, B, C, H, W] as one autograd Function.
+
+        F_avg, F_max = mean, max over (H, W) of X                       [T, B, C]
+        M1 = select(F_avg, F_max)                                         [T, B, C]
+        mean_g, max_g over (T, C) of X M1 (g = 1) and X (1 - M1) (g = 2)  [B, H, W]
+        A1, A2 = maps(mean_1 / lam, max_1, mean_2 / (1 - lam), max_2)     [B, H, W]
+        Y = A1 (X M1) + A2 (X (1 - M1))                                   [T, B, C, H, W]
+
+    ``select`` and ``maps`` are ordinary differentiable PyTorch code on the small tensors;
+    ``parameters`` are every tensor they read that may need a gradient (a module's parameters):
+    their gradients are returned through this Function. Returns Y in X's memory format.
+    """
+    return _SpatialAttentionPasses.apply(x, lam, select, maps, *parameters)
