@@ -24,9 +24,11 @@ hand) or whose dtype / shape is not what the caller expects is recomputed and re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,19 +61,25 @@ def source_identity(sample_id: str) -> dict[str, Any]:
         identified by the id alone: the caller's namespace must then hold what generates them.
     """
     identity: dict[str, Any] = {"id": str(sample_id)}
-    path = Path(str(sample_id).split("#", 1)[0])
+    path = str(sample_id).split("#", 1)[0]
     try:
-        stat = path.stat()
+        status = os.stat(path)
     except (OSError, ValueError):
         return identity
-    identity["path"] = str(path.resolve())
-    if path.is_dir():
+    identity["path"] = _real_path(path)
+    if stat.S_ISDIR(status.st_mode):
         identity["entries"] = sorted(
             (entry.name, entry.stat().st_size, entry.stat().st_mtime_ns) for entry in os.scandir(path)
         )
     else:
-        identity.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns, inode=stat.st_ino)
+        identity.update(size=status.st_size, mtime_ns=status.st_mtime_ns, inode=status.st_ino)
     return identity
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _real_path(path: str) -> str:
+    """``path`` resolved (links followed), remembered: a recording is read once per epoch."""
+    return os.path.realpath(path)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,12 @@
 """``python -m asa_snn.train CONFIG OUT_DIR [section.key=value ...] [--resume] [--no-progress]``.
 
-Also the entry point for multi-process runs: ``torchrun --nproc_per_node 2 -m asa_snn.train ...``.
+Also the entry point for multi-process runs, on one machine or several (NCCL on CUDA, gloo on the
+CPU: :mod:`asa_snn.train.distributed`)::
+
+    torchrun --standalone --nproc_per_node 2 -m asa_snn.train CONFIG OUT train.device=cuda
+    torchrun --nnodes 2 --nproc_per_node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29400
+        --rdzv-id RUN -m asa_snn.train CONFIG OUT      (the same line on every node)
+
 An :class:`~asa_snn.errors.AsaSnnError` becomes one line on stderr and exit status 1.
 """
 

@@ -2,10 +2,11 @@
 
 A config file has four sections (every key optional except ``model.network``)::
 
-    [data]   kind, root, dt_us, n_steps, downsample, equal_count, crop, n_samples, ...
+    [data]   kind, root, dt_us, n_steps, downsample, equal_count, crop, n_samples, cache_dir, ...
     [model]  the fields of :class:`~asa_snn.models.registry.ModelSpec`
     [optim]  lr, weight_decay, lr_min
-    [train]  epochs, batch_size, loss, seed, eval_windows
+    [train]  epochs, batch_size, loss, seed, eval_windows, device, precision, workers,
+             sync_batchnorm, tensorboard
 
 :func:`load_config` checks every key and type and names the file, the key and what was expected
 when something is wrong, on one line. Overrides such as ``model.attention=asa2`` or
