@@ -20,10 +20,19 @@ different models (one spike per incoming event against at most one per step), so
 are not compared; each mode's spikes per layer and its events handled per second (input events
 plus the spikes passed on to a next layer) are written beside the input-event rate.
 
+With ``--graph FOLDER`` a folded graph replaces the random network (its own input spec bins the
+same recordings), e.g. the shipped N-MNIST Speck recipe trained and folded (benchmarks/README.md)::
+
+    asa-snn train nmnist_small --out runs/bench_nmnist_small
+    asa-snn fold runs/bench_nmnist_small/best.safetensors --target speck --finetune 0 \
+        --out runs/bench_nmnist_small_speck
+
 Run::
 
     .venv/bin/python benchmarks/speck_events.py            # writes benchmarks/results/speck_events.json
     .venv/bin/python benchmarks/speck_events.py --threads 1 --event-samples 16
+    .venv/bin/python benchmarks/speck_events.py --threads 1 --event-samples 16 \\
+        --graph runs/bench_nmnist_small_speck
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ import torch
 from asa_snn.chips.speck.event_driven import EventDriven
 from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.chips.speck.sinabs_backend import SinabsBackend
-from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec
+from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec, load_graph
 from asa_snn.data.formats import read_events
 from asa_snn.data.model_input import frames_for
 from asa_snn.files import write_json
@@ -117,6 +126,7 @@ def main() -> None:
         "--event-samples", type=int, default=0, help="recordings for the event-driven mode (0: skip it)"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads for both backends")
+    parser.add_argument("--graph", type=Path, help="a folded Speck graph instead of the random network")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -125,7 +135,7 @@ def main() -> None:
             f"N-MNIST recordings not found at {DATA.resolve()} (see /work/shared/data/README.md)"
         )
 
-    graph = speck_graph()
+    graph = speck_graph() if args.graph is None else load_graph(args.graph)
     frames = nmnist_frames(graph, args.samples)
     n_events = int(frames.sum())
     TS, ED = "speck (time-stepped)", "speck (event-driven)"
@@ -168,8 +178,9 @@ def main() -> None:
     document = {
         "benchmark": "speck_events",
         "network": [layer.name for layer in graph.layers],
+        "graph": "random int8 (speck_graph)" if args.graph is None else str(args.graph),
         "input": {
-            "data": "N-MNIST train 1..N (.bs2), cropped 34x34 -> 32x32",
+            "data": "N-MNIST train 1..N (.bs2), binned by the graph's input spec",
             "samples": args.samples,
             "n_steps": graph.input.n_steps,
             "dt_us": graph.input.dt_us,

@@ -134,6 +134,7 @@ def _source_remap(steps: list[ChainStep], n_source: int) -> np.ndarray:
     return remap
 
 
+@functools.lru_cache(maxsize=64)
 def _conv_reach(
     in_map: tuple[int, int, int], kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
@@ -141,6 +142,7 @@ def _conv_reach(
 
     Returns (reach [n_in], rows [n_in, R], taps [n_in, R], OH, OW): row oy * OW + ox ascending,
     tap (c * KH + ky) * KW + kx with oy * sh = y + ph - ky, ox * sw = x + pw - kx (0-padded).
+    Kept for the next run with the same geometry (read-only arrays).
     """
     (c, h, w), (kh, kw), (sh, sw), (ph, pw) = in_map, kernel, stride, padding
     oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
@@ -157,7 +159,10 @@ def _conv_reach(
     rows = np.where(valid, np.take_along_axis(rows, order, 1), 0)
     taps = np.broadcast_to((ci * kh + ky) * kw + kx, valid.shape[:1] + ky.shape[1:])
     taps = np.where(valid, np.take_along_axis(taps, order, 1), 0)
-    return valid.sum(axis=1).astype(np.int64), rows.astype(np.int64), taps.astype(np.int64), oh, ow
+    tables = valid.sum(axis=1).astype(np.int64), rows.astype(np.int64), taps.astype(np.int64)
+    for table in tables:
+        table.flags.writeable = False
+    return *tables, oh, ow
 
 
 def event_layer(
@@ -169,7 +174,8 @@ def event_layer(
     weight, bias = _tensors(step, arithmetic)
     f, c, kh, kw = weight.shape
     geometry = {"stride": (1, 1), "padding": (0, 0)} if layer.op == "linear" else conv_geometry(layer)
-    reach, rows, taps, oh, ow = _conv_reach(step.in_map, (kh, kw), geometry["stride"], geometry["padding"])
+    stride, padding = tuple(geometry["stride"]), tuple(geometry["padding"])
+    reach, rows, taps, oh, ow = _conv_reach(tuple(step.in_map), (kh, kw), stride, padding)
     params = IafParams.from_spec(layer.name, step.neuron, arithmetic, allow_multi=False)
     largest = [np.abs(weight).max(initial=0), np.abs(bias if bias is not None else 0).max()]
     carrier = event_carrier(arithmetic, [*largest, abs(params.theta), abs(params.min_v or 0)])
