@@ -7,6 +7,7 @@ from torch import Tensor
 
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.firing import ResetToZero, SpikeAbove
+from asa_snn.models.first_order import widened
 from asa_snn.models.recording import SpikingNeuron
 from asa_snn.models.surrogate import SingleExponential, Surrogate, surrogate_spike
 
@@ -61,10 +62,11 @@ class CubaLIF(SpikingNeuron):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        u = torch.zeros_like(x[0])
-        v_kept = torch.zeros_like(x[0])
+        wide = widened(x)
+        u = torch.zeros_like(wide[0])
+        v_kept = torch.zeros_like(wide[0])
         spikes, membrane = [], []
-        for x_t in x:
+        for x_t in wide:
             u = (1 - self.du) * u + x_t
             v = (1 - self.dv) * v_kept + u + self.bias
             s = surrogate_spike(v, self.v_th, _SPIKE_ABOVE, self.surrogate)
@@ -72,7 +74,7 @@ class CubaLIF(SpikingNeuron):
             spikes.append(s)
             if self.record:
                 membrane.append(v.detach())
-        return self.finish(torch.stack(spikes), torch.stack(membrane) if self.record else None)
+        return self.finish(torch.stack(spikes).to(x.dtype), torch.stack(membrane) if self.record else None)
 
     def extra_repr(self) -> str:
         return f"du={self.du}, dv={self.dv}, v_th={self.v_th}, bias={self.bias}"

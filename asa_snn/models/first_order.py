@@ -76,6 +76,21 @@ class FirstOrderDynamics:
         return float_mask(torch.ge, self.reset(v, s, self.v_th), self.min_v)
 
 
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def widened(x: Tensor) -> Tensor:
+    """``x`` in float32 when it is float16 or bfloat16, else ``x`` itself.
+
+    Neurons integrate, compare with the threshold and evaluate their surrogate gradient on the
+    widened input (also inside an autocast region, whose input current may arrive in half
+    precision): a half-precision membrane rounds away small inputs, moves the threshold (0.3 is
+    0.30078 in bfloat16) and coarsens the surrogate. Spikes go back in the input's dtype, exactly
+    (0/1 and small counts are exact in every float type).
+    """
+    return x.float() if x.dtype in HALF_DTYPES else x
+
+
 Loop = Callable[[Tensor, Tensor, FirstOrderDynamics, bool], tuple[Tensor, Tensor | None]]
 """``loop(inputs [T, B, ...], leak, dynamics, keep_membrane) -> (spikes, membrane or None)``."""
 

@@ -4,8 +4,10 @@ Each forward pass starts from zero state, so samples and calls are independent. 
 reset and surrogate gradient are strategy objects (:mod:`asa_snn.models.firing`,
 :mod:`asa_snn.models.surrogate`). LIF, ParametricLIF and IAF run on the loops of
 :mod:`asa_snn.models.first_order` (``backend="fused"`` by default, ``"reference"`` for the plain
-autograd loop); CubaLIF lives in :mod:`asa_snn.models.cuba`. Recording of membrane potentials:
-:func:`record_states`.
+autograd loop); CubaLIF lives in :mod:`asa_snn.models.cuba`. Half-precision input (float16,
+bfloat16, e.g. inside an autocast region) is integrated in float32, surrogate gradients included
+(:func:`asa_snn.models.first_order.widened`); spikes come back in the input's dtype. Recording of
+membrane potentials: :func:`record_states`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import Tensor, nn
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.cuba import CubaLIF
 from asa_snn.models.firing import FiringRule, ResetBySubtraction, ResetRule, ResetToZero, SpikeAtOrAbove
-from asa_snn.models.first_order import LOOPS, FirstOrderDynamics, Loop
+from asa_snn.models.first_order import LOOPS, FirstOrderDynamics, Loop, widened
 from asa_snn.models.recording import NeuronRecord, SpikingNeuron, record_states
 from asa_snn.models.surrogate import ATan, Rectangular, SingleExponential, Surrogate
 
@@ -80,8 +82,9 @@ class LIF(SpikingNeuron):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        spikes, membrane = self.loop(x, x.new_tensor(self.decay), self.dynamics, self.record)
-        return self.finish(spikes, membrane)
+        wide = widened(x)
+        spikes, membrane = self.loop(wide, wide.new_tensor(self.decay), self.dynamics, self.record)
+        return self.finish(spikes.to(x.dtype), membrane)
 
     def extra_repr(self) -> str:
         return f"v_th={self.v_th}, decay={self.decay}, backend={self.backend!r}"
@@ -138,9 +141,10 @@ class ParametricLIF(SpikingNeuron):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        inv_tau = torch.sigmoid(self.w).to(x.dtype)
-        spikes, membrane = self.loop(x * inv_tau, 1 - inv_tau, self.dynamics, self.record)
-        return self.finish(spikes, membrane)
+        wide = widened(x)
+        inv_tau = torch.sigmoid(self.w).to(wide.dtype)
+        spikes, membrane = self.loop(wide * inv_tau, 1 - inv_tau, self.dynamics, self.record)
+        return self.finish(spikes.to(x.dtype), membrane)
 
     def extra_repr(self) -> str:
         return f"tau={self.tau.item():.4g}, v_th={self.v_th}, backend={self.backend!r}"
@@ -191,8 +195,9 @@ class IAF(SpikingNeuron):
 
     def forward(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        spikes, membrane = self.loop(x, x.new_tensor(1.0), self.dynamics, self.record)
-        return self.finish(spikes, membrane)
+        wide = widened(x)
+        spikes, membrane = self.loop(wide, wide.new_tensor(1.0), self.dynamics, self.record)
+        return self.finish(spikes.to(x.dtype), membrane)
 
     def extra_repr(self) -> str:
         return f"v_th={self.v_th}, min_v={self.min_v}, backend={self.backend!r}"

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from asa_snn.devices import available_devices
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.attention import AdvancedSpatialAttention, make_attention
 from asa_snn.models.attention.asa import PooledImportance, StraightThroughSelector
@@ -14,6 +15,7 @@ from asa_snn.models.attention.stepwise import spatial_attention_passes
 
 SHAPE = (6, 3, 8, 5, 7)
 """[T, B, C, H, W]: odd H and W, more channels than steps."""
+DEVICES = [pytest.param(device, id=str(device)) for device in available_devices()]
 
 
 def _inputs(kind: str, memory_format: torch.memory_format) -> torch.Tensor:
@@ -27,21 +29,23 @@ def _inputs(kind: str, memory_format: torch.memory_format) -> torch.Tensor:
 @pytest.mark.parametrize("attention", ["asa1", "asa2", "asa_reference"])
 @pytest.mark.parametrize("values", ["continuous", "ties"])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_stepwise_matches_reference(attention, values, memory_format):
+@pytest.mark.parametrize("device", DEVICES)
+def test_stepwise_matches_reference(attention, values, memory_format, device):
     torch.manual_seed(0)
-    stepwise = make_attention(attention, SHAPE[2], SHAPE[0]).double()
+    stepwise = make_attention(attention, SHAPE[2], SHAPE[0]).double().to(device)
     with torch.no_grad():
         for parameter in stepwise.parameters():
             parameter.add_(0.3 * torch.randn_like(parameter))
     reference = copy.deepcopy(stepwise)
     reference.backend = "reference"
     assert stepwise.backend == "stepwise"
-    x = _inputs(values, memory_format)
-    weight = torch.randn(SHAPE, dtype=torch.float64)
+    x = _inputs(values, memory_format).to(device)
+    weight = torch.randn(SHAPE, dtype=torch.float64).to(device)
     x_stepwise, x_reference = x.clone().requires_grad_(), x.clone().requires_grad_()
     y_stepwise, y_reference = stepwise(x_stepwise), reference(x_reference)
     (y_stepwise * weight).sum().backward()
     (y_reference * weight).sum().backward()
+    assert y_stepwise.device.type == device.type
     torch.testing.assert_close(y_stepwise, y_reference, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(x_stepwise.grad, x_reference.grad, rtol=1e-10, atol=1e-12)
     assert x_stepwise.grad.abs().sum() > 0
@@ -141,3 +145,23 @@ def test_second_derivatives_are_refused():
     (grad,) = torch.autograd.grad(_smooth_passes(x, *weights).sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match=r"once_differentiable|does not require grad"):
         grad.sum().backward()
+
+
+@pytest.mark.parametrize("attention", ["asa1", "asa2"])
+def test_top_k_under_bfloat16_autocast_selects_what_float32_selects(attention):
+    """bfloat16 input in a bfloat16 autocast region: the masks of the same values in float32."""
+    torch.manual_seed(6)
+    module = make_attention(attention, 64, 8)
+    x = torch.randn(8, 16, 64, 5, 5).bfloat16()
+    expected = module.masks(x.float())[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        selected = module.masks(x)[0]
+        y = module(x.requires_grad_())
+    assert torch.equal(selected, expected)
+    y.float().sum().backward()
+    assert y.dtype == torch.bfloat16 and x.grad.dtype == torch.bfloat16
+    # what it guards against: the same scores rounded to bfloat16 select other channels
+    scores = module.importance_scores(x.float()).detach()
+    assert scores.dtype == torch.float32
+    channels = [torch.topk(s, 32, dim=2).indices.sort(dim=2).values for s in (scores, scores.bfloat16())]
+    assert not torch.equal(*channels)

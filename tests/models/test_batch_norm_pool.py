@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from asa_snn.devices import available_devices
 from asa_snn.models.batch_norm_pool import batch_norm_then_avg_pool
 from asa_snn.models.blocks import ConvBlock, SumPool2d, pool_window
 from asa_snn.models.neurons import LIF
@@ -22,6 +23,9 @@ def _batch_norm(channels: int, momentum: float | None, seed: int) -> nn.BatchNor
     return bn
 
 
+DEVICES = [pytest.param(device, id=str(device)) for device in available_devices()]
+
+
 def _pair(channels: int, momentum: float | None = 0.1) -> tuple[nn.BatchNorm2d, nn.BatchNorm2d]:
     return _batch_norm(channels, momentum, 1), _batch_norm(channels, momentum, 1)
 
@@ -29,13 +33,13 @@ def _pair(channels: int, momentum: float | None = 0.1) -> tuple[nn.BatchNorm2d, 
 @pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
 @pytest.mark.parametrize(("k", "gain", "pool"), [(2, 1.0, nn.AvgPool2d(2)), (3, 9.0, SumPool2d(3))])
 @pytest.mark.parametrize("momentum", [0.1, None])
-def test_training_matches_batch_norm_then_pool(memory_format, k, gain, pool, momentum):
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_matches_batch_norm_then_pool(memory_format, k, gain, pool, momentum, device):
     torch.manual_seed(0)
-    x = (torch.randn(5, 4, 6 * k // 2, 4 * k // 2, dtype=torch.float64) * 3 + 1).contiguous(
-        memory_format=memory_format
-    )
-    grad_out = torch.randn(5, 4, 3, 2, dtype=torch.float64)
-    fused_bn, plain_bn = _pair(4, momentum)
+    x = (torch.randn(5, 4, 6 * k // 2, 4 * k // 2, dtype=torch.float64) * 3 + 1).to(device)
+    x = x.contiguous(memory_format=memory_format)
+    grad_out = torch.randn(5, 4, 3, 2, dtype=torch.float64).to(device)
+    fused_bn, plain_bn = (bn.to(device) for bn in _pair(4, momentum))
     for _ in range(2):
         x_fused = x.clone().requires_grad_()
         x_plain = x.clone().requires_grad_()

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.testing import assert_close
 
+from asa_snn.devices import available_devices
 from asa_snn.errors import AsaSnnError, InputFormatError
 from asa_snn.models.firing import MultiSpike, ResetBySubtraction, ResetToZero, SpikeAbove, SpikeAtOrAbove
 from asa_snn.models.neurons import IAF, LIF, CubaLIF, ParametricLIF, record_states
@@ -20,6 +21,7 @@ from asa_snn.models.surrogate import (
 )
 
 BACKENDS = ["fused", "reference"]
+DEVICES = [pytest.param(device, id=str(device)) for device in available_devices()]
 
 
 def _trace(values, dtype=torch.float64):
@@ -238,25 +240,27 @@ CONFIGS = {
 }
 
 
-def _forward_backward(config, backend, x, upstream, dtype):
-    neuron = CONFIGS[config](backend).to(dtype)
-    x = x.to(dtype).requires_grad_()
+def _forward_backward(config, backend, x, upstream, dtype, device="cpu"):
+    neuron = CONFIGS[config](backend).to(device, dtype)
+    x = x.to(device, dtype, copy=True).requires_grad_()
     with record_states(neuron) as records:
         spikes = neuron(x)
-    (spikes * upstream.to(dtype)).sum().backward()
+    (spikes * upstream.to(device, dtype)).sum().backward()
     params = [p.grad for p in neuron.parameters()]
     return spikes, records[""].membrane, x.grad, params
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_matches_reference(config, dtype):
+def test_fused_matches_reference(config, dtype, device):
     torch.manual_seed(1)
     scale = 2.5 if config == "IAF-multi" else 0.8
     x = torch.randn(12, 4, 3, 6) * scale
     upstream = torch.randn(x.shape)
-    fused = _forward_backward(config, "fused", x, upstream, dtype)
-    reference = _forward_backward(config, "reference", x, upstream, dtype)
+    fused = _forward_backward(config, "fused", x, upstream, dtype, device)
+    reference = _forward_backward(config, "reference", x, upstream, dtype, device)
+    assert fused[0].device.type == device.type
     assert torch.equal(fused[0], reference[0])
     assert torch.equal(fused[1], reference[1])
     assert fused[0].sum() > 0 and (fused[2] != 0).any()
@@ -265,6 +269,43 @@ def test_fused_matches_reference(config, dtype):
     assert_close(fused[3], reference[3], **tolerance)
     if config == "PLIF":
         assert fused[3][0].item() != 0.0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_fused_on_a_device_matches_the_cpu(config, device):
+    """Spikes equal and gradients within float64 rounding of the CPU's (the same on the CPU)."""
+    torch.manual_seed(4)
+    x = torch.randn(9, 3, 5) * (2.5 if config == "IAF-multi" else 0.8)
+    upstream = torch.randn(x.shape)
+    on_cpu = _forward_backward(config, "fused", x, upstream, torch.float64)
+    on_device = _forward_backward(config, "fused", x, upstream, torch.float64, device)
+    assert torch.equal(on_device[0].cpu(), on_cpu[0])
+    assert_close(on_device[2].cpu(), on_cpu[2], rtol=1e-12, atol=1e-12)
+    for a, b in zip(on_device[3], on_cpu[3], strict=True):
+        assert_close(a.cpu(), b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_half_precision_input_is_integrated_in_float32(config):
+    """bfloat16 input to a float32 neuron (as autocast hands it over): the same spikes, membrane
+    and (bfloat16-rounded) gradients as its float32 copy."""
+    torch.manual_seed(5)
+    x = (torch.randn(10, 3, 4) * (2.5 if config == "IAF-multi" else 0.8)).bfloat16()
+    upstream = torch.randn(x.shape).bfloat16()
+    results = []
+    for dtype in (torch.bfloat16, torch.float32):
+        neuron = CONFIGS[config]("fused")
+        inputs = x.to(dtype, copy=True).requires_grad_()
+        with record_states(neuron) as records:
+            spikes = neuron(inputs)
+        (spikes * upstream.to(dtype)).sum().backward()
+        results.append((spikes, records[""].membrane, inputs.grad))
+    half, wide = results
+    assert half[0].dtype == torch.bfloat16 and half[1].dtype == torch.float32
+    assert torch.equal(half[0].float(), wide[0])
+    assert torch.equal(half[1], wide[1])
+    assert torch.equal(half[2], wide[2].bfloat16())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -266,7 +266,8 @@ class AdvancedSpatialAttention(nn.Module):
 
     def importance_scores(self, x: Tensor) -> Tensor:
         """I, shape [B, T, C], for X [T, B, C, H, W] (float32 or wider: see :meth:`_importance`)."""
-        return self._importance(x.mean(dim=(3, 4)), x.amax(dim=(3, 4)))
+        f_avg = x.mean(dim=(3, 4), dtype=torch.promote_types(x.dtype, torch.float32))
+        return self._importance(f_avg, x.amax(dim=(3, 4)))
 
     def _importance(self, f_avg: Tensor, f_max: Tensor) -> Tensor:
         """I [B, T, C] from F_avg, F_max [T, B, C], computed in at least float32 with autocast off.

@@ -28,7 +28,8 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 Select = Callable[[Tensor, Tensor], Tensor]
-"""(F_avg, F_max), each [T, B, C] -> the important-group mask M1 [T, B, C]."""
+"""(F_avg, F_max), each [T, B, C] -> the important-group mask M1 [T, B, C]. F_avg comes in at least
+float32 (the mean of a half-precision X is not rounded back), F_max in X's dtype (exact)."""
 
 Maps = Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 """(mean1, max1, mean2, max2), each [B, H, W] -> the maps (A1, A2), each [B, H, W]."""
@@ -79,7 +80,8 @@ class _SpatialAttentionPasses(torch.autograd.Function):
     def forward(ctx, x, lam: float, select: Select, maps: Maps, *parameters):
         build = any(ctx.needs_input_grad)
         graph = torch.enable_grad() if build else nullcontext()
-        f_avg, f_max = x.mean(dim=(3, 4)), x.amax(dim=(3, 4))
+        f_avg = x.mean(dim=(3, 4), dtype=torch.promote_types(x.dtype, torch.float32))
+        f_max = x.amax(dim=(3, 4))
         with graph:
             pooled = [f.detach().requires_grad_(build) for f in (f_avg, f_max)]
             mask_graph = select(*pooled)
