@@ -715,7 +715,7 @@ def _rate_figure(report: BudgetReport, path: Path) -> None:
                 linewidth=2,
                 label="limit" if first else None,
             )
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     ax.set_xticks(range(len(scopes)), scopes, rotation=30, ha="right")
     ax.set_ylabel("spikes per neuron per step")
     ax.set_title(f"firing rate vs budget: {metric_verdict(report, 'firing_rate')} (red: limit)")
@@ -748,7 +748,7 @@ def _core_load_figure(report: BudgetReport, path: Path) -> None:
     ax.set_ylabel(f"synops/s per core ({bursts.window_ms:g} ms window)")
     core = bursts.cores.get(worst_layer)
     ax.set_title(f"per-core load: {metric_verdict(report, PEAK)}; peak on core {core} ({worst_layer})")
-    ax.legend(loc="upper right", fontsize="x-small")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="x-small")
     try:
         fig.savefig(path, dpi=110, bbox_inches="tight")
     finally:
