@@ -4,13 +4,16 @@ and simulated spike for spike alike by the built-in simulator and sinabs (seed 0
 
 import numpy as np
 import pytest
+import torch
 from offline_sinabs_network import dynapcnn_run
 
 from asa_snn.chips.speck.mapping import check_speck
 from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.chips.speck.sinabs_backend import SinabsBackend
+from asa_snn.errors import AsaSnnError
 from asa_snn.models.attention import AdvancedSpatialAttention
 from asa_snn.models.networks import SEWBasicBlock
+from asa_snn.models.registry import ModelSpec, build_model
 from asa_snn.train.config import load_config, resolve_config_path
 from asa_snn.train.run import load_run
 from asa_snn.train.trainer import train
@@ -117,3 +120,13 @@ def test_dynapcnn_network_takes_the_export_and_gives_the_same_output(trained, tm
     assert found["order"] == list(rows)  # sinabs' layer indices follow the graph's core rows
     ours = SpeckSimulator().run(outcome.graph, frames[:4]).outputs
     np.testing.assert_array_equal(np.asarray(found["output"]), ours)
+
+
+def test_builder_shapes_and_refusals():
+    model = build_model(ModelSpec("speck_resnet", "none", 4, (2, 32, 32), 5)).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(4, 3, 2, 32, 32)).shape == (3, 5)
+    with pytest.raises(AsaSnnError, match=r"speck_resnet.*at most 64 x 64, got 96 x 96"):
+        build_model(ModelSpec("speck_resnet", "none", 4, (2, 96, 96), 5))
+    with pytest.raises(AsaSnnError, match=r"speck_resnet: input H=30 must be divisible by 4"):
+        build_model(ModelSpec("speck_resnet", "none", 4, (2, 30, 32), 5))
