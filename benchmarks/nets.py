@@ -27,6 +27,8 @@ DECAY = 0.3
 SURROGATE_WIDTH = 0.5
 DROPOUT = 0.1
 CLASSES = 11
+TIMESTEPS = 16
+"""T the asa-snn entries are built for (their attention checks it); the benchmark's workers set it."""
 
 
 @dataclass
@@ -79,7 +81,7 @@ def asa_snn(
     from asa_snn.models.blocks import ConvBlock
     from asa_snn.models.registry import ModelSpec, build_model
 
-    model = build_model(ModelSpec("arch_a", attention, 16, (2, 32, 32), CLASSES))
+    model = build_model(ModelSpec("arch_a", attention, TIMESTEPS, (2, 32, 32), CLASSES))
     for block in model.modules():
         if isinstance(block, ConvBlock):
             block.memory_format = memory_format
@@ -116,8 +118,9 @@ def relu_stepwise(memory_format: torch.memory_format = torch.contiguous_format) 
     return Net(stack, forward)
 
 
-def spikingjelly() -> Net:
-    """SpikingJelly activation_based, multi-step mode, ``LIFNode`` with the torch loop.
+def spikingjelly(backend: str = "torch") -> Net:
+    """SpikingJelly activation_based, multi-step mode, ``LIFNode`` with the ``backend`` loop
+    (``"torch"``; on CUDA also ``"cupy"`` or ``"triton"``, where SpikingJelly has them).
 
     ``decay_input=False, v_reset=0``: H[t] = (1 - 1/tau) V[t-1] + X[t], V[t] = H[t] (1 - s[t]),
     so tau = 1 / (1 - 0.3) reproduces the decay 0.3 exactly; ``surrogate.Rect(alpha=2)`` is the
@@ -134,6 +137,7 @@ def spikingjelly() -> Net:
             surrogate_function=surrogate.Rect(alpha=1.0 / SURROGATE_WIDTH),
             detach_reset=False,
             step_mode="m",
+            backend=backend,
         )
 
     stack = nn.Sequential(
@@ -253,6 +257,8 @@ BUILDERS: dict[str, Callable[[], Net]] = {
     "asa-snn (none, unfused)": lambda: asa_snn("none", fuse_bn_pool=False),
     "asa-snn (asa2, reference)": lambda: asa_snn("asa2", attention_backend="reference"),
     "spikingjelly": spikingjelly,
+    "spikingjelly (cupy)": lambda: spikingjelly("cupy"),
+    "spikingjelly (triton)": lambda: spikingjelly("triton"),
     "snntorch": snntorch,
     "norse": norse,
     "relu (batched)": relu_batched,
@@ -262,5 +268,11 @@ BUILDERS: dict[str, Callable[[], Net]] = {
 }
 """Benchmark entries by display name; each builds its net fresh (imports its library lazily)."""
 
-REQUIRES: dict[str, str] = {"spikingjelly": "spikingjelly", "snntorch": "snntorch", "norse": "norse"}
-"""The package an entry needs beyond torch and asa_snn."""
+REQUIRES: dict[str, tuple[str, ...]] = {
+    "spikingjelly": ("spikingjelly",),
+    "spikingjelly (cupy)": ("spikingjelly", "cupy"),
+    "spikingjelly (triton)": ("spikingjelly", "triton"),
+    "snntorch": ("snntorch",),
+    "norse": ("norse",),
+}
+"""The packages an entry needs beyond torch and asa_snn."""

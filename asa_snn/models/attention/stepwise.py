@@ -15,7 +15,9 @@ reused by the backward pass.
 
 Masks may take any value; ASA's are 0/1. Sums over steps accumulate in at least float32 and tie
 counts in int64, as PyTorch's reductions do, so bfloat16 and float16 inputs lose no more than the
-reference. Differentiable once.
+reference. Differentiable once. Each pass runs under a ``torch.profiler.record_function`` label
+(``asa.channel_statistics``, ``asa.select``, ``asa.group_statistics``, ``asa.maps``, ``asa.mix``,
+and the same with ``.backward``), which ``benchmarks/train_step.py --profile`` sums per step.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+from torch.profiler import record_function
 
 Select = Callable[[Tensor, Tensor], Tensor]
 """(F_avg, F_max), each [T, B, C] -> the important-group mask M1 [T, B, C]. F_avg comes in at least
@@ -80,24 +83,27 @@ class _SpatialAttentionPasses(torch.autograd.Function):
     def forward(ctx, x, lam: float, select: Select, maps: Maps, *parameters):
         build = any(ctx.needs_input_grad)
         graph = torch.enable_grad() if build else nullcontext()
-        f_avg = x.mean(dim=(3, 4), dtype=torch.promote_types(x.dtype, torch.float32))
-        f_max = x.amax(dim=(3, 4))
-        with graph:
+        with record_function("asa.channel_statistics"):
+            f_avg = x.mean(dim=(3, 4), dtype=torch.promote_types(x.dtype, torch.float32))
+            f_max = x.amax(dim=(3, 4))
+        with record_function("asa.select"), graph:
             pooled = [f.detach().requires_grad_(build) for f in (f_avg, f_max)]
             mask_graph = select(*pooled)
         mask = mask_graph.detach().to(x.dtype).contiguous()
         complement = 1.0 - mask
         view = _channels_last(x)
-        stats, peaks, ties = _group_statistics(view, mask, complement, lam, count_ties=build)
-        with graph:
+        with record_function("asa.group_statistics"):
+            stats, peaks, ties = _group_statistics(view, mask, complement, lam, count_ties=build)
+        with record_function("asa.maps"), graph:
             stat_leaves = [s.detach().requires_grad_(build) for s in stats]
             map1, map2 = maps(*stat_leaves)
         a2 = map2.detach()
         difference = map1.detach() - a2
-        y = torch.empty_like(x)
-        for t, y_t in enumerate(_channels_last(y)):
-            torch.mul(view[t], _planes(mask[t]), out=y_t).mul_(_rows(difference))
-            y_t.addcmul_(view[t], _rows(a2))
+        with record_function("asa.mix"):
+            y = torch.empty_like(x)
+            for t, y_t in enumerate(_channels_last(y)):
+                torch.mul(view[t], _planes(mask[t]), out=y_t).mul_(_rows(difference))
+                y_t.addcmul_(view[t], _rows(a2))
         if build:
             ctx.save_for_backward(x, mask, complement, f_max, a2, difference, *peaks, *ties)
             ctx.graphs = (pooled, mask_graph, stat_leaves, (map1, map2), parameters)
@@ -109,23 +115,32 @@ class _SpatialAttentionPasses(torch.autograd.Function):
     def backward(ctx, grad_y):
         x, mask, complement, f_max, a2, difference, peak1, peak2, ties1, ties2 = ctx.saved_tensors
         pooled, mask_graph, stat_leaves, map_graphs, parameters = ctx.graphs
+        learnable = [p for p in parameters if p.requires_grad]
         view = _channels_last(x)
         grad_x = torch.empty_like(x)
         grad_view = _channels_last(grad_x)
         grad_mask = torch.empty_like(mask)
-        grad_maps = _mix_backward(_channels_last(grad_y), view, mask, a2, difference, grad_view, grad_mask)
-        learnable = [p for p in parameters if p.requires_grad]
-        from_maps = _graph_grad(map_graphs, stat_leaves + learnable, grad_maps)
+        with record_function("asa.mix.backward"):
+            grad_maps = _mix_backward(
+                _channels_last(grad_y), view, mask, a2, difference, grad_view, grad_mask
+            )
+        with record_function("asa.maps.backward"):
+            from_maps = _graph_grad(map_graphs, stat_leaves + learnable, grad_maps)
         grad_stats = [
             torch.zeros_like(leaf) if g is None else g
             for g, leaf in zip(from_maps[:4], stat_leaves, strict=True)
         ]
         grad_means = [grad_stats[0] * ctx.scale[0], grad_stats[2] * ctx.scale[1]]
         on_ties = [grad_stats[1] / ties1, grad_stats[3] / ties2]
-        _group_backward(view, (mask, complement), (peak1, peak2), on_ties, grad_means, grad_view, grad_mask)
-        from_mask = _graph_grad((mask_graph,), pooled + learnable, (grad_mask,))
+        with record_function("asa.group_statistics.backward"):
+            _group_backward(
+                view, (mask, complement), (peak1, peak2), on_ties, grad_means, grad_view, grad_mask
+            )
+        with record_function("asa.select.backward"):
+            from_mask = _graph_grad((mask_graph,), pooled + learnable, (grad_mask,))
         if from_mask[0] is not None or from_mask[1] is not None:
-            _channel_backward(view, f_max, from_mask[0], from_mask[1], grad_view)
+            with record_function("asa.channel_statistics.backward"):
+                _channel_backward(view, f_max, from_mask[0], from_mask[1], grad_view)
         grad_parameters = iter(_add(a, b) for a, b in zip(from_maps[4:], from_mask[2:], strict=True))
         grads = [next(grad_parameters) if p.requires_grad else None for p in parameters]
         return (grad_x if ctx.needs_input_grad[0] else None), None, None, None, *grads
