@@ -39,11 +39,13 @@ from asa_snn.train.metrics import MseRate, to_time_major
 
 @dataclass
 class FinetuneResult:
-    """The selected graph (float, unrounded weights), the per-epoch log and the chosen epoch (0: none)."""
+    """The selected graph (float, unrounded weights), the per-epoch log, the chosen epoch (0: none)
+    and whether it was trained with the chip's dynamics."""
 
     graph: FoldedGraph
     best_epoch: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    chip: bool = False
 
 
 @dataclass
@@ -159,7 +161,7 @@ def finetune(
     best_state, best_epoch = copy.deepcopy(model.state_dict()), 0
     history = [{"epoch": 0, "val_accuracy": best}]
     if epochs <= 0:
-        return FinetuneResult(graph, 0, history)
+        return FinetuneResult(graph, 0, history, dynamics is not None)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     indexed = _Indexed(train_set)
@@ -180,4 +182,4 @@ def finetune(
         if accuracy > best:
             best, best_epoch, best_state = accuracy, epoch, copy.deepcopy(model.state_dict())
     model.load_state_dict(best_state)
-    return FinetuneResult(model.to_graph(), best_epoch, history)
+    return FinetuneResult(model.to_graph(), best_epoch, history, dynamics is not None)

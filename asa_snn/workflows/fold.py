@@ -93,7 +93,8 @@ def fold_checkpoint(
     stages = [live, measure_graph("2a static fold (float)", static, loader, neurons, epochs=run.epochs)]
     tuned = tune(run, static, target, finetune_epochs, batch_size, tune_options, layers)
     epochs = run.epochs + finetune_epochs
-    stages.append(measure_graph("2b fine-tuned fold (float)", tuned.graph, loader, neurons, epochs=epochs))
+    label = "2b fine-tuned fold (float neurons" + (", tuned with chip dynamics)" if tuned.chip else ")")
+    stages.append(measure_graph(label, tuned.graph, loader, neurons, epochs=epochs))
     quantizer = quantizer_of(target)
     deployed = tuned.graph if quantizer is None else quantize_graph(tuned.graph, quantizer)
     if vanilla is not None:
