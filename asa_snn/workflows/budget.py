@@ -605,7 +605,15 @@ def evaluate_budget(
         raise AsaSnnError(f"{source.about['source']}: no recordings to simulate")
     figures = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     window = window_ms or budget.window_ms or DEFAULT_WINDOW_MS
-    bursts = measure_bursts(graph, source, window, max_samples, chip.name) if chip.name == "speck" else None
+    wants_peak = any(PEAK in limits for limits in [budget.network, *budget.layers.values()])
+    bursts = None
+    if chip.name == "speck" or wants_peak:
+        try:
+            bursts = measure_bursts(graph, source, window, max_samples, chip.name)
+        except AsaSnnError as exc:
+            if wants_peak:
+                raise
+            notes.add(f"per-core window loads not measured: {exc}")
     if bursts is not None:
         figures.update(peak_figures(bursts))
     rows = [with_detail(row, bursts) for row in compare_with_budget(budget, figures, names)]

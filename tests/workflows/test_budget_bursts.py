@@ -160,3 +160,16 @@ def test_command_line_window_option(data, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 1 and "layer out" in printed and "checked fixes" in printed
     assert (tmp_path / "cli" / "core_load.png").is_file()
+
+
+def test_peak_limit_on_loihi_cores_is_refused(loihi):
+    document = {"network": {"peak_synops_per_second_per_core": 1e9}}
+    with pytest.raises(AsaSnnError, match="needs Speck's event-driven simulation"):
+        evaluate_budget(loihi, parse_budget(document, "l.toml"), "builtin:synthetic:1", backend="loihi")
+    report = evaluate_budget(
+        loihi,
+        parse_budget({"network": {"firing_rate": 1.0}}, "l.toml"),
+        "builtin:synthetic:1",
+        backend="loihi",
+    )
+    assert report.bursts is None and report.fixes == []
