@@ -19,6 +19,11 @@ channels; samples run in parallel threads. Integers are carried exactly in float
 below 2^24 (:func:`event_carrier`). Its cost follows the events and spikes the model produces: on a
 network whose neurons sit far above threshold (one spike per touch rather than at most one per
 step) that can be tens of times the time-stepped model's spikes (benchmarks/README.md).
+
+:func:`timed_run` runs one recording with its real timestamps instead of frames (events in time
+order within each step, every spike carrying the time of the input event that caused it) and
+reports the synaptic operations each layer's core receives, event by event: what the per-core
+burst analysis (:mod:`asa_snn.workflows.bursts`) reads.
 """
 
 from __future__ import annotations
