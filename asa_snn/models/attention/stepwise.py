@@ -63,10 +63,30 @@ def _weighted_pixel_sums(weights: Tensor, x_t: Tensor) -> Tensor:
     return torch.bmm(weights.reshape(weights.shape[0], 1, -1), _pixels_by_channels(x_t))[:, 0]
 
 
-def _merge_peak(peak: Tensor, ties: Tensor, step_peak: Tensor, step_ties: Tensor) -> tuple[Tensor, Tensor]:
-    """The running max over steps and how many entries equal it, after one more step."""
-    ties = torch.where(step_peak > peak, step_ties, torch.where(step_peak == peak, ties + step_ties, ties))
-    return torch.maximum(peak, step_peak), ties
+class _RunningPeak:
+    """The max over steps and channels of one group per pixel [B, H, W], with how many entries
+    equal it (float counts) and, for the last step that raised it, where: its step and channel."""
+
+    def __init__(self, peak: Tensor, ties: Tensor | None, channel: Tensor | None) -> None:
+        self.peak, self.ties, self.channel = peak, ties, channel
+        self.step = None if channel is None else torch.zeros_like(channel)
+
+    def update(self, t: int, peak: Tensor, ties: Tensor | None, channel: Tensor | None) -> None:
+        """Merge step ``t``'s max (and its ties and channel, when counted)."""
+        if ties is None:
+            self.peak = torch.maximum(self.peak, peak)
+            return
+        higher = peak > self.peak
+        same = torch.where(peak == self.peak, self.ties + ties, self.ties)
+        self.ties = torch.where(higher, ties, same)
+        self.channel = torch.where(higher, channel, self.channel)
+        self.step = torch.where(higher, t, self.step)
+        self.peak = torch.maximum(self.peak, peak)
+
+    @property
+    def unique(self) -> bool:
+        """True when every pixel's max is reached by exactly one entry."""
+        return bool((self.ties == 1).all())
 
 
 class _SpatialAttentionPasses(torch.autograd.Function):
@@ -93,7 +113,7 @@ class _SpatialAttentionPasses(torch.autograd.Function):
         complement = 1.0 - mask
         view = _channels_last(x)
         with record_function("asa.group_statistics"):
-            stats, peaks, ties = _group_statistics(view, mask, complement, lam, count_ties=build)
+            stats, peaks = _group_statistics(view, mask, complement, lam, count_ties=build)
         with record_function("asa.maps"), graph:
             stat_leaves = [s.detach().requires_grad_(build) for s in stats]
             map1, map2 = maps(*stat_leaves)
@@ -105,7 +125,8 @@ class _SpatialAttentionPasses(torch.autograd.Function):
                 torch.mul(view[t], _planes(mask[t]), out=y_t).mul_(_rows(difference))
                 y_t.addcmul_(view[t], _rows(a2))
         if build:
-            ctx.save_for_backward(x, mask, complement, f_max, a2, difference, *peaks, *ties)
+            ctx.save_for_backward(x, mask, complement, f_max, a2, difference)
+            ctx.peaks = peaks
             ctx.graphs = (pooled, mask_graph, stat_leaves, (map1, map2), parameters)
             ctx.scale = [1.0 / (x.shape[0] * x.shape[2]) / d for d in (lam, 1.0 - lam)]
         return y
@@ -113,7 +134,7 @@ class _SpatialAttentionPasses(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
-        x, mask, complement, f_max, a2, difference, peak1, peak2, ties1, ties2 = ctx.saved_tensors
+        x, mask, complement, f_max, a2, difference = ctx.saved_tensors
         pooled, mask_graph, stat_leaves, map_graphs, parameters = ctx.graphs
         learnable = [p for p in parameters if p.requires_grad]
         view = _channels_last(x)
@@ -131,11 +152,9 @@ class _SpatialAttentionPasses(torch.autograd.Function):
             for g, leaf in zip(from_maps[:4], stat_leaves, strict=True)
         ]
         grad_means = [grad_stats[0] * ctx.scale[0], grad_stats[2] * ctx.scale[1]]
-        on_ties = [grad_stats[1] / ties1, grad_stats[3] / ties2]
+        grad_peaks = (grad_stats[1], grad_stats[3])
         with record_function("asa.group_statistics.backward"):
-            _group_backward(
-                view, (mask, complement), (peak1, peak2), on_ties, grad_means, grad_view, grad_mask
-            )
+            _group_backward(view, (mask, complement), ctx.peaks, grad_peaks, grad_means, grad_view, grad_mask)
         with record_function("asa.select.backward"):
             from_mask = _graph_grad((mask_graph,), pooled + learnable, (grad_mask,))
         if from_mask[0] is not None or from_mask[1] is not None:
@@ -148,37 +167,32 @@ class _SpatialAttentionPasses(torch.autograd.Function):
 
 def _group_statistics(
     view: Tensor, mask: Tensor, complement: Tensor, lam: float, count_ties: bool
-) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-    """([mean1 / lam, max1, mean2 / (1 - lam), max2], [max1, max2], [ties1, ties2]) over (T, C).
+) -> tuple[list[Tensor], list[_RunningPeak]]:
+    """([mean1 / lam, max1, mean2 / (1 - lam), max2], the two groups' peaks) over (T, C).
 
-    ``view`` is X as [T, B, H, W, C]. Each result is [B, H, W]; ties (float counts, empty when not
-    counted) is how many entries of the group equal its max, the masked-out zeros included.
+    ``view`` is X as [T, B, H, W, C]. Each statistic is [B, H, W]. With ``count_ties`` each peak
+    also counts the entries equal to it, the masked-out zeros included, and keeps where it is.
     """
     accumulate = torch.promote_types(view.dtype, torch.float32)
     sums: list[Tensor] = []
-    peaks: list[Tensor] = []
-    ties: list[Tensor] = []
+    peaks: list[_RunningPeak] = []
     part = torch.empty_like(view[0])
     for t in range(view.shape[0]):
         for group, weights in enumerate((mask[t], complement[t])):
             torch.mul(view[t], _planes(weights), out=part)
-            total, peak = part.sum(3, dtype=accumulate), part.amax(3)
-            count = torch.eq(part, _rows(peak), out=part).sum(3, dtype=accumulate) if count_ties else None
+            total = part.sum(3, dtype=accumulate)
+            peak, channel = part.max(3) if count_ties else (part.amax(3), None)
+            ties = torch.eq(part, _rows(peak), out=part).sum(3, dtype=accumulate) if count_ties else None
             if t == 0:
                 sums.append(total)
-                peaks.append(peak)
-                ties.append(count)
-                continue
-            sums[group].add_(total)
-            if count_ties:
-                peaks[group], ties[group] = _merge_peak(peaks[group], ties[group], peak, count)
+                peaks.append(_RunningPeak(peak, ties, channel))
             else:
-                peaks[group] = torch.maximum(peaks[group], peak)
+                sums[group].add_(total)
+                peaks[group].update(t, peak, ties, channel)
     steps_channels = view.shape[0] * view.shape[4]
     divisors = (lam, 1.0 - lam)
     means = [(total / steps_channels / d).to(view.dtype) for total, d in zip(sums, divisors, strict=True)]
-    counted = ties if count_ties else [torch.empty(0, dtype=accumulate, device=view.device)] * 2
-    return [means[0], peaks[0], means[1], peaks[1]], peaks, counted
+    return [means[0], peaks[0].peak, means[1], peaks[1].peak], peaks
 
 
 def _mix_backward(
@@ -209,8 +223,8 @@ def _mix_backward(
 def _group_backward(
     view: Tensor,
     masks: tuple[Tensor, Tensor],
-    peaks: Sequence[Tensor],
-    on_ties: Sequence[Tensor],
+    peaks: Sequence[_RunningPeak],
+    grad_peaks: Sequence[Tensor],
     grad_means: Sequence[Tensor],
     grad_view: Tensor,
     grad_mask: Tensor,
@@ -218,21 +232,48 @@ def _group_backward(
     """Through the group statistics: add their gradient to ``grad_view`` and ``grad_mask``.
 
     An entry of group g (weight M1 or 1 - M1) gets the mean's gradient, plus the max's gradient
-    divided by the number of ties (``on_ties``) when it equals the group's max.
+    divided by the number of ties when it equals the group's max. Where every pixel's max is
+    reached once (continuous values), the max's gradient goes to that one entry per pixel by
+    index; otherwise every entry is compared with the max.
     """
     mask, complement = masks
     split = grad_means[0] - grad_means[1]
-    tie_grads = [torch.empty_like(view[0]), torch.empty_like(view[0])]
+    unique = all(peak.unique for peak in peaks)
+    tie_grads = [] if unique else [torch.empty_like(view[0]), torch.empty_like(view[0])]
+    on_ties = [grad / peak.ties for grad, peak in zip(grad_peaks, peaks, strict=True)]
     for t in range(view.shape[0]):
-        for weights, peak, on_tie, tie_grad in zip(
-            (mask[t], complement[t]), peaks, on_ties, tie_grads, strict=True
-        ):
-            torch.mul(view[t], _planes(weights), out=tie_grad)
-            torch.eq(tie_grad, _rows(peak), out=tie_grad).mul_(_rows(on_tie))
         grad_t = grad_view[t].add_(_rows(grad_means[1])).addcmul_(_planes(mask[t]), _rows(split))
+        grad_mask[t] += _weighted_pixel_sums(split, view[t])
+        if unique:
+            continue
+        groups = zip((mask[t], complement[t]), peaks, on_ties, tie_grads, strict=True)
+        for weights, peak, on_tie, tie_grad in groups:
+            torch.mul(view[t], _planes(weights), out=tie_grad)
+            torch.eq(tie_grad, _rows(peak.peak), out=tie_grad).mul_(_rows(on_tie))
         grad_t.addcmul_(tie_grads[0], _planes(mask[t])).addcmul_(tie_grads[1], _planes(complement[t]))
-        tie_split = tie_grads[0].sub_(tie_grads[1]).mul_(view[t])
-        grad_mask[t] += tie_split.sum(dim=(1, 2)) + _weighted_pixel_sums(split, view[t])
+        grad_mask[t] += tie_grads[0].sub_(tie_grads[1]).mul_(view[t]).sum(dim=(1, 2))
+    if unique:
+        for weights, sign, peak, grad in zip(masks, (1.0, -1.0), peaks, grad_peaks, strict=True):
+            _add_at_peaks(view, weights, sign, peak, grad, (grad_view, grad_mask))
+
+
+def _add_at_peaks(
+    view: Tensor, weights: Tensor, sign: float, peak: _RunningPeak, grad: Tensor, into: tuple[Tensor, Tensor]
+) -> None:
+    """The max's gradient ``grad`` [B, H, W] at the one entry per pixel that reached it: into the
+    input gradient (``into[0]``, a [T, B, H, W, C] view) times the entry's weight, into the mask
+    gradient (``into[1]``) times ``sign`` times X there (the group's entries are X M1, or
+    X (1 - M1) with sign -1)."""
+    grad_view, grad_mask = into
+    batch, height, width = grad.shape
+    b = torch.arange(batch, device=grad.device)[:, None, None].expand(batch, height, width)
+    h = torch.arange(height, device=grad.device)[None, :, None].expand(batch, height, width)
+    w = torch.arange(width, device=grad.device)[None, None, :].expand(batch, height, width)
+    at_peak = (peak.step, b, h, w, peak.channel)
+    weight = weights[peak.step, b, peak.channel]
+    grad_view.index_put_(at_peak, (weight * grad).to(grad_view.dtype), accumulate=True)
+    on_mask = (sign * view[at_peak] * grad).to(grad_mask.dtype)
+    grad_mask.index_put_((peak.step, b, peak.channel), on_mask, accumulate=True)
 
 
 def _channel_backward(
