@@ -134,6 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--layer-weight", type=float, default=1.0, help="per-layer spike distillation weight")
     parser.add_argument("--device", default="cpu", help="fine-tuning device")
     parser.add_argument("--out", type=Path, default=Path("runs/fold_fidelity"))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        default=None,
+        help="reuse the trained models of an earlier run's --out (train where one is missing)",
+    )
     parser.add_argument("--table-from", nargs="+", type=Path, default=None, help="only print these tables")
     args = parser.parse_args(argv)
     if args.table_from:
@@ -155,10 +162,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if args.epochs is not None:
                         overrides.append(f"train.epochs={args.epochs}")
                     start = time.perf_counter()
-                    trained = train_recipe(recipe, overrides, folder / model, progress=False)
+                    earlier = (args.checkpoints or args.out) / recipe / f"seed{seed}" / chip / model
+                    if args.checkpoints is not None and (earlier / "best.safetensors").is_file():
+                        trained = {"checkpoint": earlier / "best.safetensors"}
+                    else:
+                        trained = train_recipe(recipe, overrides, folder / model, progress=False)
                     train_s = round(time.perf_counter() - start, 1)
                     variants = VARIANTS if model == "asa2" else {DEPLOYED: VARIANTS[DEPLOYED]}
                     for variant, spec in variants.items():
+                        if variant not in args.variants and not (model == "none" and variant == DEPLOYED):
+                            continue
                         epochs = args.finetune if spec["finetune"] is None else spec["finetune"]
                         teacher = spec["teacher_weight"]
                         options = TuneOptions(
