@@ -8,6 +8,7 @@ M1 / M2, maps A1 / A2, separation ratio lambda.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import partial
 
 import torch
@@ -277,7 +278,11 @@ class AdvancedSpatialAttention(nn.Module):
         drop below float32.
         """
         dtype = torch.promote_types(f_avg.dtype, torch.float32)
-        with torch.autocast(f_avg.device.type, enabled=False):
+        device = f_avg.device.type
+        autocast_off = nullcontext()
+        if torch.amp.is_autocast_available(device):
+            autocast_off = torch.autocast(device, enabled=False)
+        with autocast_off:
             f_avg, f_max = f_avg.transpose(0, 1).to(dtype), f_max.transpose(0, 1).to(dtype)
             f_add = (0.5 + self.alpha.to(dtype)) * f_avg + (0.5 + self.beta.to(dtype)) * f_max
             return self.importance(f_add)
