@@ -65,11 +65,13 @@ def _weighted_pixel_sums(weights: Tensor, x_t: Tensor) -> Tensor:
 
 class _RunningPeak:
     """The max over steps and channels of one group per pixel [B, H, W], with how many entries
-    equal it (float counts) and, for the last step that raised it, where: its step and channel."""
+    equal it (float counts) and, for the last step that raised it, its step and channel (the
+    channel as the sum of the channel indices equal to the step's max: exact where the max is
+    reached once, the only case it is used)."""
 
     def __init__(self, peak: Tensor, ties: Tensor | None, channel: Tensor | None) -> None:
         self.peak, self.ties, self.channel = peak, ties, channel
-        self.step = None if channel is None else torch.zeros_like(channel)
+        self.step = None if channel is None else torch.zeros_like(channel, dtype=torch.int64)
 
     def update(self, t: int, peak: Tensor, ties: Tensor | None, channel: Tensor | None) -> None:
         """Merge step ``t``'s max (and its ties and channel, when counted)."""
@@ -82,11 +84,6 @@ class _RunningPeak:
         self.channel = torch.where(higher, channel, self.channel)
         self.step = torch.where(higher, t, self.step)
         self.peak = torch.maximum(self.peak, peak)
-
-    @property
-    def unique(self) -> bool:
-        """True when every pixel's max is reached by exactly one entry."""
-        return bool((self.ties == 1).all())
 
 
 class _SpatialAttentionPasses(torch.autograd.Function):
@@ -177,12 +174,16 @@ def _group_statistics(
     sums: list[Tensor] = []
     peaks: list[_RunningPeak] = []
     part = torch.empty_like(view[0])
+    hits = torch.empty_like(view[0], dtype=accumulate) if count_ties else None
+    channels = torch.arange(view.shape[4], dtype=accumulate, device=view.device)
     for t in range(view.shape[0]):
         for group, weights in enumerate((mask[t], complement[t])):
             torch.mul(view[t], _planes(weights), out=part)
-            total = part.sum(3, dtype=accumulate)
-            peak, channel = part.max(3) if count_ties else (part.amax(3), None)
-            ties = torch.eq(part, _rows(peak), out=part).sum(3, dtype=accumulate) if count_ties else None
+            total, peak = part.sum(3, dtype=accumulate), part.amax(3)
+            ties = channel = None
+            if count_ties:
+                torch.eq(part, _rows(peak), out=hits)
+                ties, channel = hits.sum(3), torch.matmul(hits, channels)
             if t == 0:
                 sums.append(total)
                 peaks.append(_RunningPeak(peak, ties, channel))
@@ -231,49 +232,48 @@ def _group_backward(
 ) -> None:
     """Through the group statistics: add their gradient to ``grad_view`` and ``grad_mask``.
 
-    An entry of group g (weight M1 or 1 - M1) gets the mean's gradient, plus the max's gradient
-    divided by the number of ties when it equals the group's max. Where every pixel's max is
-    reached once (continuous values), the max's gradient goes to that one entry per pixel by
-    index; otherwise every entry is compared with the max.
+    Every entry of group g (weight M1 or 1 - M1) gets the mean's gradient; the entries equal to
+    the group's max at their pixel share the max's gradient (:func:`_add_at_peaks`).
     """
-    mask, complement = masks
+    mask, _ = masks
     split = grad_means[0] - grad_means[1]
-    unique = all(peak.unique for peak in peaks)
-    tie_grads = [] if unique else [torch.empty_like(view[0]), torch.empty_like(view[0])]
-    on_ties = [grad / peak.ties for grad, peak in zip(grad_peaks, peaks, strict=True)]
     for t in range(view.shape[0]):
-        grad_t = grad_view[t].add_(_rows(grad_means[1])).addcmul_(_planes(mask[t]), _rows(split))
+        grad_view[t].add_(_rows(grad_means[1])).addcmul_(_planes(mask[t]), _rows(split))
         grad_mask[t] += _weighted_pixel_sums(split, view[t])
-        if unique:
-            continue
-        groups = zip((mask[t], complement[t]), peaks, on_ties, tie_grads, strict=True)
-        for weights, peak, on_tie, tie_grad in groups:
-            torch.mul(view[t], _planes(weights), out=tie_grad)
-            torch.eq(tie_grad, _rows(peak.peak), out=tie_grad).mul_(_rows(on_tie))
-        grad_t.addcmul_(tie_grads[0], _planes(mask[t])).addcmul_(tie_grads[1], _planes(complement[t]))
-        grad_mask[t] += tie_grads[0].sub_(tie_grads[1]).mul_(view[t]).sum(dim=(1, 2))
-    if unique:
-        for weights, sign, peak, grad in zip(masks, (1.0, -1.0), peaks, grad_peaks, strict=True):
-            _add_at_peaks(view, weights, sign, peak, grad, (grad_view, grad_mask))
+    for weights, sign, peak, grad in zip(masks, (1.0, -1.0), peaks, grad_peaks, strict=True):
+        _add_at_peaks(view, weights, sign, peak, grad, (grad_view, grad_mask))
 
 
 def _add_at_peaks(
     view: Tensor, weights: Tensor, sign: float, peak: _RunningPeak, grad: Tensor, into: tuple[Tensor, Tensor]
 ) -> None:
-    """The max's gradient ``grad`` [B, H, W] at the one entry per pixel that reached it: into the
-    input gradient (``into[0]``, a [T, B, H, W, C] view) times the entry's weight, into the mask
-    gradient (``into[1]``) times ``sign`` times X there (the group's entries are X M1, or
-    X (1 - M1) with sign -1)."""
+    """Share the max's gradient ``grad`` [B, H, W] among the entries equal to the max, per pixel.
+
+    The group's entries are X M1 (``sign`` 1) or X (1 - M1) (``sign`` -1), with ``weights`` the
+    [T, B, C] factor: an entry at the max gets ``grad / ties`` times its weight in the input
+    gradient (``into[0]``, a [T, B, H, W, C] view) and times ``sign`` X in the mask gradient
+    (``into[1]``). A pixel whose max is reached once is served by index from the position kept in
+    the forward pass; a pixel with ties has its T x C entries gathered and compared with the max.
+    """
     grad_view, grad_mask = into
-    batch, height, width = grad.shape
-    b = torch.arange(batch, device=grad.device)[:, None, None].expand(batch, height, width)
-    h = torch.arange(height, device=grad.device)[None, :, None].expand(batch, height, width)
-    w = torch.arange(width, device=grad.device)[None, None, :].expand(batch, height, width)
-    at_peak = (peak.step, b, h, w, peak.channel)
-    weight = weights[peak.step, b, peak.channel]
-    grad_view.index_put_(at_peak, (weight * grad).to(grad_view.dtype), accumulate=True)
-    on_mask = (sign * view[at_peak] * grad).to(grad_mask.dtype)
-    grad_mask.index_put_((peak.step, b, peak.channel), on_mask, accumulate=True)
+    once = peak.ties == 1
+    b, h, w = once.nonzero(as_tuple=True)
+    step, channel = peak.step[once], peak.channel[once].long()
+    share = grad[once]
+    at_peak = (step, b, h, w, channel)
+    grad_view.index_put_(at_peak, (weights[step, b, channel] * share).to(grad_view.dtype), accumulate=True)
+    on_mask = (sign * view[at_peak] * share).to(grad_mask.dtype)
+    grad_mask.index_put_((step, b, channel), on_mask, accumulate=True)
+    tied = ~once
+    if not bool(tied.any()):
+        return
+    b, h, w = tied.nonzero(as_tuple=True)
+    pixels = view.permute(1, 2, 3, 0, 4)[b, h, w]
+    pixel_weights = weights.transpose(0, 1)[b]
+    hits = torch.eq(pixels * pixel_weights, peak.peak[b, h, w][:, None, None])
+    share = torch.where(hits, (grad[b, h, w] / peak.ties[b, h, w])[:, None, None].to(view.dtype), 0.0)
+    grad_view.permute(1, 2, 3, 0, 4).index_put_((b, h, w), share * pixel_weights, accumulate=True)
+    grad_mask.transpose(0, 1).index_add_(0, b, (sign * share * pixels).to(grad_mask.dtype))
 
 
 def _channel_backward(
