@@ -173,3 +173,13 @@ def test_torchrun_on_two_gpus_with_nccl_and_synchronized_batch_norm(tiny_config_
     assert all(r["train_shard_sizes"] == [18, 18] for r in records)
     model, _ = load_model(out / "best.safetensors")
     assert {t.device.type for t in model.state_dict().values()} == {"cpu"}
+
+
+def test_the_commands_refuse_a_device_this_machine_lacks_on_one_line(tmp_path, capfd):
+    from asa_snn.cli import main
+
+    assert main(["demo", "--device", "gpu", "--out", str(tmp_path / "demo")]) == 1
+    assert "demo --device: 'gpu' is not a device" in capfd.readouterr().err
+    assert main(["analyze", str(tmp_path / "none.safetensors"), "--device", "tpu"]) == 1
+    assert "analyze --device: 'tpu' is not a device" in capfd.readouterr().err
+    assert not (tmp_path / "demo").exists()
