@@ -40,7 +40,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -525,7 +525,7 @@ def _train(
     """Set up, run the remaining epochs (rank 0 saves each, all wait for it), then test the best model."""
     run, standing = _setup(config, out_dir, resume, cluster, allow_unused_classes)
     try:
-        with epoch_progress() if progress else _Quiet() as bar:
+        with epoch_progress() if progress else nullcontext() as bar:
             for epoch in range(standing.start_epoch, config.train.epochs):
                 record = _epoch(run, epoch, bar)
                 standing.history.append(record)
@@ -539,16 +539,6 @@ def _train(
     finally:
         if run.writer is not None:
             run.writer.close()
-
-
-class _Quiet:
-    """No progress bar: ``with _Quiet() as bar`` gives None."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _setup(
