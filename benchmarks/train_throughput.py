@@ -24,6 +24,7 @@ goal: ``cache`` at most 1.1x).
 Usage::
 
     python benchmarks/train_throughput.py                 # writes benchmarks/results/train_throughput.json
+    python benchmarks/train_throughput.py --threads 1 --out benchmarks/results/train_throughput_1thread.json
     python benchmarks/train_throughput.py --samples 200 --rounds 1   # smoke run
 """
 
@@ -125,8 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=1000, help="N-MNIST files used (data.max_samples)")
     parser.add_argument("--rounds", type=int, default=3, help="timed epochs per mode")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader processes of 'cache + workers'")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if not (NMNIST / "train" / "labels.txt").is_file():
         print(f"the shared N-MNIST files are absent ({NMNIST}); nothing to measure", file=sys.stderr)
         return 1
