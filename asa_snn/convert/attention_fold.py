@@ -93,9 +93,9 @@ class AttentionStats:
     def add(self, x: Tensor, y: Tensor) -> None:
         """Accumulate one batch: X, Y [T, B, C, H, W]."""
         x64, y64 = x.detach().double(), y.detach().double()
-        self.xy += (x64 * y64).sum(dim=(0, 1)).numpy()
-        self.xx += (x64 * x64).sum(dim=(0, 1)).numpy()
-        self.yy += (y64 * y64).sum(dim=(0, 1)).numpy()
+        self.xy += (x64 * y64).sum(dim=(0, 1)).cpu().numpy()
+        self.xx += (x64 * x64).sum(dim=(0, 1)).cpu().numpy()
+        self.yy += (y64 * y64).sum(dim=(0, 1)).cpu().numpy()
         self.samples += int(x.shape[1])
 
     def channel_gains(self) -> np.ndarray:

@@ -110,8 +110,8 @@ class FakeQuantizer:
     quantizer: Quantizer
 
     def __call__(self, layer: Layer, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        w = weight.detach().double().numpy()
-        b = None if bias is None else bias.detach().double().numpy()
+        w = weight.detach().cpu().double().numpy()
+        b = None if bias is None else bias.detach().cpu().double().numpy()
         scale = self.quantizer.scale(layer, w, b)
         fake_w = straight_through_round(weight * scale) / scale
         fake_b = None if bias is None else straight_through_round(bias * scale) / scale
