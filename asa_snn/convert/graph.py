@@ -204,6 +204,15 @@ def _layer_to_json(layer: Layer) -> dict[str, Any]:
     return data
 
 
+def _input_to_json(spec: InputSpec) -> dict[str, Any]:
+    """The ``input`` object of graph.json: every field of ``spec``, tuples as lists; ``max_count``
+    only where set, so a graph without a count limit reads as before it existed (absent = None)."""
+    data = {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(spec).items()}
+    if data["max_count"] is None:
+        del data["max_count"]
+    return data
+
+
 def graph_to_json(graph: FoldedGraph) -> dict[str, Any]:
     """The JSON document of ``graph`` (tensors described by shape and dtype only)."""
     return {
@@ -214,7 +223,7 @@ def graph_to_json(graph: FoldedGraph) -> dict[str, Any]:
         "num_classes": graph.num_classes,
         "readout": graph.readout,
         "vote": graph.vote,
-        "input": {key: list(v) if isinstance(v, tuple) else v for key, v in asdict(graph.input).items()},
+        "input": _input_to_json(graph.input),
         "layers": [_layer_to_json(layer) for layer in graph.layers],
         "provenance": graph.provenance,
     }

@@ -12,10 +12,13 @@ evaluation, ``simulate``, ``budget``, ``deploy`` and the demo alike. The steps, 
                  count: the events in time order cut into n_steps slices of (nearly) equal count
     5. crop      keep top <= y < top + H and left <= x < left + W, shift to the crop's origin
     6. polarity  "separate": channel = p;  "merged": channel = 0 (counts of both polarities summed)
-    7. count     frames[step, channel, y, x] += 1 for 0 <= step < n_steps
+    7. limit     with ``max_count`` set, only the first ``max_count`` events (in time order) of
+                 each (step, channel, y, x) are kept; the rest are dropped (1: binary frames)
+    8. count     frames[step, channel, y, x] += 1 for 0 <= step < n_steps
 
-Frames hold per-pixel event COUNTS (float32); a chip that takes at most one event per pixel and
-step sees them through its own input rule.
+Frames hold per-pixel event COUNTS (float32), at most ``max_count`` each where it is set. A chip that
+takes at most one event per pixel and step (Loihi's unary input) sees counts through its own input
+rule; a model trained with ``max_count = 1`` sees exactly what such a chip receives.
 
 A spec is checked on construction, so a hand-edited one (a folded graph's ``input``) is refused
 before :func:`frames_for` allocates anything: integer fields are integers (``4.5`` is an error, not
@@ -61,7 +64,7 @@ _TUPLE_SIZES = {"shape": 3, "sensor_size": 3, "crop": 4}
 
 @dataclass(frozen=True)
 class InputSpec:
-    """What turns a recording into the model's input (module docstring, steps 1-7).
+    """What turns a recording into the model's input (module docstring, steps 1-8).
 
     Attributes:
         shape: (C, H, W) of one input frame, what the first layer receives per step.
@@ -73,6 +76,8 @@ class InputSpec:
         slicing: ``"time"`` (fixed dt_us windows from the first event), ``"count"`` (T slices of
             equal event count) or ``"frames"`` (the dataset ships frames; no event recording fits).
         crop: (top, left, height, width) in binned pixels, or None for the whole binned sensor.
+        max_count: most events counted per pixel, channel and step (step 7; 1 = binary frames), or
+            None for no limit.
     """
 
     shape: tuple[int, int, int]
@@ -83,6 +88,7 @@ class InputSpec:
     n_steps: int = 16
     slicing: str = "time"
     crop: tuple[int, int, int, int] | None = None
+    max_count: int | None = None
 
     def __post_init__(self) -> None:
         for name, size in _TUPLE_SIZES.items():
@@ -93,9 +99,9 @@ class InputSpec:
                 object.__setattr__(
                     self, name, tuple(_integer(v, f"input.{name}[{i}]") for i, v in enumerate(value))
                 )
-        for name in ("downsample", "n_steps", "dt_us"):
+        for name in ("downsample", "n_steps", "dt_us", "max_count"):
             value = getattr(self, name)
-            if value is not None or name != "dt_us":
+            if value is not None or name not in ("dt_us", "max_count"):
                 object.__setattr__(self, name, _integer(value, f"input.{name}"))
         for name in ("polarity", "slicing"):
             if not isinstance(getattr(self, name), str):
@@ -166,7 +172,14 @@ def _check_spec(spec: InputSpec) -> None:
     _check_bounds(spec)
     if spec.slicing == "time" and (spec.dt_us is None or spec.dt_us < 1):
         raise InputFormatError(f"input.dt_us {spec.dt_us} must be >= 1 microsecond for slicing 'time'")
+    if spec.max_count is not None and spec.max_count < 1:
+        raise InputFormatError(f"input.max_count {spec.max_count} must be >= 1 event, or None for no limit")
     if spec.slicing == "frames":
+        if spec.max_count is not None:
+            raise InputFormatError(
+                f"input.max_count {spec.max_count} needs event recordings; slicing 'frames' takes pre-made "
+                "frames, which are not re-counted"
+            )
         return
     channels = spec.sensor_size[2] if spec.polarity == "separate" else 1
     height, width = spec.binned_size
@@ -231,7 +244,7 @@ def slice_steps(spec: InputSpec, events: np.ndarray, t_start_us: int | None = No
 
 @dataclass(frozen=True)
 class ModelEvents:
-    """A recording after steps 1-6: the events the model's input is counted from.
+    """A recording after steps 1-7: the events the model's input is counted from.
 
     Attributes:
         step: int64 [N] time step of each event, in [0, n_steps).
@@ -252,7 +265,7 @@ def model_events(
     augment: EventAugment | None = None,
     t_start_us: int | None = None,
 ) -> ModelEvents:
-    """Steps 1-6 of the contract (module docstring): the events of ``stream`` as the model sees them.
+    """Steps 1-7 of the contract (module docstring): the events of ``stream`` as the model sees them.
 
     Args:
         spec: the input spec.
@@ -277,7 +290,23 @@ def model_events(
     channel = events["p"].astype(np.int64) if spec.polarity == "separate" else np.zeros(len(events), np.int64)
     t_first = np.int64(events["t"][0]) if len(events) else np.int64(0)
     t_us = events["t"].astype(np.int64) - t_first
-    return ModelEvents(step[keep], channel[keep], y[keep], x[keep], t_us[keep])
+    found = ModelEvents(step[keep], channel[keep], y[keep], x[keep], t_us[keep])
+    return found if spec.max_count is None else limit_per_pixel(found, spec.shape, spec.max_count)
+
+
+def limit_per_pixel(found: ModelEvents, shape: tuple[int, int, int], max_count: int) -> ModelEvents:
+    """Step 7: keep the first ``max_count`` events (by time, ties in recording order) of each
+    (step, channel, y, x) of ``found``, whose positions lie in ``shape`` = (C, H, W)."""
+    _, height, width = shape
+    cell = ((found.step * shape[0] + found.channel) * height + found.y) * width + found.x
+    order = np.lexsort((found.t_us, cell))
+    ranked = cell[order]
+    first = np.ones(len(ranked), dtype=bool)
+    first[1:] = ranked[1:] != ranked[:-1]
+    position = np.arange(len(ranked))
+    rank = position - np.maximum.accumulate(np.where(first, position, 0))
+    keep = np.sort(order[rank < max_count])
+    return ModelEvents(found.step[keep], found.channel[keep], found.y[keep], found.x[keep], found.t_us[keep])
 
 
 def frames_for(
@@ -286,7 +315,8 @@ def frames_for(
     augment: EventAugment | None = None,
     t_start_us: int | None = None,
 ) -> np.ndarray:
-    """The model input of one recording: float32 [T, C, H, W] event counts (module docstring).
+    """The model input of one recording: float32 [T, C, H, W] event counts, at most
+    ``spec.max_count`` each where it is set (module docstring).
 
     Args:
         spec: the input spec (a folded graph's ``input``, or training's).

@@ -74,6 +74,8 @@ class DataConfig:
         downsample: coordinate binning factor (1 = none).
         equal_count: frames of equal event count instead of fixed ``dt_us`` windows.
         crop: (H, W) centre crop of the frames after binning, or None.
+        max_count: most events counted per pixel, channel and step (1: binary frames, the input of
+            a chip that takes one spike per pixel and step), or None for event counts.
         random_crop: training frames start at a random time (window ``n_steps * dt_us``).
         event_drop: EventDrop augmentation in training.
         event_drop_ratios: (events, time span, sensor area) fractions EventDrop removes, each in [0, 1].
@@ -102,6 +104,7 @@ class DataConfig:
     downsample: int = 1
     equal_count: bool = False
     crop: tuple[int, int] | None = None
+    max_count: int | None = None
     random_crop: bool = False
     event_drop: bool = False
     event_drop_ratios: tuple[float, float, float] = (0.2, 0.2, 0.2)
@@ -257,6 +260,7 @@ NUMERIC_BOUNDS: dict[str, Bounds] = {
     "data.n_steps": Bounds(1, 10_000, why="frames per sample; the paper's longest recipe has 60"),
     "data.downsample": _SIDE,
     "data.crop": _SIDE,
+    "data.max_count": Bounds(1, 1_000_000, why="events per pixel and step (1: binary frames)"),
     "data.event_drop_ratios": Bounds(0, 1, why="fractions of events, time span and sensor area"),
     "data.val_fraction": _FRACTION,
     "data.test_fraction": _FRACTION,
@@ -649,6 +653,10 @@ def _check_choices(name: str, config: TrainConfig) -> None:
         raise AsaSnnError(
             f"{name}: key 'train.eval_windows' is {config.train.eval_windows}; the multi-window test needs "
             "fixed-dt_us event frames (data.equal_count = false, data.kind not 'hardvs'), so use 1"
+        )
+    if config.data.max_count is not None and config.data.kind == "hardvs":
+        raise AsaSnnError(
+            f"{name}: key 'data.max_count' needs event recordings; HAR-DVS ships frames, so leave it unset"
         )
     if config.model.timesteps != config.data.n_steps:
         raise AsaSnnError(

@@ -101,7 +101,15 @@ def input_spec(data: DataConfig, dt_us: int | None, sensor_size: tuple[int, ...]
     shape = (polarities, *(crop[2:] if crop else binned))
     slicing = "count" if data.equal_count else "time"
     return InputSpec(
-        shape, (width, height, polarities), data.downsample, "separate", dt_us, data.n_steps, slicing, crop
+        shape,
+        (width, height, polarities),
+        data.downsample,
+        "separate",
+        dt_us,
+        data.n_steps,
+        slicing,
+        crop,
+        data.max_count,
     )
 
 
@@ -363,6 +371,7 @@ def build_data(config: TrainConfig) -> DataBundle:
             "downsample": data.downsample,
             "equal_count": data.equal_count,
             "crop": data.crop,
+            **({"max_count": data.max_count} if data.max_count is not None else {}),
         },
         "synthetic": [data.n_classes, list(data.sensor_size), data.duration_us, data.data_seed]
         if data.kind == "synthetic"

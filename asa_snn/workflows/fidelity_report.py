@@ -33,16 +33,22 @@ def relative(new: float, old: float) -> float | None:
     return None if old == 0 else (new - old) / old
 
 
-def input_difference(target: str, frames: np.ndarray) -> dict[str, Any]:
+def input_difference(target: str, frames: np.ndarray, max_count: int | None = None) -> dict[str, Any]:
     """How the chip's input differs from the training input on ``frames`` [B, T, C, H, W] (event counts):
     events in the frames, events the chip's first layer receives (Loihi: one spike per pixel and
-    step, counts above one clipped), and how many were dropped."""
+    step, counts above one clipped), and how many were dropped. ``max_count``: the input spec's
+    per-pixel count limit the frames were built with (training's too), named in the description."""
     events = float(frames.sum())
     dynamics = DYNAMICS.get(target)
     received = events if dynamics is None else float(dynamics.input(torch.from_numpy(frames)).sum())
     dropped = events - received
     if dropped > 0:
         how = "event counts above 1 per pixel and step are clipped to one spike (unary input)"
+    elif max_count is not None:
+        how = (
+            f"the model was trained on at most {max_count} event(s) per pixel and step (input.max_count), "
+            "which the chip takes as they are"
+        )
     else:
         how = "the chip takes the event counts the model was trained on"
     return {
@@ -50,6 +56,7 @@ def input_difference(target: str, frames: np.ndarray) -> dict[str, Any]:
         "received": received,
         "dropped": dropped,
         "dropped_fraction": dropped / events if events else 0.0,
+        "max_count": max_count,
         "description": how,
     }
 
@@ -89,7 +96,7 @@ def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> di
         "test_samples": live.samples,
         "splits": run.splits,
         "tuning": run.provenance.get("options", {}),
-        "input": input_difference(run.deployed.target, run.test_frames),
+        "input": input_difference(run.deployed.target, run.test_frames, run.deployed.input.max_count),
         "stages": [asdict(s) for s in [*chain, *run.stages[3:]]],
         "steps": steps,
         "delta_1_to_3": {"accuracy_pp": accuracy_pp, "nasfr_relative": nasfr_change},
