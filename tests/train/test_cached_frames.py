@@ -128,7 +128,7 @@ def test_torchrun_with_cache_and_workers(tiny_config_file, tmp_path):
     command += ["-m", "asa_snn.train", str(tiny_config_file), str(out), "train.epochs=1"]
     command += ["train.workers=1", "data.event_drop=true", f"data.cache_dir={json.dumps(str(cache))}"]
     command += ["--no-progress"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert record["train_shard_sizes"] == [18, 18] and record["train_samples_seen"] == 36
