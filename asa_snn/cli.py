@@ -646,7 +646,9 @@ def demo(
     config: Annotated[
         str, typer.Option("--config", help="Recipe file or shipped recipe name.")
     ] = "synthetic_speck",
-    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP + " (training and analysis)")] = "auto",
+    device: Annotated[
+        str, typer.Option("--device", help=DEVICE_HELP + " (training, analysis, fold fine-tuning)")
+    ] = "auto",
 ) -> None:
     """The whole job: train vanilla and ASA, analyse, fold for Speck and Loihi, export, simulate, report."""
     from functools import partial
@@ -667,7 +669,7 @@ def demo(
         partial(analyze_pair, device=device),
         config=config,
         data=data,
-        settings=Settings(epochs=epochs),
+        settings=Settings(epochs=epochs, device=device),
         progress=lambda step, total, message: console.rule(f"[{step}/{total}] {message}"),
     )
     table = Table(title="asa-snn demo")

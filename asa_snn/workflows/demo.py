@@ -34,6 +34,7 @@ from asa_snn.simulators.base import SimulationResult
 from asa_snn.simulators.inputs import recording_files
 from asa_snn.workflows.budget import BudgetReport, evaluate_budget, load_budget, write_budget_report
 from asa_snn.workflows.fold import FoldOutcome, run_fold
+from asa_snn.workflows.fold_steps import TuneOptions
 from asa_snn.workflows.html_report import write_report
 from asa_snn.workflows.simulate import simulate
 
@@ -82,6 +83,8 @@ class Settings:
         sim_samples: samples simulated per backend (``SLOW_BACKENDS`` run fewer).
         loihi_overrides: config overrides that turn the recipe into the Loihi model.
         budget: spike budget file checked on the Speck graph.
+        device: where the folds' teacher pass and fine-tuning run (``auto``, ``cpu``, ``cuda``,
+            ``cuda:N``, ``mps``); training and analysis get theirs from the caller.
     """
 
     epochs: int = 20
@@ -90,6 +93,7 @@ class Settings:
     sim_samples: int = 16
     loihi_overrides: tuple[str, ...] = ("model.network=loihi_net",)
     budget: Path = EXAMPLE_BUDGET
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "finetune_epochs", "n_calib", "sim_samples"):
@@ -351,6 +355,7 @@ def fold_for(checkpoint: str | Path, target: str, folder: Path, settings: Settin
         folder / target,
         finetune_epochs=settings.finetune_epochs,
         n_calib=settings.n_calib,
+        tune_options=TuneOptions(device=settings.device),
     )
 
 
