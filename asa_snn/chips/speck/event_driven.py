@@ -234,7 +234,7 @@ def frame_events(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return addresses, np.concatenate([[0], np.cumsum(counts.sum(axis=1))]).astype(np.int64)
 
 
-DE_BRUIJN = 0x03F79D71B4CB0A89
+DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
 """A 64-bit de Bruijn sequence: (2^i * DE_BRUIJN mod 2^64) >> 58 is different for each i in 0..63,
 so :data:`BIT_INDEX` turns the lowest set bit of a word into its index without a loop."""
 
@@ -242,11 +242,13 @@ so :data:`BIT_INDEX` turns the lowest set bit of a word into its index without a
 def _bit_index_table() -> np.ndarray:
     table = np.zeros(64, np.int64)
     for i in range(64):
-        table[((1 << i) * DE_BRUIJN) % 2**64 >> 58] = i
+        table[((1 << i) * int(DE_BRUIJN)) % 2**64 >> 58] = i
     return table
 
 
 BIT_INDEX = _bit_index_table()
+LANE_BITS = np.array([1 << j for j in range(LANES)], np.int64)
+"""2^j for lane j of a block: a block's fired lanes summed as one mask, which LLVM vectorises."""
 
 
 def _layer_events(addresses, offsets, layer, counts):
@@ -264,26 +266,31 @@ def _layer_events(addresses, offsets, layer, counts):
         f * plane + row), and for each the index in ``addresses`` of the event that caused it
         (-1: the step's bias).
 
-    An event updates each position it reaches in one loop over the channels (vectorised), which
-    records the channels that fired as bits of 64-channel words; the spikes are then written
-    channel by channel (lowest set bit first), each channel's positions in ascending row order.
+    An event updates each position it reaches block by block of :data:`LANES` output channels in
+    one vectorised loop, which also sums the fired channels into a bit mask per position and block;
+    an event where no neuron fired ends there. Otherwise the spikes are written channel by channel
+    (lowest set bit of the masks' union first), each channel's firing positions in ascending row
+    order. The bias updates the whole map in one such loop and is written out only when a neuron
+    fired.
     """
     remap, reach, rows, taps, weight, bias, has_bias, f_out, plane, neuron, zero_reset = layer
     theta, low, high, floor = neuron
     zero = theta - theta
     width = weight.shape[1]
-    lanes = np.uint64(width)  # unsigned offsets: no negative-index wraparound, so the lane loop vectorises
+    vector = np.uint64(LANES)
+    blocks = width // LANES
+    lanes = np.uint64(width)  # unsigned offsets: no negative-index wraparound, so the lane loops vectorise
     row_at = rows.astype(np.uint64) * lanes
     tap_at = taps.astype(np.uint64) * lanes
     kernel = weight.reshape(-1)
     v = np.zeros(plane * width, weight.dtype)
-    words = (width + 63) // 64
-    fired_bits = np.zeros(rows.shape[1] * words, np.uint64)  # [active position, word]
-    channel_bits = np.zeros(words, np.uint64)  # the real channels (padding never emits)
+    size = np.uint64(plane * width)
+    fired = np.zeros(plane * width, np.uint8)  # the bias's spikes
+    masks = np.zeros(rows.shape[1] * blocks, np.int64)  # [position, block]: lanes fired by one event
+    channel_bits = np.zeros(blocks, np.int64)  # the real channels (padding never emits)
     for f in range(f_out):
-        channel_bits[f // 64] |= np.uint64(1) << np.uint64(f % 64)
-    active_rows = np.zeros(rows.shape[1], np.int64)
-    fired = np.zeros(plane * width, np.bool_)  # the bias's spikes
+        channel_bits[f // LANES] |= LANE_BITS[f % LANES]
+    active = np.zeros(rows.shape[1], np.int64)  # positions of one event where a neuron fired
     most = max(plane, rows.shape[1]) * f_out  # spikes of one event (or of the bias) at most
     n_steps = offsets.shape[0] - 1
     out = np.empty(2 * addresses.shape[0] + most, np.int32)
@@ -302,55 +309,65 @@ def _layer_events(addresses, offsets, layer, counts):
                 causes = grown_causes
             if bias_due:  # one event at the start of the step reaching every neuron
                 bias_due = False
-                for p in range(plane):
-                    for f in range(width):
-                        u = min(max(v[p * width + f] + bias[f], low), high)
+                any_fired = 0
+                for at in range(0, size, vector):
+                    for j in range(vector):
+                        u = min(max(v[at + j] + bias[at % lanes + j], low), high)
                         s = u >= theta
                         u = (zero if zero_reset else u - theta) if s else u
-                        v[p * width + f] = max(u, floor)
-                        fired[p * width + f] = s
-                for f in range(f_out):
-                    for p in range(plane):
-                        out[n] = f * plane + p
-                        causes[n] = -1
-                        n += fired[p * width + f]
+                        v[at + j] = max(u, floor)
+                        fired[at + j] = s
+                        any_fired += s
+                if any_fired:
+                    for f in range(f_out):
+                        for p in range(plane):
+                            out[n] = f * plane + p
+                            causes[n] = -1
+                            n += fired[p * width + f]
             room = out.shape[0] - most
             while e < offsets[t + 1] and n <= room:
                 address = remap[addresses[e]]
                 e += 1
                 if address < 0:
                     continue
-                active = 0
+                touched = 0
                 for i in range(reach[address]):
                     at, tap = row_at[address, i], tap_at[address, i]
-                    any_fired = np.uint64(0)
-                    for word in range(words):
-                        first = np.uint64(word) * np.uint64(64)
-                        bits = np.uint64(0)
-                        for j in range(min(lanes - first, np.uint64(64))):
+                    for block in range(blocks):
+                        first = np.uint64(block) * vector
+                        mask = 0
+                        for j in range(vector):
                             u = min(max(v[at + first + j] + kernel[tap + first + j], low), high)
                             s = u >= theta
                             u = (zero if zero_reset else u - theta) if s else u
                             v[at + first + j] = max(u, floor)
-                            bits |= np.uint64(s) << j
-                        fired_bits[active * words + word] = bits
-                        any_fired |= bits
-                    active_rows[active] = rows[address, i]
-                    active += any_fired != 0
-                for word in range(words):  # emit by address: channel-major, then row (rows ascend)
-                    pending = np.uint64(0)
-                    for k in range(active):
-                        pending |= fired_bits[k * words + word]
-                    pending &= channel_bits[word]
+                            mask += s * LANE_BITS[j]
+                        masks[i * blocks + block] = mask
+                        touched |= mask
+                if touched == 0:
+                    continue
+                n_active = 0
+                for i in range(reach[address]):
+                    any_block = 0
+                    for block in range(blocks):
+                        any_block |= masks[i * blocks + block]
+                    active[n_active] = i
+                    n_active += any_block != 0
+                for block in range(blocks):  # emit by address: channel-major, then row (rows ascend)
+                    pending = 0
+                    for k in range(n_active):
+                        pending |= masks[active[k] * blocks + block]
+                    pending &= channel_bits[block]
                     while pending:
-                        lowest = pending & (~pending + np.uint64(1))
+                        lowest = pending & -pending
                         pending ^= lowest
-                        j = BIT_INDEX[(lowest * np.uint64(DE_BRUIJN)) >> np.uint64(58)]
-                        base = (word * 64 + j) * plane
-                        for k in range(active):
-                            out[n] = base + active_rows[k]
+                        j = BIT_INDEX[(np.uint64(lowest) * DE_BRUIJN) >> np.uint64(58)]
+                        base = (block * LANES + j) * plane
+                        for k in range(n_active):
+                            i = active[k]
+                            out[n] = base + rows[address, i]
                             causes[n] = e - 1
-                            n += np.int64((fired_bits[k * words + word] >> np.uint64(j)) & np.uint64(1))
+                            n += (masks[i * blocks + block] >> j) & 1
             if e == offsets[t + 1]:
                 break
         for j in range(start, n):
