@@ -284,14 +284,15 @@ def _layer_events(addresses, offsets, layer, counts):
     tap_at = taps.astype(np.uint64) * lanes
     kernel = weight.reshape(-1)
     v = np.zeros(plane * width, weight.dtype)
-    size = np.uint64(plane * width)
-    fired = np.zeros(plane * width, np.uint8)  # the bias's spikes
-    masks = np.zeros(rows.shape[1] * blocks, np.int64)  # [position, block]: lanes fired by one event
+    positions = max(plane, rows.shape[1])  # reached by one event (the bias: the whole map)
+    masks = np.zeros(positions * blocks, np.int64)  # [position, block]: lanes fired by one event
     channel_bits = np.zeros(blocks, np.int64)  # the real channels (padding never emits)
     for f in range(f_out):
         channel_bits[f // LANES] |= LANE_BITS[f % LANES]
-    active = np.zeros(rows.shape[1], np.int64)  # positions of one event where a neuron fired
-    most = max(plane, rows.shape[1]) * f_out  # spikes of one event (or of the bias) at most
+    active = np.zeros(positions, np.int64)  # positions of one event where a neuron fired
+    active_rows = np.zeros(positions, np.int64)  # and their rows
+    address = 0
+    most = positions * f_out  # spikes of one event (or of the bias) at most
     n_steps = offsets.shape[0] - 1
     out = np.empty(2 * addresses.shape[0] + most, np.int32)
     causes = np.empty(out.shape[0], np.int64)
@@ -307,53 +308,54 @@ def _layer_events(addresses, offsets, layer, counts):
                 grown_causes = np.empty(grown.shape[0], np.int64)
                 grown_causes[:n] = causes[:n]
                 causes = grown_causes
-            if bias_due:  # one event at the start of the step reaching every neuron
-                bias_due = False
-                any_fired = 0
-                for at in range(0, size, vector):
-                    for j in range(vector):
-                        u = min(max(v[at + j] + bias[at % lanes + j], low), high)
-                        s = u >= theta
-                        u = (zero if zero_reset else u - theta) if s else u
-                        v[at + j] = max(u, floor)
-                        fired[at + j] = s
-                        any_fired += s
-                if any_fired:
-                    for f in range(f_out):
-                        for p in range(plane):
-                            out[n] = f * plane + p
-                            causes[n] = -1
-                            n += fired[p * width + f]
             room = out.shape[0] - most
-            while e < offsets[t + 1] and n <= room:
-                address = remap[addresses[e]]
-                e += 1
-                if address < 0:
-                    continue
+            while (bias_due or e < offsets[t + 1]) and n <= room:
                 touched = 0
-                for i in range(reach[address]):
-                    at, tap = row_at[address, i], tap_at[address, i]
-                    for block in range(blocks):
-                        first = np.uint64(block) * vector
-                        mask = 0
-                        for j in range(vector):
-                            u = min(max(v[at + first + j] + kernel[tap + first + j], low), high)
-                            s = u >= theta
-                            u = (zero if zero_reset else u - theta) if s else u
-                            v[at + first + j] = max(u, floor)
-                            mask += s * LANE_BITS[j]
-                        masks[i * blocks + block] = mask
-                        touched |= mask
+                if bias_due:  # one event at the start of the step reaching every neuron
+                    bias_due, cause, count = False, -1, plane
+                    for i in range(plane):
+                        at = np.uint64(i) * lanes
+                        for block in range(blocks):
+                            first = np.uint64(block) * vector
+                            mask = 0
+                            for j in range(vector):
+                                u = min(max(v[at + first + j] + bias[first + j], low), high)
+                                s = u >= theta
+                                u = (zero if zero_reset else u - theta) if s else u
+                                v[at + first + j] = max(u, floor)
+                                mask += s * LANE_BITS[j]
+                            masks[i * blocks + block] = mask
+                            touched |= mask
+                else:
+                    address = remap[addresses[e]]
+                    e += 1
+                    if address < 0:
+                        continue
+                    cause, count = e - 1, reach[address]
+                    for i in range(count):
+                        at, tap = row_at[address, i], tap_at[address, i]
+                        for block in range(blocks):
+                            first = np.uint64(block) * vector
+                            mask = 0
+                            for j in range(vector):
+                                u = min(max(v[at + first + j] + kernel[tap + first + j], low), high)
+                                s = u >= theta
+                                u = (zero if zero_reset else u - theta) if s else u
+                                v[at + first + j] = max(u, floor)
+                                mask += s * LANE_BITS[j]
+                            masks[i * blocks + block] = mask
+                            touched |= mask
                 if touched == 0:
                     continue
                 n_active = 0
-                for i in range(reach[address]):
+                for i in range(count):  # the positions where a neuron fired, rows ascending
                     any_block = 0
                     for block in range(blocks):
                         any_block |= masks[i * blocks + block]
                     active[n_active] = i
+                    active_rows[n_active] = i if cause < 0 else rows[address, i]
                     n_active += any_block != 0
-                for block in range(blocks):  # emit by address: channel-major, then row (rows ascend)
+                for block in range(blocks):  # emit by address: channel-major, then row
                     pending = 0
                     for k in range(n_active):
                         pending |= masks[active[k] * blocks + block]
@@ -364,11 +366,10 @@ def _layer_events(addresses, offsets, layer, counts):
                         j = BIT_INDEX[(np.uint64(lowest) * DE_BRUIJN) >> np.uint64(58)]
                         base = (block * LANES + j) * plane
                         for k in range(n_active):
-                            i = active[k]
-                            out[n] = base + rows[address, i]
-                            causes[n] = e - 1
-                            n += (masks[i * blocks + block] >> j) & 1
-            if e == offsets[t + 1]:
+                            out[n] = base + active_rows[k]
+                            causes[n] = cause
+                            n += (masks[active[k] * blocks + block] >> j) & 1
+            if e == offsets[t + 1] and not bias_due:
                 break
         for j in range(start, n):
             counts[t, out[j]] += 1
