@@ -223,15 +223,35 @@ def event_layers(chain: list[ChainStep], arithmetic: Arithmetic) -> list[EventLa
     return layers
 
 
-def frame_events(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One sample's events from counts [T, n] (step by step, raster order, a count k giving k
-    consecutive events): addresses int32 [E] and offsets int64 [T + 1] (step t is
-    addresses[offsets[t]:offsets[t + 1]])."""
-    counts = counts.astype(np.int64)
-    addresses = np.repeat(
-        np.tile(np.arange(counts.shape[1], dtype=np.int32), len(counts)), counts.reshape(-1)
-    )
-    return addresses, np.concatenate([[0], np.cumsum(counts.sum(axis=1))]).astype(np.int64)
+def _frame_events(counts):
+    """All samples' events from counts [T, B, n] (compiled by numba, :func:`_compiled`).
+
+    Returns:
+        (addresses int32 [E], offsets int64 [B, T + 1], whole): sample by sample, step by step, in
+        raster order, a count k giving k consecutive events; sample b's step t is
+        addresses[offsets[b, t]:offsets[b, t + 1]]; ``whole``: every count is a whole number
+        (the others are read as their integer part).
+    """
+    n_steps, batch, size = counts.shape
+    offsets = np.zeros((batch, n_steps + 1), np.int64)
+    whole, total = True, 0
+    for b in range(batch):
+        offsets[b, 0] = total
+        for t in range(n_steps):
+            for i in range(size):
+                k = np.int64(counts[t, b, i])
+                whole &= k == counts[t, b, i]
+                total += k
+            offsets[b, t + 1] = total
+    addresses = np.empty(total, np.int32)
+    n = 0
+    for b in range(batch):
+        for t in range(n_steps):
+            for i in range(size):
+                for _ in range(np.int64(counts[t, b, i])):
+                    addresses[n] = i
+                    n += 1
+    return addresses, offsets, whole
 
 
 DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
@@ -378,23 +398,19 @@ def _layer_events(addresses, offsets, layer, counts):
 
 
 @functools.cache
-def _event_kernel() -> Callable:
-    """:func:`_layer_events` compiled by numba, imported here rather than at module import. The
-    machine code is cached on disk next to this file (``__pycache__``): a process compiles it
-    (a few seconds) only the first time after an install or an edit."""
+def _compiled(function: Callable) -> Callable:
+    """``function`` (:func:`_layer_events`, :func:`_frame_events`) compiled by numba, imported here
+    rather than at module import. The machine code is cached on disk next to this file
+    (``__pycache__``): a process compiles it (a few seconds) only the first time after an install
+    or an edit."""
     import numba
 
-    return numba.njit(nogil=True, cache=True)(_layer_events)
+    return numba.njit(nogil=True, cache=True)(function)
 
 
-def run_sample(
-    layers: list[EventLayer], counts: np.ndarray, trains: list[np.ndarray], kernel: Callable
-) -> None:
-    """One sample's input counts [T, n_in] through ``layers``; adds the spikes to ``trains``
-    (one [T, F * plane] array per layer)."""
-    addresses, offsets = frame_events(counts)
-    for layer, train in zip(layers, trains, strict=True):
-        addresses, offsets, _ = kernel(addresses, offsets, layer.packed(), train)
+def _event_kernel() -> Callable:
+    """:func:`_layer_events` compiled."""
+    return _compiled(_layer_events)
 
 
 @dataclass(frozen=True)
@@ -413,18 +429,22 @@ class EventDriven:
         self, chain: list[ChainStep], frames: np.ndarray, arithmetic: Arithmetic
     ) -> dict[str, np.ndarray]:
         """Spike counts per spiking layer, int64 [T, B, n_out] (flat C, H, W), from frames [T, B, C, H, W]."""
-        if not np.array_equal(frames, np.rint(frames)):
-            raise InputFormatError("event-driven Speck simulation needs integer event counts per pixel")
         T, B = frames.shape[:2]
+        addresses, offsets, whole = _compiled(_frame_events)(frames.reshape(T, B, -1))
+        if not whole:
+            raise InputFormatError("event-driven Speck simulation needs integer event counts per pixel")
         layers = event_layers(chain, arithmetic)
-        trains = {layer.name: np.zeros((T, B, layer.f_out * layer.plane), np.int64) for layer in layers}
         if not layers:
             return {}
+        trains = {layer.name: np.zeros((T, B, layer.f_out * layer.plane), np.int64) for layer in layers}
+        packed = [layer.packed() for layer in layers]
         kernel = _event_kernel()
-        counts = frames.reshape(T, B, -1)
 
         def sample(b: int) -> None:
-            run_sample(layers, counts[:, b], [train[:, b] for train in trains.values()], kernel)
+            """Sample b through every layer, its spikes added to ``trains``."""
+            events, steps = addresses[offsets[b, 0] : offsets[b, -1]], offsets[b] - offsets[b, 0]
+            for layer, train in zip(packed, trains.values(), strict=True):
+                events, steps, _ = kernel(events, steps, layer, train[:, b])
 
         threads = min(self.threads or torch.get_num_threads(), B)
         if threads > 1:
