@@ -165,9 +165,11 @@ class Worker:
 
 
 def serve_worker(name: str, device: str, shape: tuple[int, ...]) -> None:
-    """Build the entry (reporting a failure as one JSON line) and serve its commands."""
+    """Build the entry and run one untimed step (reporting a failure of either as one JSON line,
+    e.g. a peer that does not run on this device), then serve its commands."""
     try:
         worker = Worker(name, device, shape)
+        worker.step()
     except Exception as error:  # a peer backend that does not build here is reported, not fatal
         print(json.dumps({"error": f"{type(error).__name__}: {error}"}), flush=True)
         return
