@@ -436,7 +436,8 @@ class EventDriven:
         layers = event_layers(chain, arithmetic)
         if not layers:
             return {}
-        trains = {layer.name: np.zeros((T, B, layer.f_out * layer.plane), np.int64) for layer in layers}
+        # sample-major, so that each sample's counts are one block of memory; returned as [T, B, n]
+        trains = {layer.name: np.zeros((B, T, layer.f_out * layer.plane), np.int64) for layer in layers}
         packed = [layer.packed() for layer in layers]
         kernel = _event_kernel()
 
@@ -444,7 +445,7 @@ class EventDriven:
             """Sample b through every layer, its spikes added to ``trains``."""
             events, steps = addresses[offsets[b, 0] : offsets[b, -1]], offsets[b] - offsets[b, 0]
             for layer, train in zip(packed, trains.values(), strict=True):
-                events, steps, _ = kernel(events, steps, layer, train[:, b])
+                events, steps, _ = kernel(events, steps, layer, train[b])
 
         threads = min(self.threads or torch.get_num_threads(), B)
         if threads > 1:
@@ -453,7 +454,7 @@ class EventDriven:
         else:
             for b in range(B):
                 sample(b)
-        return trains
+        return {name: np.swapaxes(train, 0, 1) for name, train in trains.items()}
 
     def notes(self, chain: list[ChainStep]) -> list[str]:
         """A remark where a multi-spike layer runs with one spike per incoming event."""
