@@ -106,7 +106,8 @@ class EventLayer:
 
 
 LANES = 16
-"""Output channels are padded to a multiple of this (one AVX-512 float32 vector)."""
+"""Output channels are padded to a multiple of this, and updated in blocks of this many: one
+AVX-512 float32 vector; a block of 8 measured as slow as one of 16 (the cost is per block)."""
 
 
 def event_carrier(arithmetic: Arithmetic, magnitudes: list[float]) -> type:
@@ -290,8 +291,7 @@ def _layer_events(addresses, offsets, layer, counts):
     one vectorised loop, which also sums the fired channels into a bit mask per position and block;
     an event where no neuron fired ends there. Otherwise the spikes are written channel by channel
     (lowest set bit of the masks' union first), each channel's firing positions in ascending row
-    order. The bias updates the whole map in one such loop and is written out only when a neuron
-    fired.
+    order. The bias is the same: an event whose positions are the whole map (position = row).
     """
     remap, reach, rows, taps, weight, bias, has_bias, f_out, plane, neuron, zero_reset = layer
     theta, low, high, floor = neuron
@@ -311,7 +311,7 @@ def _layer_events(addresses, offsets, layer, counts):
         channel_bits[f // LANES] |= LANE_BITS[f % LANES]
     active = np.zeros(positions, np.int64)  # positions of one event where a neuron fired
     active_rows = np.zeros(positions, np.int64)  # and their rows
-    address = 0
+    address = 0  # the current event's (typed before the loop; unused for the bias)
     most = positions * f_out  # spikes of one event (or of the bias) at most
     n_steps = offsets.shape[0] - 1
     out = np.empty(2 * addresses.shape[0] + most, np.int32)
