@@ -772,6 +772,8 @@ def _error_line(exc: BaseException) -> tuple[str, int]:
 
     message = _one_line(str(exc))
     module = _where(exc).split(".")[0]  # the package whose code raised it
+    if _WORKER_ERROR in str(exc):
+        return _worker_error_line(str(exc)), 1
     if isinstance(exc, AsaSnnError):
         return message, 1
     if isinstance(exc, TyperException):  # click's usage errors: bad options, missing arguments
@@ -797,6 +799,26 @@ def _error_line(exc: BaseException) -> tuple[str, int]:
     if type(exc).__name__ == "PanicException":  # pyo3: a native (Rust) decoder crashed
         return _with_file(f"a native decoder crashed ({_where(exc)}): {message}", exc), 1
     return f"internal error: {type(exc).__name__}: {message} (rerun with --debug for the traceback)", 1
+
+
+_WORKER_ERROR = "in DataLoader worker process"
+_SHARED_MEMORY_FAILURES = ("unable to resize file", "No space left on device", "File too large", "Bus error")
+
+
+def _worker_error_line(text: str) -> str:
+    """The one line for an exception PyTorch re-raised from a DataLoader worker: the original
+    exception's last traceback line (``module.Type: message``), or, where the worker could not hand a
+    batch over through shared memory, what to change."""
+    original = text.strip().splitlines()[-1].strip()
+    kind, _, detail = original.partition(": ")
+    if any(failure in original for failure in _SHARED_MEMORY_FAILURES):
+        return (
+            f"DataLoader workers could not pass a batch through shared memory (/dev/shm): {detail}; "
+            "free or enlarge /dev/shm (Docker: --shm-size) or set train.workers=0"
+        )
+    if kind.startswith("asa_snn.errors."):
+        return detail
+    return f"internal error in a DataLoader worker: {original} (rerun with --debug for the traceback)"
 
 
 def _where(exc: BaseException) -> str:
