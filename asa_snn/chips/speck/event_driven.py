@@ -231,7 +231,7 @@ def _frame_events(counts):
         (addresses int32 [E], offsets int64 [B, T + 1], whole): sample by sample, step by step, in
         raster order, a count k giving k consecutive events; sample b's step t is
         addresses[offsets[b, t]:offsets[b, t + 1]]; ``whole``: every count is a whole number
-        (the others are read as their integer part).
+        >= 0 (else no events are made).
     """
     n_steps, batch, size = counts.shape
     offsets = np.zeros((batch, n_steps + 1), np.int64)
@@ -241,9 +241,11 @@ def _frame_events(counts):
         for t in range(n_steps):
             for i in range(size):
                 k = np.int64(counts[t, b, i])
-                whole &= k == counts[t, b, i]
+                whole &= (k == counts[t, b, i]) & (k >= 0)
                 total += k
             offsets[b, t + 1] = total
+    if not whole:
+        return np.empty(0, np.int32), offsets, whole
     addresses = np.empty(total, np.int32)
     n = 0
     for b in range(batch):
