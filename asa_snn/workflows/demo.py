@@ -81,7 +81,8 @@ class Settings:
             the live attention; experiments/fold_fidelity.py measures 5).
         n_calib: calibration samples for folding.
         sim_samples: samples simulated per backend (``SLOW_BACKENDS`` run fewer).
-        loihi_overrides: config overrides that turn the recipe into the Loihi model.
+        loihi_overrides: config overrides that turn the recipe into the Loihi model: its network, and
+            binary frames (``data.max_count=1``), which is what Loihi's input layer receives.
         budget: spike budget file checked on the Speck graph.
         device: where the folds' teacher pass and fine-tuning run (``auto``, ``cpu``, ``cuda``,
             ``cuda:N``, ``mps``); training and analysis get theirs from the caller.
@@ -91,7 +92,7 @@ class Settings:
     finetune_epochs: int = 5
     n_calib: int = 64
     sim_samples: int = 16
-    loihi_overrides: tuple[str, ...] = ("model.network=loihi_net",)
+    loihi_overrides: tuple[str, ...] = ("model.network=loihi_net", "data.max_count=1")
     budget: Path = EXAMPLE_BUDGET
     device: str = "cpu"
 

@@ -125,7 +125,8 @@ def test_budget_and_mapping_verdicts_reach_summary_and_markdown(tiny_run):
     document = result.document
     budget = json.loads((result.out_dir / "budget" / "budget.json").read_text())
     assert document["budget"] == budget
-    assert len(budget["rows"]) == 7
+    assert len(budget["rows"]) == 8  # the example budget's network limits
+    assert "peak_synops_per_second_per_core" in {row["metric"] for row in budget["rows"]}
     verdict = "PASS" if budget["ok"] else "FAIL"
     summary = dict(result.summary_rows())
     assert summary["budget verdict"] == verdict
