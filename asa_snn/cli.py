@@ -371,7 +371,8 @@ def fold_command(
         float, typer.Option("--layer-weight", help="Weight of distilling per-layer spike counts.")
     ] = 1.0,
     device: Annotated[
-        str, typer.Option("--device", help="Fine-tuning device: auto, cpu, cuda, cuda:N or mps.")
+        str,
+        typer.Option("--device", help="Where calibration, teacher and fine-tuning run: " + DEVICE_HELP),
     ] = "cpu",
 ) -> None:
     """Fold attention and batch norm, fine-tune, quantize for a chip; write the graph and fidelity report."""

@@ -605,6 +605,7 @@ def fold_model(
     provenance: dict | None = None,
     prune: bool = True,
     rate_match: RateMatch | None = RateMatch(),  # noqa: B008 (frozen dataclass)
+    device: torch.device | None = None,
 ) -> tuple[FoldedGraph, FoldReport]:
     """Fold ``model`` for ``target`` using ``calibration`` batches of frames [T, B, C, H, W].
 
@@ -617,6 +618,8 @@ def fold_model(
         provenance: recorded in the graph.
         prune: remove channels that never fire on the calibration data (step 6).
         rate_match: the per-layer rate-matching search (step 5); None keeps the least-squares gains.
+        device: where the live model's calibration pass runs (None: where the model is); the
+            folded graph's own passes (rate matching, pruning) run on the CPU.
 
     Returns:
         The float graph (pruned) and the :class:`FoldReport`.
@@ -634,7 +637,7 @@ def fold_model(
         if not isinstance(s.attention, NoAttention | nn.Identity)
     }
     neurons = {s.neuron_layer: s.neuron for s in builder.segments}
-    live = _live_spikes(model, neurons, attention, calibration)
+    live = _live_spikes(model, neurons, attention, calibration, device)
     stats = live.pop("__stats__")
     folds = _apply_attention(builder, stats)
     _cuba_biases(builder)
@@ -688,9 +691,18 @@ def _live_spikes(
     neurons: dict[str, nn.Module],
     attention: dict[str, nn.Module],
     batches: list[Tensor],
+    device: torch.device | None = None,
 ) -> dict:
     """Total spikes per neuron layer of the live model (layer name -> spikes summed over the batches)
-    and, under ``"__stats__"``, the attention statistics, in one pass over ``batches`` [T, B, ...]."""
-    with count_spikes(model, neurons) as counts:
-        stats = collect_attention_stats(model, attention, batches)
+    and, under ``"__stats__"``, the attention statistics, in one pass over ``batches`` [T, B, ...]
+    run on ``device`` (None: where the model is; the model goes back where it was, statistics and
+    counts are kept on the CPU)."""
+    home = next(model.parameters()).device
+    device = device or home
+    model.to(device)
+    try:
+        with count_spikes(model, neurons) as counts:
+            stats = collect_attention_stats(model, attention, [frames.to(device) for frames in batches])
+    finally:
+        model.to(home)
     return {**counts.spikes, "__stats__": stats}

@@ -75,7 +75,7 @@ def fold_checkpoint(
     """Fold a checkpoint for ``target``, fine-tune (epoch chosen on the validation split) and measure
     stages (1), (2a), (2b) on the test split (arguments as :func:`run_fold`; ``rate_match`` None
     keeps the least-squares gains)."""
-    resolve_device(tune_options.device, "fold --device")
+    device = resolve_device(tune_options.device, "fold --device")
     run = load_run(checkpoint, calib)
     calibration = calibration_batches(run.data.train, n_calib, batch_size)
     options = {
@@ -86,7 +86,7 @@ def fold_checkpoint(
     }
     samples = sum(int(batch.shape[1]) for batch in calibration)
     provenance = provenance_of(run, target, calib, samples, options)
-    static, report = static_fold(run, target, calibration, approximate, provenance, rate_match)
+    static, report = static_fold(run, target, calibration, approximate, provenance, rate_match, device)
     layers = [fold.layer for fold in report.layers]
     loader = DataLoader(run.data.test, batch_size=batch_size, shuffle=False)
     live, neurons = measure_live("1 live attention", run.model, layers, loader, run.epochs)

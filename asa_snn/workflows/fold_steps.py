@@ -68,7 +68,8 @@ class TuneOptions:
             (:class:`~asa_snn.convert.finetune.LossWeights`); teacher and layer terms distil the live
             attention model's output rates and per-layer spike counts on every training recording.
         lr: Adam learning rate; None: the run's own.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (calibration stays on CPU).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``: where the live model's
+            calibration and teacher passes and fine-tuning run.
     """
 
     chip_dynamics: bool = True
@@ -145,8 +146,10 @@ def static_fold(
     approximate: bool,
     provenance: dict,
     rate_match: RateMatch | None,
+    device: torch.device | None = None,
 ) -> tuple[FoldedGraph, FoldReport]:
-    """Step (2a): the float graph of ``run``'s model for ``target``, carrying the run's input spec."""
+    """Step (2a): the float graph of ``run``'s model for ``target``, carrying the run's input spec;
+    the live model's calibration pass runs on ``device`` (None: the CPU)."""
     return fold_model(
         run.model,
         calibration,
@@ -155,6 +158,7 @@ def static_fold(
         run.data.input_spec,
         provenance,
         rate_match=rate_match,
+        device=device,
     )
 
 

@@ -11,6 +11,7 @@ from asa_snn.convert.bn_fold import avg_to_sum_scale, fold_batch_norm
 from asa_snn.convert.fold import channel_spikes, fold_model
 from asa_snn.convert.graph import NeuronSpec
 from asa_snn.convert.graph_model import GraphModel, make_neuron
+from asa_snn.devices import available_devices
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.blocks import SumPool2d
 from asa_snn.models.neurons import CubaLIF
@@ -196,3 +197,15 @@ def test_rate_matching_brings_an_over_firing_fold_to_the_live_spike_count():
         "conv1": conv1.rate_scale,
     }
     assert any("rate matching" in note and "'conv1'" in note for note in report.notes)
+
+
+@pytest.mark.parametrize("device", available_devices(), ids=str)
+def test_calibration_on_a_device_folds_what_the_cpu_folds_and_leaves_the_model_where_it_was(device):
+    model = _speck()
+    cpu_graph, _ = fold_model(model, _frames(), fold_target("speck"), prune=False)
+    graph, _ = fold_model(model, _frames(), fold_target("speck"), prune=False, device=device)
+    assert next(model.parameters()).device == torch.device("cpu")
+    for ours, reference in zip(graph.layers, cpu_graph.layers, strict=True):
+        assert ours.neuron == reference.neuron
+        for key, tensor in reference.tensors.items():
+            np.testing.assert_allclose(ours.tensors[key], tensor, rtol=1e-5, atol=1e-6)
