@@ -4,6 +4,7 @@ edited recording binned again, augmentation still drawn per epoch, workers and D
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from importlib.resources import files
@@ -128,8 +129,22 @@ def test_torchrun_with_cache_and_workers(tiny_config_file, tmp_path):
     command += ["-m", "asa_snn.train", str(tiny_config_file), str(out), "train.epochs=1"]
     command += ["train.workers=1", "data.event_drop=true", f"data.cache_dir={json.dumps(str(cache))}"]
     command += ["--no-progress"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        start_new_session=True,
+    )
+    try:
+        _, stderr = process.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # torchrun, both ranks and their DataLoader workers
+        process.communicate()
+        pytest.fail("torchrun with 2 ranks, cache and workers did not finish within 300 s")
+    assert process.returncode == 0, stderr[-2000:]
     record = json.loads((out / "log.jsonl").read_text().splitlines()[0])
     assert record["train_shard_sizes"] == [18, 18] and record["train_samples_seen"] == 36
     assert list(cache.rglob("*.npy")) and not list(cache.rglob("*.tmp"))
