@@ -122,6 +122,19 @@ def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:+.1f} %"
 
 
+def layer_spike_table(
+    title: str, layers: dict[str, dict[str, Any]], stages: list[str], change_key: str, change_label: str
+) -> list[str]:
+    """Markdown lines of a per-layer spike table: one row per layer (name -> row with ``neurons``,
+    spikes per sample under each stage name, and the relative change under ``change_key``)."""
+    lines = ["", f"## {title}", "", "| layer | neurons | " + " | ".join(stages) + f" | {change_label} |"]
+    lines.append("|---" * (len(stages) + 3) + "|")
+    for name, row in layers.items():
+        cells = " | ".join(f"{row[s]:.1f}" for s in stages)
+        lines.append(f"| {name} | {row['neurons']} | {cells} | {pct(row[change_key])} |")
+    return lines
+
+
 def tuning_line(options: dict[str, Any]) -> str:
     """One sentence on how the fold was fine-tuned (epochs, dynamics, loss weights)."""
     tune = options.get("tune")
@@ -178,16 +191,9 @@ def fidelity_markdown(doc: dict[str, Any]) -> str:
             f"spike-count change: layer {goal['largest_spike_change_layer']}."
         )
     stages = [s["stage"] for s in doc["stages"][:4]]
-    lines += [
-        "",
-        "## Spikes per sample, per layer",
-        "",
-        "| layer | neurons | " + " | ".join(stages) + " | (1)->(3) |",
-    ]
-    lines.append("|---" * (len(stages) + 3) + "|")
-    for name, row in doc["layers"].items():
-        cells = " | ".join(f"{row[s]:.1f}" for s in stages)
-        lines.append(f"| {name} | {row['neurons']} | {cells} | {pct(row['relative_change_1_to_3'])} |")
+    lines += layer_spike_table(
+        "Spikes per sample, per layer", doc["layers"], stages, "relative_change_1_to_3", "(1)->(3)"
+    )
     lines += [
         "",
         "## Attention fold",

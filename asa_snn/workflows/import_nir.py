@@ -33,7 +33,14 @@ from asa_snn.convert.graph import NEURON_KINDS, FoldedGraph
 from asa_snn.convert.nir_import import GENERIC, ImportOptions, ImportResult, nir_to_graph, read_nir
 from asa_snn.convert.quantize import quantize_graph
 from asa_snn.errors import AsaSnnError
-from asa_snn.workflows.fidelity_report import ACCURACY_GOAL_PP, NASFR_GOAL, pct, relative, write_graph_folder
+from asa_snn.workflows.fidelity_report import (
+    ACCURACY_GOAL_PP,
+    NASFR_GOAL,
+    layer_spike_table,
+    pct,
+    relative,
+    write_graph_folder,
+)
 
 DEFAULT_CALIB_SAMPLES = 64
 BATCH = 16
@@ -257,16 +264,9 @@ def fidelity_markdown(doc: dict[str, Any]) -> str:
     if not goal["met"] and goal["largest_spike_change_layer"]:
         lines.append(f"Largest spike-count change: layer {goal['largest_spike_change_layer']}.")
     stages = [s["stage"] for s in doc["stages"]]
-    lines += [
-        "",
-        "## Spikes per recording, per layer",
-        "",
-        "| layer | neurons | " + " | ".join(stages) + " | change |",
-    ]
-    lines.append("|---" * (len(stages) + 3) + "|")
-    for name, row in doc["layers"].items():
-        cells = " | ".join(f"{row[s]:.1f}" for s in stages)
-        lines.append(f"| {name} | {row['neurons']} | {cells} | {pct(row['relative_change'])} |")
+    lines += layer_spike_table(
+        "Spikes per recording, per layer", doc["layers"], stages, "relative_change", "change"
+    )
     if doc["quantization"]:
         lines += [
             "",
