@@ -584,6 +584,8 @@ def evaluate_budget(
         InputFormatError: a budget layer that is not a spiking layer of the graph.
         AsaSnnError / MissingDependencyError: from the backend or the input.
     """
+    if window_ms is not None and not window_ms > 0:
+        raise AsaSnnError(f"--window-ms is {window_ms}; expected a window longer than 0 ms")
     check_budget_layers(budget, graph)
     chip = chip_for(backend, graph)
     runner = get_backend(backend)
@@ -604,7 +606,7 @@ def evaluate_budget(
     if not parts:
         raise AsaSnnError(f"{source.about['source']}: no recordings to simulate")
     figures = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
-    window = window_ms or budget.window_ms or DEFAULT_WINDOW_MS
+    window = next(w for w in (window_ms, budget.window_ms, DEFAULT_WINDOW_MS) if w is not None)
     wants_peak = any(PEAK in limits for limits in [budget.network, *budget.layers.values()])
     bursts = None
     if chip.name == "speck" or wants_peak:

@@ -160,6 +160,9 @@ def test_command_line_window_option(data, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 1 and "layer out" in printed and "checked fixes" in printed
     assert (tmp_path / "cli" / "core_load.png").is_file()
+    assert main([*args, "--window-ms", "0", "--out", str(tmp_path / "zero")]) == 1
+    assert "--window-ms is 0.0; expected a window longer than 0 ms" in capsys.readouterr().err
+    assert not (tmp_path / "zero").exists()
 
 
 def test_peak_limit_on_loihi_cores_is_refused(loihi):
