@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.convert.quantize import Quantizer
+from asa_snn.data.model_input import ModelEvents
 from asa_snn.energy.model import EnergyModel
 from asa_snn.simulators.base import Backend
 
@@ -88,6 +91,39 @@ Exporter = Callable[[FoldedGraph, Path], str]
 
 
 @dataclass(frozen=True)
+class CoreLoad:
+    """What one weight layer's core receives during one recording, event by event in the order
+    processed.
+
+    Attributes:
+        times_us: int64 [E] microseconds from the recording's first event: an input event's own
+            time; a spike's, the time of the input event whose cascade caused it (the chip's
+            processing delay is not modelled); a bias spike's, the start of its step.
+        synops: int64 [E] synaptic operations the event costs the core: the neurons it reaches
+            (positions x output channels; 0 for an event sum pooling drops).
+    """
+
+    times_us: np.ndarray
+    synops: np.ndarray
+
+
+@dataclass(frozen=True)
+class TimedRun:
+    """One recording run on a chip's real timestamps (:attr:`Chip.timed_run`).
+
+    Attributes:
+        counts: spiking layer -> int64 [T, n_out] spikes per step (flat C, H, W).
+        loads: weight layer -> its :class:`CoreLoad`.
+        duration_us: the recording's span the steps cover: T * step length (time slicing), else
+            the last event's time + 1.
+    """
+
+    counts: dict[str, np.ndarray]
+    loads: dict[str, CoreLoad]
+    duration_us: int
+
+
+@dataclass(frozen=True)
 class Chip:
     """Everything the pipeline knows about one neuromorphic chip.
 
@@ -105,6 +141,11 @@ class Chip:
         exports: export name -> :data:`Exporter` of the chip's own formats.
         deploy: ``deploy(graph, **options) -> BoardReport``: run the graph on the chip's board
             (options are the chip's own, e.g. Speck's ``device`` and ``dry_run``), or None.
+        timed_run: ``timed_run(graph, events) -> TimedRun``: one recording on its real timestamps,
+            with the synaptic operations each core receives event by event (for the peak per-core
+            load), or None where the chip has no such model.
+        core_options: ``core_options(graph) -> {weight layer: (its core, other cores it fits)}``,
+            or None.
     """
 
     name: str
@@ -117,6 +158,8 @@ class Chip:
     compared_backends: tuple[str, ...] = ()
     exports: dict[str, Exporter] = field(default_factory=dict)
     deploy: Callable[..., BoardReport] | None = None
+    timed_run: Callable[[FoldedGraph, ModelEvents], TimedRun] | None = None
+    core_options: Callable[[FoldedGraph], dict[str, tuple[int | None, list[int]]]] | None = None
 
     @property
     def simulator_name(self) -> str:

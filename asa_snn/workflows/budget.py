@@ -609,9 +609,9 @@ def evaluate_budget(
     window = next(w for w in (window_ms, budget.window_ms, DEFAULT_WINDOW_MS) if w is not None)
     wants_peak = any(PEAK in limits for limits in [budget.network, *budget.layers.values()])
     bursts = None
-    if chip.name == "speck" or wants_peak:
+    if chip.timed_run is not None or wants_peak:
         try:
-            bursts = measure_bursts(graph, source, window, max_samples, chip.name)
+            bursts = measure_bursts(graph, source, window, max_samples, chip)
         except AsaSnnError as exc:
             if wants_peak:
                 raise

@@ -8,12 +8,12 @@ bursts, so the load is measured in sliding windows of real time:
     load(t) = sum of the synaptic operations of the events the core receives in [t, t + W)
     rate(t) = load(t) / W                     (synaptic operations per second)
 
-from the event-driven simulation with the recording's own timestamps
-(:func:`asa_snn.chips.speck.event_driven.timed_run`; a spike carries the time of the input event
-that caused it). Per recording and core: the peak (the exact maximum over every window start),
-the 99th percentile of rate(t) over window starts spaced ``W / 10`` across the recording, and the
-start of the busiest window. Speck runs one layer per core, so a core is named by its layer and
-the core the matching of :func:`~asa_snn.chips.speck.mapping.check_speck` gives it.
+from the event-driven simulation with the recording's own timestamps (the chip's
+:attr:`~asa_snn.chips.base.Chip.timed_run`, on Speck its event-driven mode; a spike carries the
+time of the input event that caused it). Per recording and core: the peak (the exact maximum over
+every window start), the 99th percentile of rate(t) over window starts spaced ``W / 10`` across
+the recording, and the start of the busiest window. Speck runs one layer per core, so a core is
+named by its layer and the core the chip's :attr:`~asa_snn.chips.base.Chip.core_options` gives it.
 
 Checked fixes (:func:`check_fixes`), each re-simulated on the same recordings:
 
@@ -34,8 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from asa_snn.chips.speck.event_driven import CoreLoad, TimedRun, timed_run
-from asa_snn.chips.speck.mapping import CORE_MEMORY, check_speck
+from asa_snn.chips.base import Chip, CoreLoad, TimedRun
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.data.model_input import ModelEvents, model_events
 from asa_snn.errors import AsaSnnError
@@ -121,11 +120,6 @@ def _prediction(graph: FoldedGraph, run: TimedRun) -> int:
     return int(rate.reshape(-1, graph.vote).mean(axis=1).argmax())
 
 
-def speck_cores(graph: FoldedGraph) -> dict[str, int | None]:
-    """Weight layer -> the Speck core the matching gives it (None where none fits)."""
-    return {row.layer: row.core for row in check_speck(graph).rows}
-
-
 @dataclass
 class BurstReport:
     """Per-core window loads of every recording (:func:`measure_bursts`).
@@ -139,6 +133,7 @@ class BurstReport:
         curves: layer -> (t ms, rate) of the worst recording (:func:`load_curve`).
         accuracy: share of the labelled recordings the event-driven model predicts right (None
             without labels).
+        chip: the chip whose timed run and cores were measured (re-simulating the fixes uses it).
     """
 
     window_ms: float
@@ -148,6 +143,7 @@ class BurstReport:
     worst: tuple[int, str]
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     accuracy: float | None = None
+    chip: Chip | None = None
 
     def peaks(self, layer: str) -> np.ndarray:
         """float64 [B]: the layer's peak rate per recording."""
@@ -199,35 +195,35 @@ def model_recordings(
         yield stream.source, model_events(graph.input, stream), label
 
 
-def _require_speck(graph: FoldedGraph, chip: str) -> None:
-    if chip != "speck":
+def _require_timed_run(chip: Chip) -> None:
+    if chip.timed_run is None or chip.core_options is None:
         raise AsaSnnError(
-            f"peak per-core load needs Speck's event-driven simulation; the budget's cores are {chip!r} "
-            "(use a Speck backend or a graph folded for Speck)"
+            "peak per-core load needs Speck's event-driven simulation (a chip with a timed run); the "
+            f"budget's cores are {chip.name!r} (use a Speck backend or a graph folded for Speck)"
         )
 
 
 def measure_bursts(
     graph: FoldedGraph,
     data: str | RecordingSource,
-    window_ms: float = DEFAULT_WINDOW_MS,
-    max_samples: int | None = None,
-    chip: str = "speck",
+    window_ms: float,
+    max_samples: int | None,
+    chip: Chip,
 ) -> BurstReport:
-    """Window loads of every Speck core on every recording of ``data``, and the load curves of the
+    """Window loads of every core of ``chip`` on every recording of ``data``, and the load curves of the
     recording with the highest peak.
 
     Raises:
-        AsaSnnError: not a Speck graph / backend, no recordings, or a window <= 0.
+        AsaSnnError: a chip without a timed run (only Speck has one), no recordings, or a window <= 0.
     """
-    _require_speck(graph, chip)
+    _require_timed_run(chip)
     window_us = window_ms * 1000.0
     names: list[str] = []
     loads: dict[str, list[WindowLoad]] = {}
     worst_peak, worst, worst_run = -1.0, (0, ""), None
     right = labelled = 0
     for name, events, label in model_recordings(graph, data, max_samples):
-        run = timed_run(graph, events)
+        run = chip.timed_run(graph, events)
         for layer, load in run.loads.items():
             measured = window_load(load, window_us, run.duration_us)
             loads.setdefault(layer, []).append(measured)
@@ -243,7 +239,14 @@ def measure_bursts(
         layer: load_curve(load, window_us, worst_run.duration_us) for layer, load in worst_run.loads.items()
     }
     return BurstReport(
-        window_ms, names, loads, speck_cores(graph), worst, curves, right / labelled if labelled else None
+        window_ms,
+        names,
+        loads,
+        {layer: core for layer, (core, _) in chip.core_options(graph).items()},
+        worst,
+        curves,
+        right / labelled if labelled else None,
+        chip,
     )
 
 
@@ -357,7 +360,7 @@ def check_fixes(
     for _, events, label in model_recordings(graph, data, max_samples):
         labelled += label >= 0
         for i, (_, _, changed, factor) in enumerate(candidates):
-            run = timed_run(changed, decimate(events, factor) if factor > 1 else events)
+            run = bursts.chip.timed_run(changed, decimate(events, factor) if factor > 1 else events)
             for name, load in run.loads.items():
                 peaks[i][name] = max(peaks[i][name], window_load(load, window_us, run.duration_us).peak)
             right[i] += label >= 0 and _prediction(changed, run) == label
@@ -372,16 +375,11 @@ def check_fixes(
 
 def _core_assignment(graph: FoldedGraph, bursts: BurstReport, layer: str, limit: float) -> Fix:
     """The core-assignment candidate: the same peaks (module docstring), with the cores that fit."""
-    row = next(r for r in check_speck(graph).rows if r.layer == layer)
-    others = [
-        core
-        for core, (kernel, neuron) in enumerate(CORE_MEMORY)
-        if core != row.core and row.kernel_words <= kernel and row.neuron_words <= neuron
-    ]
+    core, others = bursts.chip.core_options(graph)[layer]
     layer_peak = float(bursts.peaks(layer).max())
     network = max(float(bursts.peaks(name).max()) for name in bursts.loads)
     change = (
-        f"{layer} from core {row.core} to core {others[0]} (fits cores {others}): the load moves with "
+        f"{layer} from core {core} to core {others[0]} (fits cores {others}): the load moves with "
         "the layer, every core has the same rate"
         if others
         else f"{layer} fits no other core"

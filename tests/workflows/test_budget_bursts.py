@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from asa_snn.chips.speck.event_driven import CoreLoad, timed_run
+from asa_snn.chips.base import CoreLoad
+from asa_snn.chips.speck.event_driven import timed_run
 from asa_snn.chips.speck.mapping import check_speck
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, LayerQuant, NeuronSpec, save_graph
 from asa_snn.data.events import EventStream, make_events

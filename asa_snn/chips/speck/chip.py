@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from asa_snn.chips.base import BoardReport, Chip
+from asa_snn.chips.base import BoardReport, Chip, TimedRun
 from asa_snn.chips.registry import register
 from asa_snn.chips.speck.energy import SPECK_ENERGY
-from asa_snn.chips.speck.mapping import check_speck, speck_core_layout
+from asa_snn.chips.speck.mapping import check_speck, speck_core_layout, speck_core_options
 from asa_snn.chips.speck.quantizer import SpeckQuantizer
 from asa_snn.convert.graph import FoldedGraph
+from asa_snn.data.model_input import ModelEvents
 from asa_snn.simulators.base import Backend
 
 
@@ -44,6 +45,12 @@ def _deploy(graph: FoldedGraph, **options: object) -> BoardReport:
     return deploy_speck(graph, **options)
 
 
+def _timed_run(graph: FoldedGraph, events: ModelEvents) -> TimedRun:
+    from asa_snn.chips.speck.event_driven import timed_run
+
+    return timed_run(graph, events)
+
+
 def _sinabs_export(graph: FoldedGraph, folder: Path) -> str:
     from asa_snn.chips.speck.sinabs_export import to_sinabs
 
@@ -62,6 +69,8 @@ SPECK = register(
         compared_backends=("sinabs", "onnx", "norse", "speck-events"),
         exports={"sinabs": _sinabs_export},
         deploy=_deploy,
+        timed_run=_timed_run,
+        core_options=speck_core_options,
     )
 )
 """The Speck chip (``speck-events`` is the event-driven mode of the built-in simulator)."""

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from asa_snn.chips.base import CoreLoad, TimedRun
 from asa_snn.chips.speck.mapping import ChainStep, conv_geometry, pool_size, speck_chain
 from asa_snn.chips.speck.simulator import (
     FLOAT32_EXACT,
@@ -466,39 +467,6 @@ class EventDriven:
 
 
 # ---------------------------------------------------------------- real timestamps
-
-
-@dataclass(frozen=True)
-class CoreLoad:
-    """What one weight layer's core receives during one recording, event by event in the order
-    processed.
-
-    Attributes:
-        times_us: int64 [E] microseconds from the recording's first event: an input event's own
-            time; a spike's, the time of the input event whose cascade caused it (the chip's
-            processing delay is not modelled); a bias spike's, the start of its step.
-        synops: int64 [E] synaptic operations the event costs the core: the neurons it reaches
-            (positions x output channels; 0 for an event sum pooling drops).
-    """
-
-    times_us: np.ndarray
-    synops: np.ndarray
-
-
-@dataclass(frozen=True)
-class TimedRun:
-    """:func:`timed_run` of one recording.
-
-    Attributes:
-        counts: spiking layer -> int64 [T, n_out] spikes per step (flat C, H, W).
-        loads: weight layer -> its :class:`CoreLoad`.
-        duration_us: the recording's span the steps cover: T * step length (time slicing), else
-            the last event's time + 1.
-    """
-
-    counts: dict[str, np.ndarray]
-    loads: dict[str, CoreLoad]
-    duration_us: int
 
 
 def _step_starts(spec: InputSpec, times_us: np.ndarray, offsets: np.ndarray) -> np.ndarray:

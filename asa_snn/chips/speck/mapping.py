@@ -745,3 +745,17 @@ def check_speck(graph: FoldedGraph) -> MappingReport:
 def speck_core_layout(graph: FoldedGraph) -> dict[str, CoreUse]:
     """Spiking layer -> its core use: one layer per core, memory in kernel / neuron words."""
     return {row.layer: CoreUse(1, row.kernel_words, row.neuron_words) for row in check_speck(graph).rows}
+
+
+def speck_core_options(graph: FoldedGraph) -> dict[str, tuple[int | None, list[int]]]:
+    """Weight layer -> (the core the matching gives it, None where none fits; the other cores whose
+    kernel and neuron memory (:data:`CORE_MEMORY`) would hold it)."""
+    options = {}
+    for row in check_speck(graph).rows:
+        others = [
+            core
+            for core, (kernel, neuron) in enumerate(CORE_MEMORY)
+            if core != row.core and row.kernel_words <= kernel and row.neuron_words <= neuron
+        ]
+        options[row.layer] = (row.core, others)
+    return options
