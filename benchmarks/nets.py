@@ -120,13 +120,25 @@ def relu_stepwise(memory_format: torch.memory_format = torch.contiguous_format) 
 
 def spikingjelly(backend: str = "torch") -> Net:
     """SpikingJelly activation_based, multi-step mode, ``LIFNode`` with the ``backend`` loop
-    (``"torch"``; on CUDA also ``"cupy"`` or ``"triton"``, where SpikingJelly has them).
+    (``"torch"``; on CUDA also ``"cupy"`` or ``"triton"``, where SpikingJelly has them; SpikingJelly
+    2 has no such argument and selects its kernel by device, so only ``"torch"`` builds there).
 
     ``decay_input=False, v_reset=0``: H[t] = (1 - 1/tau) V[t-1] + X[t], V[t] = H[t] (1 - s[t]),
     so tau = 1 / (1 - 0.3) reproduces the decay 0.3 exactly; ``surrogate.Rect(alpha=2)`` is the
     box of height 2 on |H - 0.3| < 0.25; ``detach_reset=False``.
     """
+    import inspect
+
     from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+    # SpikingJelly 2 dropped LIFNode's backend argument: it picks its CUDA kernel itself
+    chooses_itself = "backend" not in inspect.signature(neuron.LIFNode.__init__).parameters
+    if chooses_itself and backend != "torch":
+        raise RuntimeError(
+            f"this SpikingJelly has no backend={backend!r}: it selects its CUDA kernel itself, "
+            "which the 'spikingjelly' entry measures"
+        )
+    options = {} if chooses_itself else {"backend": backend}
 
     def lif() -> nn.Module:
         return neuron.LIFNode(
@@ -137,7 +149,7 @@ def spikingjelly(backend: str = "torch") -> Net:
             surrogate_function=surrogate.Rect(alpha=1.0 / SURROGATE_WIDTH),
             detach_reset=False,
             step_mode="m",
-            backend=backend,
+            **options,
         )
 
     stack = nn.Sequential(

@@ -191,7 +191,12 @@ def _installed(name: str) -> str | None:
     packages = REQUIRES.get(name, ())
     if any(importlib.util.find_spec(package) is None for package in packages):
         return None
-    return ", ".join(f"{package} {importlib.metadata.version(package)}" for package in packages)
+    distributions = importlib.metadata.packages_distributions()  # module -> e.g. cupy-cuda13x
+    return ", ".join(
+        f"{name} {importlib.metadata.version(name)}"
+        for package in packages
+        for name in distributions.get(package, [package])[:1]
+    )
 
 
 def _ask(process: subprocess.Popen, name: str, command: str | None) -> dict:

@@ -16,6 +16,8 @@ from asa_snn.models.attention.stepwise import spatial_attention_passes
 SHAPE = (6, 3, 8, 5, 7)
 """[T, B, C, H, W]: odd H and W, more channels than steps."""
 DEVICES = [pytest.param(device, id=str(device)) for device in available_devices()]
+WHOLE_STEPS = pytest.mark.parametrize("whole_steps", [False, True], ids=["step-by-step", "all-steps"])
+"""The stepwise loops one step at a time (the CPU's choice) and over all steps at once (a GPU's)."""
 
 
 def _inputs(kind: str, memory_format: torch.memory_format) -> torch.Tensor:
@@ -29,10 +31,12 @@ def _inputs(kind: str, memory_format: torch.memory_format) -> torch.Tensor:
 @pytest.mark.parametrize("attention", ["asa1", "asa2", "asa_reference"])
 @pytest.mark.parametrize("values", ["continuous", "ties"])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@WHOLE_STEPS
 @pytest.mark.parametrize("device", DEVICES)
-def test_stepwise_matches_reference(attention, values, memory_format, device):
+def test_stepwise_matches_reference(attention, values, memory_format, whole_steps, device):
     torch.manual_seed(0)
     stepwise = make_attention(attention, SHAPE[2], SHAPE[0]).double().to(device)
+    stepwise.whole_steps = whole_steps
     with torch.no_grad():
         for parameter in stepwise.parameters():
             parameter.add_(0.3 * torch.randn_like(parameter))
@@ -56,7 +60,7 @@ def test_stepwise_matches_reference(attention, values, memory_format, device):
             torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12, msg=name)
 
 
-def _smooth_passes(x, mask_weight, conv_weight):
+def _smooth_passes(x, mask_weight, conv_weight, whole_steps=False):
     """The fused passes with a real-valued mask and smooth maps, so every gradient is a derivative."""
 
     def select(f_avg, f_max):
@@ -65,17 +69,19 @@ def _smooth_passes(x, mask_weight, conv_weight):
     def maps(mean1, max1, mean2, max2):
         return torch.tanh(conv_weight * mean1 + max1), torch.sigmoid(mean2 - conv_weight * max2)
 
-    return spatial_attention_passes(x, 0.3, select, maps, (mask_weight, conv_weight))
+    return spatial_attention_passes(x, 0.3, select, maps, (mask_weight, conv_weight), whole_steps)
 
 
-def test_fused_passes_gradient_with_real_valued_masks():
+@WHOLE_STEPS
+def test_fused_passes_gradient_with_real_valued_masks(whole_steps):
     torch.manual_seed(3)
     x = torch.randn(3, 2, 4, 3, 5, dtype=torch.float64, requires_grad=True)
     weights = [torch.tensor(value, dtype=torch.float64, requires_grad=True) for value in (0.7, -1.3)]
-    assert torch.autograd.gradcheck(_smooth_passes, (x, *weights))
+    assert torch.autograd.gradcheck(_smooth_passes, (x, *weights, whole_steps))
 
 
-def test_channel_max_gradient_is_shared_by_ties_as_amax_shares_it():
+@WHOLE_STEPS
+def test_channel_max_gradient_is_shared_by_ties_as_amax_shares_it(whole_steps):
     """M1 = F_max of the one channel (3, reached twice), A1 = 1, A2 = 0: Y = F_max X."""
     x = torch.tensor([[[[[1.0, 3.0], [3.0, 0.0]]]]], dtype=torch.float64, requires_grad=True)
 
@@ -85,12 +91,13 @@ def test_channel_max_gradient_is_shared_by_ties_as_amax_shares_it():
     def maps(mean1, max1, mean2, max2):
         return torch.ones_like(mean1), torch.zeros_like(mean2)
 
-    spatial_attention_passes(x, 0.5, select, maps).sum().backward()
+    spatial_attention_passes(x, 0.5, select, maps, whole_steps=whole_steps).sum().backward()
     # d sum(Y) / dX = F_max + sum(X) * dF_max / dX, the max's share 1/2 at each of the two 3s
     assert x.grad.flatten().tolist() == [3.0, 3.0 + 7.0 / 2, 3.0 + 7.0 / 2, 3.0]
 
 
-def test_group_max_gradient_is_shared_by_ties():
+@WHOLE_STEPS
+def test_group_max_gradient_is_shared_by_ties(whole_steps):
     """M1 = 1, A1 = max over (T, C) of X M1 (pixel 0: 3 at both steps; pixel 1: 1), A2 = 0."""
     x = torch.tensor([[[[[3.0, 1.0]]]], [[[[3.0, 0.0]]]]], dtype=torch.float64, requires_grad=True)
 
@@ -100,7 +107,7 @@ def test_group_max_gradient_is_shared_by_ties():
     def maps(mean1, max1, mean2, max2):
         return max1, torch.zeros_like(mean2)
 
-    spatial_attention_passes(x, 0.5, select, maps).sum().backward()
+    spatial_attention_passes(x, 0.5, select, maps, whole_steps=whole_steps).sum().backward()
     # dY/dX[t, w] = A1[w] + (sum_t X[t, w]) dA1[w]/dX[t, w]
     assert x.grad.flatten().tolist() == [3.0 + 6.0 / 2, 1.0 + 1.0, 3.0 + 6.0 / 2, 1.0]
 
@@ -116,7 +123,8 @@ def test_unknown_backend_is_named():
         AdvancedSpatialAttention(8, 6, PooledImportance(), StraightThroughSelector(), backend="fast")
 
 
-def test_bfloat16_counts_every_tie_of_the_max():
+@WHOLE_STEPS
+def test_bfloat16_counts_every_tie_of_the_max(whole_steps):
     """2048 masked zeros tie for the max of X M1 where X < 0: bfloat16 cannot count that far."""
     torch.manual_seed(0)
     x = (-torch.rand(32, 1, 128, 1, 1) - 0.1).bfloat16().requires_grad_()
@@ -129,7 +137,7 @@ def test_bfloat16_counts_every_tie_of_the_max():
     def maps(mean1, max1, mean2, max2):
         return max1, torch.zeros_like(mean2)
 
-    spatial_attention_passes(x, 0.5, select, maps, (gate,)).sum().backward()
+    spatial_attention_passes(x, 0.5, select, maps, (gate,), whole_steps).sum().backward()
     ties = int((fixed == 0).sum())
     assert ties > 256
     # Y = A1 X M1 with A1 = max1 = 0, shared by the masked zeros: d sum(Y) / d gate =

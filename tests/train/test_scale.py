@@ -86,6 +86,27 @@ def test_a_cuda_run_writes_a_checkpoint_that_loads_on_the_cpu(tiny_config_file, 
     assert {t.device.type for t in model.state_dict().values()} == {"cpu"}
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none on this machine)")
+def test_a_cuda_epoch_follows_the_cpu_epoch_and_low_precision_runs(tiny_config_file, tmp_path):
+    cpu = train(load_config(tiny_config_file, ["train.epochs=1"]), tmp_path / "cpu", progress=False)
+    on_cuda = load_config(tiny_config_file, ["train.epochs=1", "train.device=cuda"])
+    cuda = train(on_cuda, tmp_path / "cuda", progress=False)
+    # the same seed, data order and fused kernels: the losses differ only by float32 reduction order
+    assert cuda.history[0]["train_loss"] == pytest.approx(cpu.history[0]["train_loss"], rel=2e-3)
+    for precision in ("bf16", "16-mixed"):
+        overrides = ["train.epochs=1", "train.device=cuda", f"train.precision={precision}"]
+        low = train(load_config(tiny_config_file, overrides), tmp_path / precision, progress=False)
+        assert math.isfinite(low.history[0]["train_loss"]) and 0 < low.history[0]["val_nasfr"] < 1
+        # autocast really ran: CUDA accumulates in float32, so the spikes (and the loss) may agree,
+        # but the membranes, surrogate gradients and hence the trained weights do not
+        assert not _same_weights(tmp_path / precision, tmp_path / "cuda")
+
+
+def _same_weights(run_a: Path, run_b: Path) -> bool:
+    with safe_open(run_a / "last.safetensors", "pt") as a, safe_open(run_b / "last.safetensors", "pt") as b:
+        return all(torch.equal(a.get_tensor(k), b.get_tensor(k)) for k in a.keys())  # noqa: SIM118
+
+
 def test_resume_may_change_device_workers_and_logging(tiny_config_file, tmp_path):
     stored = load_config(tiny_config_file).to_dict()
     current = load_config(

@@ -253,6 +253,9 @@ class AdvancedSpatialAttention(nn.Module):
         if backend not in BACKENDS:
             raise AsaSnnError(f"{self.label}: backend={backend!r}, expected one of {', '.join(BACKENDS)}")
         self.backend = backend
+        self.whole_steps: bool | None = None
+        """The stepwise backend's loops: over all steps at once (True), one step at a time
+        (False), or picked by device (None: :func:`asa_snn.models.attention.stepwise.step_chunks`)."""
         selection_size(self.label, "channels", channels, lam)
         selection_size(self.label, "timesteps", timesteps, lam)
         self.channels = channels
@@ -308,7 +311,9 @@ class AdvancedSpatialAttention(nn.Module):
         check_input(x, self.label, self.channels, self.timesteps)
         if self.backend == "stepwise":
             learnable = [p for p in self.parameters() if p.requires_grad]
-            return spatial_attention_passes(x, self.lam, self._select, self._maps, learnable)
+            return spatial_attention_passes(
+                x, self.lam, self._select, self._maps, learnable, whole_steps=self.whole_steps
+            )
         important, subimportant = self.selector(self.importance_scores(x), self.lam)
         important, subimportant = important.to(x.dtype), subimportant.to(x.dtype)
         x_important = x * important.transpose(0, 1)[..., None, None]

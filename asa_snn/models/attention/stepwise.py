@@ -7,7 +7,10 @@ copies, max-tie masks, partial gradients) that stream through memory, and autogr
 passes' input gradients together. :func:`spatial_attention_passes` computes the same values and
 the same gradients (``amax``'s rule included: a gradient is shared evenly by all entries equal to
 the max) with loops over the time steps, whose [B, C, H, W] temporaries stay in cache, and a
-backward pass written out by hand that writes the input gradient once, into one tensor. The small
+backward pass written out by hand that writes the input gradient once, into one tensor. The loops
+run over chunks of steps (:func:`step_chunks`): one step at a time on the CPU, where the cache is
+what counts, and all steps at once on a GPU, where each operation is a kernel launch and a loop
+over T would multiply the launches by T. The small
 parts between the passes (importance, top-k selection, the two 3x3 convolutions) are ordinary
 autograd graphs over [T, B, C] and [B, H, W] tensors, built inside the Function and
 differentiated from its backward. Tie counts of the maxima are taken in the forward pass and
@@ -43,46 +46,77 @@ def _channels_last(x: Tensor) -> Tensor:
     return x.permute(0, 1, 3, 4, 2)
 
 
+Chunk = int | slice
+"""Which steps one pass of a loop covers: an index t (one step's [B, H, W, C] view) or a slice of
+steps (a [t, B, H, W, C] view); every helper below takes either."""
+
+
+def step_chunks(steps: int, device: torch.device, whole: bool | None = None) -> list[Chunk]:
+    """The chunks the loops of :func:`spatial_attention_passes` run over for ``steps`` time steps.
+
+    ``whole`` None picks by device: one step at a time on the CPU (its temporaries stay in cache),
+    all steps at once elsewhere (a GPU pays per kernel launch, not per byte of temporaries).
+    """
+    if whole is None:
+        whole = device.type != "cpu"
+    return [slice(0, steps)] if whole else list(range(steps))
+
+
 def _planes(values: Tensor) -> Tensor:
-    """[B, C] -> [B, 1, 1, C], to broadcast over one step's [B, H, W, C] view."""
-    return values[:, None, None, :]
+    """[..., B, C] -> [..., B, 1, 1, C], to broadcast over a chunk's [..., B, H, W, C] view."""
+    return values[..., None, None, :]
 
 
 def _rows(values: Tensor) -> Tensor:
-    """[B, H, W] -> [B, H, W, 1], to broadcast over the channels of one step's view."""
+    """[B, H, W] -> [B, H, W, 1], to broadcast over the channels (and steps) of a chunk's view."""
     return values[..., None]
 
 
-def _pixels_by_channels(x_t: Tensor) -> Tensor:
-    """One step's view [B, H, W, C] as [B, H*W, C] (a copy only for frames not channels-last)."""
-    return x_t.reshape(x_t.shape[0], -1, x_t.shape[3])
+def _steps_and_channels(part: Tensor) -> tuple[int, ...]:
+    """The dimensions of a chunk's view [..., B, H, W, C] that a per-pixel statistic reduces."""
+    return (*range(part.dim() - 4), part.dim() - 1)
 
 
-def _weighted_pixel_sums(weights: Tensor, x_t: Tensor) -> Tensor:
-    """sum_{h,w} weights[b, h, w] * X_t[b, h, w, c], [B, C], for weights [B, H, W], X_t [B, H, W, C]."""
-    return torch.bmm(weights.reshape(weights.shape[0], 1, -1), _pixels_by_channels(x_t))[:, 0]
+def _weighted_pixel_sums(weights: Tensor, x: Tensor) -> Tensor:
+    """sum_{h,w} weights[b, h, w] * X[..., b, h, w, c], [..., B, C], for weights [B, H, W] and a
+    chunk's view X [..., B, H, W, C] (a copy only for frames not channels-last)."""
+    pixels = x.reshape(*x.shape[:-3], -1, x.shape[-1])
+    return torch.matmul(weights.reshape(weights.shape[0], 1, -1), pixels)[..., 0, :]
+
+
+def _flat_positions(hits: Tensor, chunk: Chunk, channels: int) -> Tensor:
+    """sum over (t, c) of hits[t, b, h, w, c] * (t * channels + c), [B, H, W], for a chunk's 0/1
+    hits: the position t * C + c of the entry where it is the only hit."""
+    if isinstance(chunk, int):
+        first, flat = chunk, hits
+    else:
+        first, flat = chunk.start, hits.movedim(0, 3).reshape(*hits.shape[1:4], -1)
+    index = torch.arange(first * channels, first * channels + flat.shape[3], device=hits.device)
+    exact = nullcontext()  # an autocast region would round positions above 256 in bfloat16
+    if torch.amp.is_autocast_available(hits.device.type):
+        exact = torch.autocast(hits.device.type, enabled=False)
+    with exact:
+        return torch.matmul(flat, index.to(hits.dtype))
 
 
 class _RunningPeak:
     """The max over steps and channels of one group per pixel [B, H, W], with how many entries
-    equal it (float counts) and, for the last step that raised it, its step and channel (the
-    channel as the sum of the channel indices equal to the step's max: exact where the max is
-    reached once, the only case it is used)."""
+    equal it (float counts) and, for the last chunk that raised it, where it is: t * C + c, as
+    the sum of the positions equal to the chunk's max (exact where the max is reached once, the
+    only case it is used)."""
 
-    def __init__(self, peak: Tensor, ties: Tensor | None, channel: Tensor | None) -> None:
-        self.peak, self.ties, self.channel = peak, ties, channel
-        self.step = None if channel is None else torch.zeros_like(channel, dtype=torch.int64)
+    def __init__(self, peak: Tensor, ties: Tensor | None, position: Tensor | None) -> None:
+        self.peak, self.ties, self.position = peak, ties, position
 
-    def update(self, t: int, peak: Tensor, ties: Tensor | None, channel: Tensor | None) -> None:
-        """Merge step ``t``'s max (and its ties and channel, when counted)."""
+    def update(self, peak: Tensor, ties: Tensor | None, position: Tensor | None) -> None:
+        """Merge a chunk's max (and its ties and position, when counted)."""
         if ties is None:
             self.peak = torch.maximum(self.peak, peak)
             return
         higher = peak > self.peak
         same = torch.where(peak == self.peak, self.ties + ties, self.ties)
         self.ties = torch.where(higher, ties, same)
-        self.channel = torch.where(higher, channel, self.channel)
-        self.step = torch.where(higher, t, self.step)
+        self.position = torch.where(higher, position, self.position)
         self.peak = torch.maximum(self.peak, peak)
 
 
@@ -97,7 +131,7 @@ class _SpatialAttentionPasses(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, lam: float, select: Select, maps: Maps, *parameters):
+    def forward(ctx, x, lam: float, select: Select, maps: Maps, whole: bool | None, *parameters):
         build = any(ctx.needs_input_grad)
         graph = torch.enable_grad() if build else nullcontext()
         with record_function("asa.channel_statistics"):
@@ -109,8 +143,9 @@ class _SpatialAttentionPasses(torch.autograd.Function):
         mask = mask_graph.detach().to(x.dtype).contiguous()
         complement = 1.0 - mask
         view = _channels_last(x)
+        chunks = step_chunks(x.shape[0], x.device, whole)
         with record_function("asa.group_statistics"):
-            stats, peaks = _group_statistics(view, mask, complement, lam, count_ties=build)
+            stats, peaks = _group_statistics(view, chunks, (mask, complement), lam, count_ties=build)
         with record_function("asa.maps"), graph:
             stat_leaves = [s.detach().requires_grad_(build) for s in stats]
             map1, map2 = maps(*stat_leaves)
@@ -118,12 +153,13 @@ class _SpatialAttentionPasses(torch.autograd.Function):
         difference = map1.detach() - a2
         with record_function("asa.mix"):
             y = torch.empty_like(x)
-            for t, y_t in enumerate(_channels_last(y)):
-                torch.mul(view[t], _planes(mask[t]), out=y_t).mul_(_rows(difference))
-                y_t.addcmul_(view[t], _rows(a2))
+            y_view = _channels_last(y)
+            for t in chunks:
+                torch.mul(view[t], _planes(mask[t]), out=y_view[t]).mul_(_rows(difference))
+                y_view[t].addcmul_(view[t], _rows(a2))
         if build:
             ctx.save_for_backward(x, mask, complement, f_max, a2, difference)
-            ctx.peaks = peaks
+            ctx.peaks, ctx.chunks = peaks, chunks
             ctx.graphs = (pooled, mask_graph, stat_leaves, (map1, map2), parameters)
             ctx.scale = [1.0 / (x.shape[0] * x.shape[2]) / d for d in (lam, 1.0 - lam)]
         return y
@@ -140,7 +176,7 @@ class _SpatialAttentionPasses(torch.autograd.Function):
         grad_mask = torch.empty_like(mask)
         with record_function("asa.mix.backward"):
             grad_maps = _mix_backward(
-                _channels_last(grad_y), view, mask, a2, difference, grad_view, grad_mask
+                _channels_last(grad_y), view, ctx.chunks, (mask, a2, difference), grad_view, grad_mask
             )
         with record_function("asa.maps.backward"):
             from_maps = _graph_grad(map_graphs, stat_leaves + learnable, grad_maps)
@@ -151,45 +187,47 @@ class _SpatialAttentionPasses(torch.autograd.Function):
         grad_means = [grad_stats[0] * ctx.scale[0], grad_stats[2] * ctx.scale[1]]
         grad_peaks = (grad_stats[1], grad_stats[3])
         with record_function("asa.group_statistics.backward"):
-            _group_backward(view, (mask, complement), ctx.peaks, grad_peaks, grad_means, grad_view, grad_mask)
+            grads = (grad_peaks, grad_means)
+            _group_backward(view, ctx.chunks, (mask, complement), ctx.peaks, grads, grad_view, grad_mask)
         with record_function("asa.select.backward"):
             from_mask = _graph_grad((mask_graph,), pooled + learnable, (grad_mask,))
         if from_mask[0] is not None or from_mask[1] is not None:
             with record_function("asa.channel_statistics.backward"):
-                _channel_backward(view, f_max, from_mask[0], from_mask[1], grad_view)
+                _channel_backward(view, ctx.chunks, f_max, from_mask, grad_view)
         grad_parameters = iter(_add(a, b) for a, b in zip(from_maps[4:], from_mask[2:], strict=True))
         grads = [next(grad_parameters) if p.requires_grad else None for p in parameters]
-        return (grad_x if ctx.needs_input_grad[0] else None), None, None, None, *grads
+        return (grad_x if ctx.needs_input_grad[0] else None), None, None, None, None, *grads
 
 
 def _group_statistics(
-    view: Tensor, mask: Tensor, complement: Tensor, lam: float, count_ties: bool
+    view: Tensor, chunks: list[Chunk], masks: tuple[Tensor, Tensor], lam: float, count_ties: bool
 ) -> tuple[list[Tensor], list[_RunningPeak]]:
     """([mean1 / lam, max1, mean2 / (1 - lam), max2], the two groups' peaks) over (T, C).
 
-    ``view`` is X as [T, B, H, W, C]. Each statistic is [B, H, W]. With ``count_ties`` each peak
-    also counts the entries equal to it, the masked-out zeros included, and keeps where it is.
+    ``view`` is X as [T, B, H, W, C]; ``masks`` are M1 and 1 - M1, [T, B, C]. Each statistic is
+    [B, H, W]. With ``count_ties`` each peak also counts the entries equal to it, the masked-out
+    zeros included, and keeps where it is.
     """
     accumulate = torch.promote_types(view.dtype, torch.float32)
     sums: list[Tensor] = []
     peaks: list[_RunningPeak] = []
-    part = torch.empty_like(view[0])
-    hits = torch.empty_like(view[0], dtype=accumulate) if count_ties else None
-    channels = torch.arange(view.shape[4], dtype=accumulate, device=view.device)
-    for t in range(view.shape[0]):
-        for group, weights in enumerate((mask[t], complement[t])):
-            torch.mul(view[t], _planes(weights), out=part)
-            total, peak = part.sum(3, dtype=accumulate), part.amax(3)
-            ties = channel = None
+    part = torch.empty_like(view[chunks[0]])
+    hits = torch.empty_like(part, dtype=accumulate) if count_ties else None
+    over = _steps_and_channels(part)
+    for first, t in enumerate(chunks):
+        for group, weights in enumerate(masks):
+            torch.mul(view[t], _planes(weights[t]), out=part)
+            total, peak = part.sum(over, dtype=accumulate), part.amax(over)
+            ties = position = None
             if count_ties:
                 torch.eq(part, _rows(peak), out=hits)
-                ties, channel = hits.sum(3), torch.matmul(hits, channels)
-            if t == 0:
+                ties, position = hits.sum(over), _flat_positions(hits, t, view.shape[4])
+            if first == 0:
                 sums.append(total)
-                peaks.append(_RunningPeak(peak, ties, channel))
+                peaks.append(_RunningPeak(peak, ties, position))
             else:
                 sums[group].add_(total)
-                peaks[group].update(t, peak, ties, channel)
+                peaks[group].update(peak, ties, position)
     steps_channels = view.shape[0] * view.shape[4]
     divisors = (lam, 1.0 - lam)
     means = [(total / steps_channels / d).to(view.dtype) for total, d in zip(sums, divisors, strict=True)]
@@ -199,49 +237,57 @@ def _group_statistics(
 def _mix_backward(
     grad_y: Tensor,
     view: Tensor,
-    mask: Tensor,
-    a2: Tensor,
-    difference: Tensor,
+    chunks: list[Chunk],
+    mix: tuple[Tensor, Tensor, Tensor],
     grad_view: Tensor,
     grad_mask: Tensor,
 ) -> tuple[Tensor, Tensor]:
-    """Through Y = X (A2 + M1 (A1 - A2)), on [T, B, H, W, C] views: write dY/dX into ``grad_view``
-    and dY/dM1 into ``grad_mask``; return the gradients of A1 and A2, [B, H, W] each."""
+    """Through Y = X (A2 + M1 (A1 - A2)), on [T, B, H, W, C] views, with ``mix`` = (M1 [T, B, C],
+    A2, A1 - A2 [B, H, W]): write dY/dX into ``grad_view`` and dY/dM1 into ``grad_mask``; return
+    the gradients of A1 and A2, [B, H, W] each."""
+    mask, a2, difference = mix
     accumulate = torch.promote_types(view.dtype, torch.float32)
     grad_a1 = torch.zeros_like(a2, dtype=accumulate)
     grad_total = torch.zeros_like(a2, dtype=accumulate)
-    weighted = torch.empty_like(view[0])
-    for t in range(view.shape[0]):
+    weighted = torch.empty_like(view[chunks[0]])
+    over = _steps_and_channels(weighted)
+    for t in chunks:
         grad_t = torch.mul(grad_y[t], _planes(mask[t]), out=grad_view[t]).mul_(_rows(difference))
         grad_t.addcmul_(grad_y[t], _rows(a2))
         torch.mul(grad_y[t], view[t], out=weighted)
-        grad_total += weighted.sum(3, dtype=accumulate)
+        grad_total += weighted.sum(over, dtype=accumulate)
         grad_mask[t] = _weighted_pixel_sums(difference, weighted)
-        grad_a1 += weighted.mul_(_planes(mask[t])).sum(3, dtype=accumulate)
+        grad_a1 += weighted.mul_(_planes(mask[t])).sum(over, dtype=accumulate)
     return grad_a1.to(a2.dtype), (grad_total - grad_a1).to(a2.dtype)
 
 
 def _group_backward(
     view: Tensor,
+    chunks: list[Chunk],
     masks: tuple[Tensor, Tensor],
     peaks: Sequence[_RunningPeak],
-    grad_peaks: Sequence[Tensor],
-    grad_means: Sequence[Tensor],
+    grads: tuple[Sequence[Tensor], Sequence[Tensor]],
     grad_view: Tensor,
     grad_mask: Tensor,
 ) -> None:
     """Through the group statistics: add their gradient to ``grad_view`` and ``grad_mask``.
 
+    ``grads`` holds the gradients of the two groups' maxima and of their means, [B, H, W] each.
     Every entry of group g (weight M1 or 1 - M1) gets the mean's gradient; the entries equal to
     the group's max at their pixel share the max's gradient (:func:`_add_at_peaks`).
     """
     mask, _ = masks
+    grad_peaks, grad_means = grads
     split = grad_means[0] - grad_means[1]
-    for t in range(view.shape[0]):
+    for t in chunks:
         grad_view[t].add_(_rows(grad_means[1])).addcmul_(_planes(mask[t]), _rows(split))
         grad_mask[t] += _weighted_pixel_sums(split, view[t])
+    by_index = isinstance(chunks[0], int)
     for weights, sign, peak, grad in zip(masks, (1.0, -1.0), peaks, grad_peaks, strict=True):
-        _add_at_peaks(view, weights, sign, peak, grad, (grad_view, grad_mask))
+        if by_index:
+            _add_at_peaks(view, weights, sign, peak, grad, (grad_view, grad_mask))
+        else:
+            _add_at_peaks_densely(view, chunks, (weights, sign), peak, grad, (grad_view, grad_mask))
 
 
 def _add_at_peaks(
@@ -258,7 +304,8 @@ def _add_at_peaks(
     grad_view, grad_mask = into
     once = peak.ties == 1
     b, h, w = once.nonzero(as_tuple=True)
-    step, channel = peak.step[once], peak.channel[once].long()
+    position = peak.position[once].long()
+    step, channel = position // view.shape[4], position % view.shape[4]
     share = grad[once]
     at_peak = (step, b, h, w, channel)
     grad_view.index_put_(at_peak, (weights[step, b, channel] * share).to(grad_view.dtype), accumulate=True)
@@ -276,18 +323,43 @@ def _add_at_peaks(
     grad_mask.transpose(0, 1).index_add_(0, b, (sign * share * pixels).to(grad_mask.dtype))
 
 
-def _channel_backward(
-    view: Tensor, f_max: Tensor, grad_avg: Tensor | None, grad_max: Tensor | None, grad_view: Tensor
+def _add_at_peaks_densely(
+    view: Tensor,
+    chunks: list[Chunk],
+    group: tuple[Tensor, float],
+    peak: _RunningPeak,
+    grad: Tensor,
+    into: tuple[Tensor, Tensor],
 ) -> None:
-    """Through F_avg = mean_{h,w} X and F_max = max_{h,w} X: add their gradient to ``grad_view``."""
+    """What :func:`_add_at_peaks` adds, as one dense pass per chunk of steps: every entry of the
+    group (``group`` = its [T, B, C] weights and sign) equal to its pixel's max gets
+    ``grad / ties``. No index lists, so no host synchronisation: the form for a GPU."""
+    weights, sign = group
+    grad_view, grad_mask = into
+    share = _rows((grad / peak.ties).to(view.dtype))
+    part = torch.empty_like(view[chunks[0]])
+    for t in chunks:
+        torch.mul(view[t], _planes(weights[t]), out=part)
+        shared = torch.where(part == _rows(peak.peak), share, 0.0)
+        grad_view[t].addcmul_(shared, _planes(weights[t]))
+        on_mask = (sign * shared * view[t]).sum(dim=(-3, -2), dtype=peak.ties.dtype)
+        grad_mask[t] += on_mask.to(grad_mask.dtype)
+
+
+def _channel_backward(
+    view: Tensor, chunks: list[Chunk], f_max: Tensor, grads: Sequence[Tensor | None], grad_view: Tensor
+) -> None:
+    """Through F_avg = mean_{h,w} X and F_max = max_{h,w} X: add their gradient (``grads``, the
+    first two: [T, B, C] each or None) to ``grad_view``."""
+    grad_avg, grad_max = grads[0], grads[1]
     area = view.shape[2] * view.shape[3]
-    ties = torch.empty_like(view[0])
-    for t in range(view.shape[0]):
+    ties = torch.empty_like(view[chunks[0]])
+    for t in chunks:
         if grad_avg is not None:
             grad_view[t].add_(_planes(grad_avg[t] / area))
         if grad_max is not None:
             torch.eq(view[t], _planes(f_max[t]), out=ties)
-            grad_view[t].addcmul_(ties, _planes(grad_max[t] / ties.sum(dim=(1, 2))))
+            grad_view[t].addcmul_(ties, _planes(grad_max[t] / ties.sum(dim=(-3, -2))))
 
 
 def _graph_grad(
@@ -314,7 +386,12 @@ def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
 
 
 def spatial_attention_passes(
-    x: Tensor, lam: float, select: Select, maps: Maps, parameters: Sequence[Tensor] = ()
+    x: Tensor,
+    lam: float,
+    select: Select,
+    maps: Maps,
+    parameters: Sequence[Tensor] = (),
+    whole_steps: bool | None = None,
 ) -> Tensor:
     """ASA's three passes over X [T, B, C, H, W] as one autograd Function.
 
@@ -326,6 +403,8 @@ def spatial_attention_passes(
 
     ``select`` and ``maps`` are ordinary differentiable PyTorch code on the small tensors;
     ``parameters`` are every tensor they read that may need a gradient (a module's parameters):
-    their gradients are returned through this Function. Returns Y in X's memory format.
+    their gradients are returned through this Function. ``whole_steps``: run every loop over all
+    steps at once (True) or one step at a time (False); None picks by device (:func:`step_chunks`).
+    Returns Y in X's memory format.
     """
-    return _SpatialAttentionPasses.apply(x, lam, select, maps, *parameters)
+    return _SpatialAttentionPasses.apply(x, lam, select, maps, whole_steps, *parameters)
