@@ -19,6 +19,11 @@ stage (3) and accuracy (goal: >= 25 % fewer spikes at equal or better accuracy).
 (``data.max_count=1``): the input the chip's unary input layer receives, so no input event is
 dropped between training and the chip (the report's ``input_dropped_fraction`` is 0).
 
+``--foldability W`` trains the ASA models with the foldability penalty of weight W
+(``train.foldability``, :mod:`asa_snn.train.foldability`): always trained afresh, while
+``--checkpoints`` may still supply the vanilla models. Its live (stage 1) accuracy and NASFR against
+an unpenalised run of the same seeds is what the penalty costs before folding.
+
 Writes ``results.json`` and ``table.md`` to ``--out`` after every fold. Example::
 
     OMP_NUM_THREADS=1 nice -n 10 python experiments/fold_fidelity.py \\
@@ -153,6 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="train the Loihi models on binary frames (data.max_count=1), the input the chip takes",
     )
+    parser.add_argument(
+        "--foldability",
+        type=float,
+        default=0.0,
+        help="train the ASA models with the foldability penalty of this weight (train.foldability)",
+    )
     parser.add_argument("--table-from", nargs="+", type=Path, default=None, help="only print these tables")
     args = parser.parse_args(argv)
     if args.table_from:
@@ -175,9 +186,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         overrides += BINARY_INPUT
                     if args.epochs is not None:
                         overrides.append(f"train.epochs={args.epochs}")
+                    penalised = model == "asa2" and args.foldability > 0
+                    if penalised:
+                        overrides.append(f"train.foldability={args.foldability}")
                     start = time.perf_counter()
                     earlier = (args.checkpoints or args.out) / recipe / f"seed{seed}" / chip / model
-                    if args.checkpoints is not None and (earlier / "best.safetensors").is_file():
+                    reusable = args.checkpoints is not None and not penalised
+                    if reusable and (earlier / "best.safetensors").is_file():
                         trained = {"checkpoint": earlier / "best.safetensors"}
                     else:
                         trained = train_recipe(recipe, overrides, folder / model, progress=False)

@@ -156,6 +156,8 @@ class TrainSection:
             (:func:`~asa_snn.train.trainer.default_workers`). Results do not depend on it.
         sync_batchnorm: synchronize batch-norm statistics across torchrun processes (CUDA).
         tensorboard: also log to TensorBoard (``OUT/tensorboard``; needs the ``tensorboard`` extra).
+        foldability: weight of the penalty that pulls each attention output toward its best static
+            per-channel gain, the form the fold keeps (:mod:`asa_snn.train.foldability`); 0: off.
     """
 
     epochs: int = 10
@@ -168,6 +170,7 @@ class TrainSection:
     workers: int | None = None
     sync_batchnorm: bool = False
     tensorboard: bool = False
+    foldability: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,7 @@ NUMERIC_BOUNDS: dict[str, Bounds] = {
     "optim.lr_min": Bounds(0, 10, why="and at most optim.lr"),
     "train.epochs": Bounds(1, MAX_EPOCHS, why=f"a sane upper bound of {MAX_EPOCHS}"),
     "train.batch_size": Bounds(1, 65_536),
+    "train.foldability": Bounds(0, 1_000, why="the penalty's weight against the task loss (0: off)"),
     "train.seed": Bounds(0, MAX_SEED),
     "train.eval_windows": Bounds(1, 1000),
     "train.workers": Bounds(0, 256, why="DataLoader worker processes"),

@@ -57,6 +57,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+from torch import Tensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader
@@ -84,6 +85,7 @@ from asa_snn.train.checkpoint import (
 from asa_snn.train.config import TrainConfig
 from asa_snn.train.data import DataBundle, EpochSampler, build_data, check_classes
 from asa_snn.train.distributed import Cluster, process_device, start_cluster, stop_cluster
+from asa_snn.train.foldability import FoldabilityPenalty
 from asa_snn.train.metrics import (
     LOSS_FUNCTIONS,
     Evaluation,
@@ -611,39 +613,62 @@ def _train_epoch(run: _Run, epoch: int, bar: Progress | None) -> dict[str, Any]:
 
     Returns:
         ``train_loss`` and ``train_accuracy`` (over all processes), ``lr`` (the epoch's learning rate),
-        ``train_shard_sizes`` (samples per process) and ``train_samples_seen`` (distinct samples).
+        ``train_shard_sizes`` (samples per process) and ``train_samples_seen`` (distinct samples);
+        with ``train.foldability`` also ``train_static_residual``, the batches' mean penalty R.
     """
-    settings, device = run.config.train, run.device
+    settings = run.config.train
     run.train_loader.sampler.set_epoch(epoch)
     lr = run.optimizer.param_groups[0]["lr"]
-    loss_sum, correct, count = 0.0, 0, 0
+    loss_sum, correct, count, residual_sum = 0.0, 0, 0, 0.0
     run.trained.train()
     label = f"epoch {epoch + 1}/{settings.epochs}"
-    batches = _batches(run.train_loader, bar, label, len(run.sampler))
-    for batch, (frames, labels) in enumerate(batches):
-        frames = frames.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        run.optimizer.zero_grad()
-        with autocast(device, settings.precision):
-            scores = run.trained(to_time_major(frames))
-        loss = run.loss_fn(scores, labels)
-        _check_loss(run, float(loss.detach()), epoch, batch)
-        run.scaler.scale(loss).backward()
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-        loss_sum += float(loss.detach()) * len(labels)
-        correct += int((scores.detach().argmax(1) == labels).sum())
-        count += len(labels)
+    penalty = FoldabilityPenalty(run.model) if settings.foldability > 0 else None
+    with penalty or nullcontext():
+        for batch, (frames, labels) in enumerate(_batches(run.train_loader, bar, label, len(run.sampler))):
+            loss, scores, residual = _train_batch(run, frames, labels, penalty, (epoch, batch))
+            loss_sum += loss * len(labels)
+            residual_sum += residual * len(labels)
+            correct += int((scores.argmax(1) == labels.to(scores.device)).sum())
+            count += len(labels)
     run.scheduler.step()
-    loss_sum, correct, total = run.cluster.sum([loss_sum, correct, count])
+    loss_sum, correct, total, residual_sum = run.cluster.sum([loss_sum, correct, count, residual_sum])
     shards = run.cluster.gather(sorted(int(i) for i in run.sampler))
-    return {
+    figures = {
         "train_loss": loss_sum / max(total, 1),
         "train_accuracy": correct / max(total, 1),
         "lr": lr,
         "train_shard_sizes": [len(s) for s in shards],
         "train_samples_seen": len(set().union(*shards)),
     }
+    if penalty is not None:
+        figures["train_static_residual"] = residual_sum / max(total, 1)
+    return figures
+
+
+def _train_batch(
+    run: _Run, frames: Tensor, labels: Tensor, penalty: FoldabilityPenalty | None, at: tuple[int, int]
+) -> tuple[float, Tensor, float]:
+    """One optimiser step on a batch (frames [B, T, C, H, W], labels [B]); ``at`` = (epoch, batch).
+
+    Returns the loss (with the foldability penalty, if any), the detached scores [B, classes] and
+    the penalty R (0. without it)."""
+    settings, device = run.config.train, run.device
+    frames = frames.to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True)
+    run.optimizer.zero_grad()
+    with autocast(device, settings.precision):
+        scores = run.trained(to_time_major(frames))
+    loss = run.loss_fn(scores, labels)
+    residual = 0.0
+    if penalty is not None:
+        weighted = penalty.take().to(loss.device)
+        residual = float(weighted.detach())
+        loss = loss + settings.foldability * weighted
+    _check_loss(run, float(loss.detach()), *at)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    return float(loss.detach()), scores.detach(), residual
 
 
 def _diverged(run: _Run, epoch: int, what: str) -> AsaSnnError:
@@ -681,10 +706,12 @@ def _epoch(run: _Run, epoch: int, bar: Progress | None) -> dict[str, Any]:
     _check_weights(run, epoch)
     val = evaluate(run.model, run.val_loader, run.loss_fn, run.device, run.config.train.precision)
     _log_tensorboard(run.writer, epoch + 1, train, val)
+    residual = {k: train[k] for k in ("train_static_residual",) if k in train}
     return {
         "epoch": epoch + 1,
         "train_loss": train["train_loss"],
         "train_accuracy": train["train_accuracy"],
+        **residual,
         "val_loss": val.loss,
         "val_accuracy": val.accuracy,
         "val_nasfr": val.nasfr,
@@ -709,6 +736,8 @@ def _log_tensorboard(writer: Any, step: int, train: dict[str, Any], val: Evaluat
         "lr": train["lr"],
         **{f"firing_rate/{name or 'model'}": rate for name, rate in val.layer_rates.items()},
     }
+    if "train_static_residual" in train:
+        scalars["foldability/static_residual"] = train["train_static_residual"]
     for tag, value in scalars.items():
         writer.add_scalar(tag, value, step)
     writer.flush()
