@@ -374,12 +374,22 @@ def fold_command(
         str,
         typer.Option("--device", help="Where calibration, teacher and fine-tuning run: " + DEVICE_HELP),
     ] = "cpu",
+    select_by: Annotated[
+        str,
+        typer.Option(
+            "--select-by",
+            help="Choose the fine-tuned epoch on the validation split by 'fidelity' (agreement with "
+            "the live model, when distilling) or 'accuracy'.",
+        ),
+    ] = "fidelity",
 ) -> None:
     """Fold attention and batch norm, fine-tune, quantize for a chip; write the graph and fidelity report."""
     from asa_snn.workflows.fold import run_fold
     from asa_snn.workflows.fold_steps import TuneOptions
 
-    options = TuneOptions(chip_dynamics, label_weight, teacher_weight, layer_weight, device=device)
+    options = TuneOptions(
+        chip_dynamics, label_weight, teacher_weight, layer_weight, device=device, select_by=select_by
+    )
     outcome = run_fold(checkpoint, target, out, calib, finetune, n_calib, approximate, vanilla, options)
     typer.echo((outcome.out_dir / "fidelity.md").read_text())
     verdict = "met" if outcome.goal_met else "NOT met (see where the loss comes from above)"

@@ -15,7 +15,8 @@ export PYTHONUNBUFFERED=1
 nvidia-smi -L
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 timeout "${BENCH_S:-300}" python3 benchmarks/train_step.py --device cuda --steps-T 16 60 --batch 32 \
-    --rounds "${ROUNDS:-3}" --only "asa-snn (none)" "asa-snn (asa2)" "asa-snn (asa1)" "asa-snn (asa2, reference)" "relu (batched)" \
+    --rounds "${ROUNDS:-3}" --only "asa-snn (none)" "asa-snn (asa2)" "asa-snn (asa1)" "asa-snn (asa2, reference)" \
+    "asa-snn (asa2, compiled)" "asa-snn (asa1, compiled)" "relu (batched)" \
     "relu (batched, NHWC)" spikingjelly "spikingjelly (cupy)" "spikingjelly (triton)" snntorch norse \
     --out "$OUT/train_step_cuda.json" 2>&1 | tee "$OUT/train_step_cuda.log"
 timeout "${TESTS_S:-200}" python3 -m pytest -q -p no:cacheprovider -k "cuda or CUDA" \

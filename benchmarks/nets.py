@@ -268,6 +268,8 @@ BUILDERS: dict[str, Callable[[], Net]] = {
     "asa-snn (none, NCHW)": lambda: asa_snn("none", torch.contiguous_format),
     "asa-snn (none, unfused)": lambda: asa_snn("none", fuse_bn_pool=False),
     "asa-snn (asa2, reference)": lambda: asa_snn("asa2", attention_backend="reference"),
+    "asa-snn (asa2, compiled)": lambda: asa_snn("asa2", attention_backend="compiled"),
+    "asa-snn (asa1, compiled)": lambda: asa_snn("asa1", attention_backend="compiled"),
     "spikingjelly": spikingjelly,
     "spikingjelly (cupy)": lambda: spikingjelly("cupy"),
     "spikingjelly (triton)": lambda: spikingjelly("triton"),

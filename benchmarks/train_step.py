@@ -62,11 +62,15 @@ OURS = (
     "asa-snn (none, NCHW)",
     "asa-snn (none, unfused)",
     "asa-snn (asa2, reference)",
+    "asa-snn (asa2, compiled)",
+    "asa-snn (asa1, compiled)",
 )
 ON_REQUEST = (
     "asa-snn (none, NCHW)",
     "asa-snn (none, unfused)",
     "asa-snn (asa2, reference)",
+    "asa-snn (asa2, compiled)",
+    "asa-snn (asa1, compiled)",
     "spikingjelly (cupy)",
     "spikingjelly (triton)",
 )

@@ -159,6 +159,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="train the Loihi models on binary frames (data.max_count=1), the input the chip takes",
     )
     parser.add_argument(
+        "--select-by",
+        default="fidelity",
+        choices=("fidelity", "accuracy"),
+        help="how the fine-tuned epoch is chosen on validation (fold --select-by)",
+    )
+    parser.add_argument(
         "--foldability",
         type=float,
         default=0.0,
@@ -210,6 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             args.layer_weight if teacher else 0.0,
                             args.lr,
                             args.device,
+                            args.select_by,
                         )
                         start = time.perf_counter()
                         outcome = run_fold(

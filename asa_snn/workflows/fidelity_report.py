@@ -149,6 +149,12 @@ def tuning_line(options: dict[str, Any]) -> str:
     )
 
 
+def _selected_by(splits: dict[str, Any]) -> str:
+    """What chose the fine-tuned epoch, in words (documents of earlier versions: accuracy)."""
+    chosen = splits.get("selected_by", "validation accuracy")
+    return "accuracy" if chosen == "validation accuracy" else chosen.removesuffix(" on the validation split")
+
+
 def fidelity_markdown(doc: dict[str, Any]) -> str:
     """fidelity.md: the same numbers as fidelity.json, as tables."""
     splits, chip_input = doc["splits"], doc["input"]
@@ -158,7 +164,7 @@ def fidelity_markdown(doc: dict[str, Any]) -> str:
         f"Stages measured on the {splits.get('report', 'test')} split ({doc['test_samples']} samples), "
         f"which chose nothing; the fine-tuned epoch ({splits.get('best_epoch', 0)}; 0 = static fold) "
         f"was selected on the {splits.get('selection', 'validation')} split "
-        f"({doc['validation_samples']} samples).",
+        f"({doc['validation_samples']} samples) by {_selected_by(splits)}.",
         "",
         f"Deployed input vs training input: {chip_input['description']}; the chip received "
         f"{chip_input['received']:.0f} of {chip_input['events']:.0f} input events on the test split "

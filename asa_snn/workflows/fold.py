@@ -108,6 +108,7 @@ def fold_checkpoint(
         "report_samples": len(run.data.test),
         "training_samples": len(run.data.train),
         "best_epoch": tuned.best_epoch,
+        "selected_by": tuned.selected_by,
     }
     return FoldRun(
         static,

@@ -32,6 +32,7 @@ from asa_snn.convert.graph import FoldedGraph
 from asa_snn.convert.measure import StageMetrics, measure_live
 from asa_snn.convert.quantize import FakeQuantizer, Quantizer
 from asa_snn.devices import resolve_device
+from asa_snn.errors import AsaSnnError
 from asa_snn.models.networks import SpikingNetwork
 from asa_snn.models.recording import SpikingNeuron
 from asa_snn.train.checkpoint import check_finite, load_model
@@ -56,6 +57,10 @@ def quantizer_of(name: str) -> Quantizer | None:
     return None if name == GENERIC_TARGET.name else get_chip(name).quantizer
 
 
+SELECTIONS = ("fidelity", "accuracy")
+"""What :class:`TuneOptions` ``select_by`` accepts."""
+
+
 @dataclass(frozen=True)
 class TuneOptions:
     """How :func:`tune` fine-tunes the static fold.
@@ -70,6 +75,9 @@ class TuneOptions:
         lr: Adam learning rate; None: the run's own.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``: where the live model's
             calibration and teacher passes and fine-tuning run.
+        select_by: ``"fidelity"``: when distilling, the fine-tuned epoch that best reproduces the
+            live model on the validation split (:func:`~asa_snn.convert.finetune.validation_fidelity`);
+            ``"accuracy"`` (and always without a teacher): the best validation accuracy.
     """
 
     chip_dynamics: bool = True
@@ -78,6 +86,13 @@ class TuneOptions:
     layer_weight: float = 1.0
     lr: float | None = None
     device: str = "cpu"
+    select_by: str = "fidelity"
+
+    def __post_init__(self) -> None:
+        if self.select_by not in SELECTIONS:
+            raise AsaSnnError(
+                f"fold --select-by: {self.select_by!r}, expected one of {', '.join(SELECTIONS)}"
+            )
 
     @property
     def distils(self) -> bool:
@@ -212,9 +227,11 @@ def tune(
     chip = options.chip_dynamics and quantizer is not None and target in DYNAMICS
     dynamics = DYNAMICS[target] if chip else None
     fake = FakeQuantizer(quantizer) if quantizer is not None and not chip else None
-    teacher = None
+    teacher = val_teacher = None
     if options.distils and epochs > 0:
         teacher = teacher_targets(run.model, layers or [], run.data.train, batch_size, device)
+        if options.select_by == "fidelity":
+            val_teacher = teacher_targets(run.model, layers or [], run.data.val, batch_size, device)
     weights = LossWeights(options.label_weight, options.teacher_weight, options.layer_weight)
     return finetune(
         graph,
@@ -231,6 +248,7 @@ def tune(
         teacher,
         weights,
         device,
+        val_teacher,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch
 from asa_snn.devices import available_devices
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.attention import AdvancedSpatialAttention, make_attention
-from asa_snn.models.attention.asa import PooledImportance, StraightThroughSelector
+from asa_snn.models.attention.asa import PooledImportance, StraightThroughSelector, auto_backend
 from asa_snn.models.attention.stepwise import spatial_attention_passes
 
 SHAPE = (6, 3, 8, 5, 7)
@@ -40,9 +41,9 @@ def test_stepwise_matches_reference(attention, values, memory_format, whole_step
     with torch.no_grad():
         for parameter in stepwise.parameters():
             parameter.add_(0.3 * torch.randn_like(parameter))
+    stepwise.backend = "stepwise"
     reference = copy.deepcopy(stepwise)
     reference.backend = "reference"
-    assert stepwise.backend == "stepwise"
     x = _inputs(values, memory_format).to(device)
     weight = torch.randn(SHAPE, dtype=torch.float64).to(device)
     x_stepwise, x_reference = x.clone().requires_grad_(), x.clone().requires_grad_()
@@ -119,8 +120,17 @@ def test_output_keeps_the_frame_layout():
 
 
 def test_unknown_backend_is_named():
-    with pytest.raises(AsaSnnError, match=r"backend='fast'.*stepwise, reference"):
+    with pytest.raises(AsaSnnError, match=r"backend='fast'.*auto, stepwise, reference, compiled"):
         AdvancedSpatialAttention(8, 6, PooledImportance(), StraightThroughSelector(), backend="fast")
+    with pytest.raises(AsaSnnError, match=r"asa1\): backend='gpu'"):
+        make_attention("asa1", 8, 6, backend="gpu")
+
+
+def test_the_backend_is_an_attention_option_and_auto_is_stepwise_on_the_cpu():
+    assert make_attention("asa2", 8, 6).backend == "auto"
+    assert make_attention("asa2", 8, 6, backend="reference").backend == "reference"
+    assert make_attention("asa_reference", 8, 6, backend="stepwise").backend == "stepwise"
+    assert auto_backend(torch.device("cpu")) == "stepwise"
 
 
 @WHOLE_STEPS
@@ -173,3 +183,27 @@ def test_top_k_under_bfloat16_autocast_selects_what_float32_selects(attention):
     assert scores.dtype == torch.float32
     channels = [torch.topk(s, 32, dim=2).indices.sort(dim=2).values for s in (scores, scores.bfloat16())]
     assert not torch.equal(*channels)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="torch.compile on the CPU needs a C++ compiler")
+@pytest.mark.parametrize("attention", ["asa1", "asa2"])
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_backend_matches_reference(attention, device):
+    """The compiled reference (the GPU's choice) keeps the reference's values, gradients and ties."""
+    torch.manual_seed(2)
+    compiled = make_attention(attention, SHAPE[2], SHAPE[0]).double().to(device)
+    compiled.backend = "compiled"
+    reference = copy.deepcopy(compiled)
+    reference.backend = "reference"
+    x = _inputs("ties", torch.contiguous_format).to(device)
+    x_compiled, x_reference = x.clone().requires_grad_(), x.clone().requires_grad_()
+    weight = torch.randn(SHAPE, dtype=torch.float64).to(device)
+    y_compiled, y_reference = compiled(x_compiled), reference(x_reference)
+    (y_compiled * weight).sum().backward()
+    (y_reference * weight).sum().backward()
+    torch.testing.assert_close(y_compiled, y_reference, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x_compiled.grad, x_reference.grad, rtol=1e-10, atol=1e-12)
+    for a, b in zip(compiled.parameters(), reference.parameters(), strict=True):
+        if b.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12)
+    assert copy.deepcopy(compiled).backend == "compiled"  # the compiled function stays outside

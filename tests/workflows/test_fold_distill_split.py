@@ -12,8 +12,10 @@ from asa_snn.chips.speck.quantizer import SpeckQuantizer
 from asa_snn.convert.chip_dynamics import SpeckDynamics
 from asa_snn.convert.finetune import LossWeights, Teacher, finetune
 from asa_snn.convert.graph import NeuronSpec
+from asa_snn.convert.graph_model import GraphModel
 from asa_snn.errors import AsaSnnError
 from asa_snn.train.config import load_config
+from asa_snn.train.metrics import to_time_major
 from asa_snn.train.trainer import train
 from asa_snn.workflows.fidelity_report import input_difference
 from asa_snn.workflows.fold import run_fold
@@ -45,6 +47,9 @@ def test_loihi_fold_reports_on_the_test_split_and_names_the_dropped_input(loihi_
     assert chip_input["received"] + chip_input["dropped"] == chip_input["events"]
     text = (out / "fidelity.md").read_text()
     assert "test split (12 samples), which chose nothing" in text and "validation split (12 samples)" in text
+    assert doc["splits"]["selected_by"] == "agreement with the live model on the validation split"
+    assert "by agreement with the live model." in text
+    assert all("val_fidelity_loss" in entry for entry in doc["finetune_history"])
     assert f"{chip_input['dropped']:.0f} dropped" in text
     assert len(doc["finetune_history"]) == 2 and outcome.graph.quantized
 
@@ -100,3 +105,32 @@ def test_distillation_alone_pulls_the_chip_model_toward_the_teacher_rates():
 def test_tune_options_turn_distillation_off():
     assert TuneOptions().distils and TuneOptions(teacher_weight=0.0).distils
     assert not TuneOptions(teacher_weight=0.0, layer_weight=0.0).distils
+
+
+def test_the_epoch_is_chosen_by_agreement_with_the_live_model_on_validation():
+    """Fine-tuning on labels alone pulls the model away from a teacher it never sees in training;
+    selecting by fidelity keeps the epoch closest to the validation teacher, by accuracy not."""
+    graph = _float_speck_graph()
+    generator = torch.Generator().manual_seed(1)
+    frames = torch.randint(0, 3, (24, 12, 2, 8, 8), generator=generator).float()
+    labels = torch.randint(0, 3, (24,), generator=generator)
+    data = TensorDataset(frames, labels)
+    options = {"lr": 3e-2, "batch_size": 8, "dynamics": SpeckDynamics(), "quantizer": SpeckQuantizer()}
+    labels_only = LossWeights(label=1.0, teacher=0.0)
+    plain = finetune(graph, data, data, 4, weights=labels_only, **options)
+    assert plain.selected_by == "validation accuracy"
+    assert all("val_fidelity_loss" not in h for h in plain.history)
+    # the teacher: the starting graph's own rates, so epoch 0 reproduces it exactly
+    start = GraphModel(graph, None, SpeckDynamics(), SpeckQuantizer()).eval()
+    with torch.no_grad():
+        rates = torch.cat([start(to_time_major(frames[i : i + 8])) for i in range(0, 24, 8)])
+    teacher = Teacher(rates)
+    chosen = finetune(graph, data, data, 4, weights=LossWeights(1.0, 1.0), val_teacher=teacher, **options)
+    fidelity = [h["val_fidelity_loss"] for h in chosen.history]
+    assert fidelity[0] == pytest.approx(0.0, abs=1e-12) and max(fidelity[1:]) > 0
+    assert chosen.best_epoch == 0 and chosen.selected_by.startswith("agreement with the live model")
+
+
+def test_an_unknown_selection_is_refused():
+    with pytest.raises(AsaSnnError, match=r"fold --select-by: 'loss', expected one of fidelity, accuracy"):
+        TuneOptions(select_by="loss")

@@ -97,7 +97,8 @@ def make_attention(kind: str, channels: int, timesteps: int, **options: object) 
         timesteps: T, number of time steps.
         **options: kind-specific keywords: "sa" kernel_size; "tcsa" t_reduction, c_reduction;
             "asa1" reduction, lam, temperature; "asa2" lam, temperature; "asa_reference"
-            reduction, lam, learned.
+            reduction, lam, learned; the three ASA kinds also backend ("auto", "stepwise",
+            "reference" or "compiled": :class:`AdvancedSpatialAttention`).
 
     Raises:
         AsaSnnError: unknown kind or option, or an invalid value.

@@ -7,6 +7,8 @@ M1 / M2, maps A1 / A2, separation ratio lambda.
 
 from __future__ import annotations
 
+import importlib.util
+import weakref
 from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
@@ -143,8 +145,26 @@ class BatchUnionSelector:
 
 Selector = StraightThroughSelector | BatchUnionSelector
 
-BACKENDS = ("stepwise", "reference")
+BACKENDS = ("auto", "stepwise", "reference", "compiled")
 """How :class:`AdvancedSpatialAttention` computes its passes over X (see its ``backend``)."""
+
+
+def auto_backend(device: torch.device) -> str:
+    """The backend ``"auto"`` runs on ``device``: ``"compiled"`` on CUDA where Triton (which
+    ``torch.compile`` needs there) imports, else ``"stepwise"``.
+
+    Measured on one H200 (benchmarks/README.md, "GPU mode"): the compiled passes cost 1.11x the
+    step without attention at T = 60 against 1.43x for the stepwise ones; on the CPU the
+    stepwise passes are the fastest (their per-step temporaries stay in cache).
+    """
+    if device.type == "cuda" and importlib.util.find_spec("triton") is not None:
+        return "compiled"
+    return "stepwise"
+
+
+_COMPILED: weakref.WeakKeyDictionary[nn.Module, Callable[[Tensor], Tensor]] = weakref.WeakKeyDictionary()
+"""The ``torch.compile`` of each module's reference passes, made on its first ``compiled`` call
+(kept outside the module, so copying or saving a module never meets a compiled function)."""
 
 
 class PooledImportance(nn.Module):
@@ -226,11 +246,16 @@ class AdvancedSpatialAttention(nn.Module):
             :class:`BatchUnionSelector` (the released code's behaviour).
         lam: lambda in (0, 1).
         name: kind shown in error messages.
-        backend: ``"stepwise"`` (default) computes the passes over X as one autograd Function, one
-            time step at a time with a hand-written backward
-            (:mod:`asa_snn.models.attention.stepwise`); ``"reference"`` writes
-            the equations above as whole-tensor PyTorch operations, the definition the stepwise
-            backend is tested against. Same values and gradients, to rounding.
+        backend: ``"auto"`` (default) picks by X's device (:func:`auto_backend`: ``"compiled"``
+            on CUDA, ``"stepwise"`` elsewhere). ``"stepwise"`` computes the passes over X as one
+            autograd Function with a hand-written backward, one time step at a time on the CPU
+            and all steps at once elsewhere (:mod:`asa_snn.models.attention.stepwise`);
+            ``"reference"`` writes the equations above as whole-tensor PyTorch operations, the
+            definition the other backends are tested against; ``"compiled"`` is the reference
+            through ``torch.compile`` with static shapes (a few fused kernels instead of many
+            small ones: the choice on a GPU, where the host's kernel launches are what ASA costs;
+            each new input shape compiles once, which needs Triton on CUDA or a C++ compiler on
+            the CPU). Same values and gradients, to rounding.
 
     Shape:
         [T, B, C, H, W] -> [T, B, C, H, W].
@@ -244,7 +269,7 @@ class AdvancedSpatialAttention(nn.Module):
         selector: Selector,
         lam: float = 0.5,
         name: str = "asa",
-        backend: str = "stepwise",
+        backend: str = "auto",
     ) -> None:
         super().__init__()
         self.label = f"AdvancedSpatialAttention({name})"
@@ -309,11 +334,20 @@ class AdvancedSpatialAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Return Y = A1 * (X M1) + A2 * (X M2), shape [T, B, C, H, W]."""
         check_input(x, self.label, self.channels, self.timesteps)
-        if self.backend == "stepwise":
+        backend = auto_backend(x.device) if self.backend == "auto" else self.backend
+        if backend == "stepwise":
             learnable = [p for p in self.parameters() if p.requires_grad]
             return spatial_attention_passes(
                 x, self.lam, self._select, self._maps, learnable, whole_steps=self.whole_steps
             )
+        if backend == "compiled":
+            if self not in _COMPILED:
+                _COMPILED[self] = torch.compile(self._reference_passes, dynamic=False)
+            return _COMPILED[self](x)
+        return self._reference_passes(x)
+
+    def _reference_passes(self, x: Tensor) -> Tensor:
+        """The equations of the class docstring as whole-tensor operations (X, Y [T, B, C, H, W])."""
         important, subimportant = self.selector(self.importance_scores(x), self.lam)
         important, subimportant = important.to(x.dtype), subimportant.to(x.dtype)
         x_important = x * important.transpose(0, 1)[..., None, None]
@@ -342,7 +376,12 @@ class AdvancedSpatialAttention(nn.Module):
 
 
 def asa1(
-    channels: int, timesteps: int, reduction: int = 2, lam: float = 0.5, temperature: float = 1.0
+    channels: int,
+    timesteps: int,
+    reduction: int = 2,
+    lam: float = 0.5,
+    temperature: float = 1.0,
+    backend: str = "auto",
 ) -> AdvancedSpatialAttention:
     """ASA-1: learnable temporal FC importance, per-sample masks, straight-through selector."""
     return AdvancedSpatialAttention(
@@ -352,20 +391,27 @@ def asa1(
         StraightThroughSelector(temperature),
         lam,
         name="asa1",
+        backend=backend,
     )
 
 
 def asa2(
-    channels: int, timesteps: int, lam: float = 0.5, temperature: float = 1.0
+    channels: int, timesteps: int, lam: float = 0.5, temperature: float = 1.0, backend: str = "auto"
 ) -> AdvancedSpatialAttention:
     """ASA-2: I = F_add, per-sample masks, straight-through selector."""
+    selector = StraightThroughSelector(temperature)
     return AdvancedSpatialAttention(
-        channels, timesteps, PooledImportance(), StraightThroughSelector(temperature), lam, name="asa2"
+        channels, timesteps, PooledImportance(), selector, lam, name="asa2", backend=backend
     )
 
 
 def asa_reference(
-    channels: int, timesteps: int, reduction: int = 2, lam: float = 0.5, learned: bool = True
+    channels: int,
+    timesteps: int,
+    reduction: int = 2,
+    lam: float = 0.5,
+    learned: bool = True,
+    backend: str = "auto",
 ) -> AdvancedSpatialAttention:
     """The released code's ASA (github BICLab/ASA-SNN), for comparison only.
 
@@ -376,5 +422,5 @@ def asa_reference(
     """
     importance = TemporalFcImportance(timesteps, reduction) if learned else PooledImportance()
     return AdvancedSpatialAttention(
-        channels, timesteps, importance, BatchUnionSelector(), lam, name="asa_reference"
+        channels, timesteps, importance, BatchUnionSelector(), lam, name="asa_reference", backend=backend
     )
