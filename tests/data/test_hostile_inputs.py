@@ -36,7 +36,6 @@ from asa_snn.errors import AsaSnnError, InputFormatError
 # the fixes and each test fails on its own there
 
 
-
 # ---------------------------------------------------------------- declared-size bombs
 
 

@@ -37,7 +37,8 @@ def loihi_checkpoint(tmp_path_factory):
 
 def test_loihi_fold_reports_on_the_test_split_and_names_the_dropped_input(loihi_checkpoint, tmp_path):
     out = tmp_path / "folded"
-    outcome = run_fold(loihi_checkpoint, "loihi", out, finetune_epochs=1, n_calib=8)
+    fidelity = TuneOptions(select_by="fidelity")
+    outcome = run_fold(loihi_checkpoint, "loihi", out, finetune_epochs=1, n_calib=8, tune_options=fidelity)
     doc = json.loads((out / "fidelity.json").read_text())
     assert doc["splits"]["report"] == "test" and doc["splits"]["selection"] == "validation"
     assert all(stage["samples"] == doc["test_samples"] == 12 for stage in doc["stages"])
@@ -103,6 +104,7 @@ def test_distillation_alone_pulls_the_chip_model_toward_the_teacher_rates():
 
 
 def test_tune_options_turn_distillation_off():
+    assert TuneOptions().select_by == "accuracy"
     assert TuneOptions().distils and TuneOptions(teacher_weight=0.0).distils
     assert not TuneOptions(teacher_weight=0.0, layer_weight=0.0).distils
 
