@@ -342,7 +342,7 @@ def fold_command(
     ] = None,
     finetune: Annotated[
         int, typer.Option("--finetune", help="Fold-aware fine-tuning epochs (0: static fold).")
-    ] = 5,
+    ] = 10,
     n_calib: Annotated[int, typer.Option("--n-calib", help="Calibration samples.")] = 64,
     vanilla: Annotated[
         Path | None, typer.Option("--vanilla", help="A vanilla checkpoint to measure for comparison.")

@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--chips", nargs="+", default=list(CHIPS), choices=list(CHIPS))
     parser.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the recipe's)")
-    parser.add_argument("--finetune", type=int, default=5, help="fine-tuning epochs of the tuned variants")
+    parser.add_argument("--finetune", type=int, default=10, help="fine-tuning epochs of the tuned variants")
     parser.add_argument("--n-calib", type=int, default=64)
     parser.add_argument("--lr", type=float, default=None, help="fine-tuning rate (default: the run's)")
     parser.add_argument("--layer-weight", type=float, default=1.0, help="per-layer spike distillation weight")

@@ -14,11 +14,12 @@ The loss is ``label_weight * loss_fn(scores, labels) + teacher_weight * mse(scor
 + layer_weight * mean over layers of ((spikes - teacher spikes) / (teacher spikes + 1))^2``: with
 :class:`Teacher` targets (the live attention model's output rates and per-layer spike counts on
 every training recording) the folded model learns what the attention did, the label term kept.
-The epoch chosen on the validation split (epoch 0 = the starting graph included; ties keep the
-earlier epoch) is written back into the graph: with a validation :class:`Teacher` the one whose
-teacher terms on the validation recordings are lowest, i.e. the one that best reproduces the live
-model on data it did not train on (a continuous measure: on 40 to 80 recordings the accuracy moves
-in steps of 1 to 2.5 points, and many epochs tie); without one the one with the best accuracy.
+The epoch chosen on the validation split (epoch 0 = the starting graph included) is written back
+into the graph: the one with the best validation accuracy, and among epochs of equal accuracy (on
+40 to 80 recordings the accuracy moves in steps of 1 to 2.5 points, so many tie) the one that best
+reproduces the live model there (lowest teacher terms on the validation recordings, given a
+validation :class:`Teacher`; without one the earliest). ``selection="fidelity"`` ranks by that
+agreement alone.
 The starting graph is the static fold as :func:`~asa_snn.convert.fold.fold_model` returns it,
 i.e. rate-matched by default.
 """
@@ -38,7 +39,15 @@ from asa_snn.convert.chip_dynamics import ChipDynamics
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.convert.graph_model import FakeQuant, GraphModel
 from asa_snn.convert.quantize import Quantizer
+from asa_snn.errors import AsaSnnError
 from asa_snn.train.metrics import MseRate, to_time_major
+
+SELECTED_BY = {
+    ("accuracy", False): "validation accuracy",
+    ("accuracy", True): "validation accuracy, ties broken by agreement with the live model",
+    ("fidelity", True): "agreement with the live model on the validation split",
+}
+"""(selection, with a validation teacher) -> what chose the epoch, in words."""
 
 
 @dataclass
@@ -158,6 +167,7 @@ def finetune(
     weights: LossWeights = LossWeights(),
     device: torch.device | None = None,
     val_teacher: Teacher | None = None,
+    selection: str = "accuracy",
 ) -> FinetuneResult:
     """Fine-tune ``graph`` for ``epochs`` epochs (see the module docstring).
 
@@ -175,22 +185,29 @@ def finetune(
         teacher: the live model's targets for distillation, or None (labels only).
         weights: weights of the loss terms.
         device: where the model and batches run (None: CPU).
-        val_teacher: the live model's targets on ``val_set`` (in order): select the epoch that
-            reproduces it best (:func:`validation_fidelity`); None: the best validation accuracy.
+        val_teacher: the live model's targets on ``val_set`` (in order), for
+            :func:`validation_fidelity`: breaks ties of the accuracy, or ranks alone.
+        selection: ``"accuracy"`` (ties broken by agreement with ``val_teacher``, if given) or
+            ``"fidelity"`` (agreement with ``val_teacher`` alone; needs it).
     """
     loss_fn = loss_fn or MseRate()
     model = GraphModel(graph, None if dynamics else fake_quant, dynamics, quantizer).to(device)
     val_loader = DataLoader(val_set, batch_size=batch_size, shuffle=False)
-    selected_by = "validation accuracy"
-    if val_teacher is not None:
-        selected_by = "agreement with the live model on the validation split"
+    if (selection, val_teacher is not None) not in SELECTED_BY:
+        raise AsaSnnError(
+            f"fine-tuning: selection={selection!r} with{'' if val_teacher else 'out'} a validation teacher; "
+            "expected 'accuracy', or 'fidelity' with a teacher"
+        )
+    selected_by = SELECTED_BY[selection, val_teacher is not None]
 
-    def judge(epoch: int, entry: dict[str, Any]) -> tuple[float, dict[str, Any]]:
-        entry = {"epoch": epoch, **entry, "val_accuracy": validation_accuracy(model, val_loader, device)}
+    def judge(epoch: int, entry: dict[str, Any]) -> tuple[tuple[float, ...], dict[str, Any]]:
+        accuracy = validation_accuracy(model, val_loader, device)
+        entry = {"epoch": epoch, **entry, "val_accuracy": accuracy}
         if val_teacher is None:
-            return entry["val_accuracy"], entry
-        entry["val_fidelity_loss"] = validation_fidelity(model, val_set, val_teacher, weights, device)
-        return -entry["val_fidelity_loss"], entry
+            return (accuracy,), entry
+        fidelity = validation_fidelity(model, val_set, val_teacher, weights, device)
+        entry["val_fidelity_loss"] = fidelity
+        return ((-fidelity,) if selection == "fidelity" else (accuracy, -fidelity)), entry
 
     best, first = judge(0, {})
     best_state, best_epoch, history = copy.deepcopy(model.state_dict()), 0, [first]

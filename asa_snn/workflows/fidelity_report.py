@@ -152,7 +152,7 @@ def tuning_line(options: dict[str, Any]) -> str:
 def _selected_by(splits: dict[str, Any]) -> str:
     """What chose the fine-tuned epoch, in words (documents of earlier versions: accuracy)."""
     chosen = splits.get("selected_by", "validation accuracy")
-    return "accuracy" if chosen == "validation accuracy" else chosen.removesuffix(" on the validation split")
+    return chosen.removeprefix("validation ").removesuffix(" on the validation split")
 
 
 def fidelity_markdown(doc: dict[str, Any]) -> str:

@@ -76,8 +76,9 @@ class TuneOptions:
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``: where the live model's
             calibration and teacher passes and fine-tuning run.
         select_by: ``"accuracy"`` (default, and always without a teacher): the fine-tuned epoch
-            with the best validation accuracy; ``"fidelity"``: when distilling, the one that best
-            reproduces the live model on the validation split
+            with the best validation accuracy, ties broken (when distilling) by agreement with the
+            live model there; ``"fidelity"``: when distilling, the one that best reproduces the
+            live model on the validation split
             (:func:`~asa_snn.convert.finetune.validation_fidelity`). Measured on both chips and
             data sets (README, "Fold, quantize, export"): no better on Speck, worse on Loihi.
     """
@@ -232,8 +233,7 @@ def tune(
     teacher = val_teacher = None
     if options.distils and epochs > 0:
         teacher = teacher_targets(run.model, layers or [], run.data.train, batch_size, device)
-        if options.select_by == "fidelity":
-            val_teacher = teacher_targets(run.model, layers or [], run.data.val, batch_size, device)
+        val_teacher = teacher_targets(run.model, layers or [], run.data.val, batch_size, device)
     weights = LossWeights(options.label_weight, options.teacher_weight, options.layer_weight)
     return finetune(
         graph,
@@ -251,6 +251,7 @@ def tune(
         weights,
         device,
         val_teacher,
+        options.select_by if val_teacher is not None else "accuracy",
     )
 
 

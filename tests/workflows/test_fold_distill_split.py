@@ -49,7 +49,7 @@ def test_loihi_fold_reports_on_the_test_split_and_names_the_dropped_input(loihi_
     text = (out / "fidelity.md").read_text()
     assert "test split (12 samples), which chose nothing" in text and "validation split (12 samples)" in text
     assert doc["splits"]["selected_by"] == "agreement with the live model on the validation split"
-    assert "by agreement with the live model." in text
+    assert "split (12 samples) by agreement with the live model." in text
     assert all("val_fidelity_loss" in entry for entry in doc["finetune_history"])
     assert f"{chip_input['dropped']:.0f} dropped" in text
     assert len(doc["finetune_history"]) == 2 and outcome.graph.quantized
@@ -127,10 +127,21 @@ def test_the_epoch_is_chosen_by_agreement_with_the_live_model_on_validation():
     with torch.no_grad():
         rates = torch.cat([start(to_time_major(frames[i : i + 8])) for i in range(0, 24, 8)])
     teacher = Teacher(rates)
-    chosen = finetune(graph, data, data, 4, weights=LossWeights(1.0, 1.0), val_teacher=teacher, **options)
+    weights = LossWeights(1.0, 1.0)
+    chosen = finetune(
+        graph, data, data, 4, weights=weights, val_teacher=teacher, selection="fidelity", **options
+    )
     fidelity = [h["val_fidelity_loss"] for h in chosen.history]
     assert fidelity[0] == pytest.approx(0.0, abs=1e-12) and max(fidelity[1:]) > 0
     assert chosen.best_epoch == 0 and chosen.selected_by.startswith("agreement with the live model")
+    # by accuracy (the default), the teacher only breaks ties: the best accuracy, then the most faithful
+    tied = finetune(graph, data, data, 4, weights=weights, val_teacher=teacher, **options)
+    best = max(tied.history, key=lambda h: (h["val_accuracy"], -h["val_fidelity_loss"]))
+    assert tied.best_epoch == best["epoch"] and tied.selected_by.endswith(
+        "ties broken by agreement with the live model"
+    )
+    with pytest.raises(AsaSnnError, match="selection='fidelity' without a validation teacher"):
+        finetune(graph, data, data, 1, weights=weights, selection="fidelity", **options)
 
 
 def test_an_unknown_selection_is_refused():
