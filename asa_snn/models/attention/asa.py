@@ -308,7 +308,9 @@ class AdvancedSpatialAttention(nn.Module):
         dtype = torch.promote_types(f_avg.dtype, torch.float32)
         device = f_avg.device.type
         autocast_off = nullcontext()
-        if torch.amp.is_autocast_available(device):
+        # torch.compile cannot trace the availability check (a graph break); it compiles only for
+        # CUDA and the CPU, where autocast exists
+        if torch.compiler.is_compiling() or torch.amp.is_autocast_available(device):
             autocast_off = torch.autocast(device, enabled=False)
         with autocast_off:
             f_avg, f_max = f_avg.transpose(0, 1).to(dtype), f_max.transpose(0, 1).to(dtype)
