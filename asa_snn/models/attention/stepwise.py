@@ -26,7 +26,7 @@ and the same with ``.backward``), which ``benchmarks/train_step.py --profile`` s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import Tensor
@@ -84,19 +84,24 @@ def _weighted_pixel_sums(weights: Tensor, x: Tensor) -> Tensor:
     return torch.matmul(weights.reshape(weights.shape[0], 1, -1), pixels)[..., 0, :]
 
 
-def _flat_positions(hits: Tensor, chunk: Chunk, channels: int) -> Tensor:
-    """sum over (t, c) of hits[t, b, h, w, c] * (t * channels + c), [B, H, W], for a chunk's 0/1
-    hits: the position t * C + c of the entry where it is the only hit."""
+def _flat_positions(hits: Tensor, chunk: Chunk, positions: Tensor) -> Tensor:
+    """sum over (t, c) of hits[t, b, h, w, c] * (t * C + c), [B, H, W], for a chunk's 0/1 hits:
+    the position t * C + c of the entry where it is the only hit. ``positions`` is
+    [0, 1, ..., T * C - 1] in the hits' dtype; run outside autocast (bfloat16 would round
+    positions above 256)."""
     if isinstance(chunk, int):
         first, flat = chunk, hits
     else:
         first, flat = chunk.start, hits.movedim(0, 3).reshape(*hits.shape[1:4], -1)
-    index = torch.arange(first * channels, first * channels + flat.shape[3], device=hits.device)
-    exact = nullcontext()  # an autocast region would round positions above 256 in bfloat16
-    if torch.amp.is_autocast_available(hits.device.type):
-        exact = torch.autocast(hits.device.type, enabled=False)
-    with exact:
-        return torch.matmul(flat, index.to(hits.dtype))
+    start = first * hits.shape[-1]
+    return torch.matmul(flat, positions[start : start + flat.shape[3]])
+
+
+def _autocast_off(device: torch.device) -> AbstractContextManager:
+    """A region without autocast on ``device`` (nothing to switch off where it has none)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return nullcontext()
 
 
 class _RunningPeak:
@@ -214,20 +219,22 @@ def _group_statistics(
     part = torch.empty_like(view[chunks[0]])
     hits = torch.empty_like(part, dtype=accumulate) if count_ties else None
     over = _steps_and_channels(part)
-    for first, t in enumerate(chunks):
-        for group, weights in enumerate(masks):
-            torch.mul(view[t], _planes(weights[t]), out=part)
-            total, peak = part.sum(over, dtype=accumulate), part.amax(over)
-            ties = position = None
-            if count_ties:
-                torch.eq(part, _rows(peak), out=hits)
-                ties, position = hits.sum(over), _flat_positions(hits, t, view.shape[4])
-            if first == 0:
-                sums.append(total)
-                peaks.append(_RunningPeak(peak, ties, position))
-            else:
-                sums[group].add_(total)
-                peaks[group].update(peak, ties, position)
+    positions = torch.arange(view.shape[0] * view.shape[4], dtype=accumulate, device=view.device)
+    with _autocast_off(view.device):
+        for first, t in enumerate(chunks):
+            for group, weights in enumerate(masks):
+                torch.mul(view[t], _planes(weights[t]), out=part)
+                total, peak = part.sum(over, dtype=accumulate), part.amax(over)
+                ties = position = None
+                if count_ties:
+                    torch.eq(part, _rows(peak), out=hits)
+                    ties, position = hits.sum(over), _flat_positions(hits, t, positions)
+                if first == 0:
+                    sums.append(total)
+                    peaks.append(_RunningPeak(peak, ties, position))
+                else:
+                    sums[group].add_(total)
+                    peaks[group].update(peak, ties, position)
     steps_channels = view.shape[0] * view.shape[4]
     divisors = (lam, 1.0 - lam)
     means = [(total / steps_channels / d).to(view.dtype) for total, d in zip(sums, divisors, strict=True)]
