@@ -419,7 +419,10 @@ def test_keyboard_interrupt_is_one_line(monkeypatch, capfd):
 
 
 _SLOW_SIMULATE = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as a terminal delivers it: a runner started in the background of a non-interactive
+# shell ignores SIGINT, and an ignored signal stays ignored across exec
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import asa_snn.workflows.simulate as simulate
 def slow(*args, **kwargs):
     print("ready", flush=True)
