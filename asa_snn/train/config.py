@@ -658,6 +658,11 @@ def _check_choices(name: str, config: TrainConfig) -> None:
             f"{name}: key 'train.eval_windows' is {config.train.eval_windows}; the multi-window test needs "
             "fixed-dt_us event frames (data.equal_count = false, data.kind not 'hardvs'), so use 1"
         )
+    if config.train.foldability > 0 and config.model.attention == "none":
+        raise AsaSnnError(
+            f"{name}: key 'train.foldability' is {config.train.foldability:g} but model.attention is "
+            "'none': the penalty pulls attention outputs toward a static gain, so set 0 or an attention"
+        )
     if config.data.max_count is not None and config.data.kind == "hardvs":
         raise AsaSnnError(
             f"{name}: key 'data.max_count' needs event recordings; HAR-DVS ships frames, so leave it unset"

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from asa_snn.errors import AsaSnnError
 from asa_snn.models.attention import make_attention
 from asa_snn.models.registry import ModelSpec, build_model
 from asa_snn.train import load_config, train
@@ -82,6 +83,8 @@ def test_training_with_the_penalty_reports_and_lowers_the_residual(tiny_config_f
     assert pulled.history[-1]["train_loss"] != plain.history[-1]["train_loss"]
 
 
-def test_a_negative_weight_is_refused(tiny_config_file):
-    with pytest.raises(Exception, match=r"train\.foldability"):
+def test_a_negative_weight_and_a_model_without_attention_are_refused(tiny_config_file):
+    with pytest.raises(AsaSnnError, match=r"'train\.foldability' is -1\.0; expected .* 0 <= value"):
         load_config(tiny_config_file, ["train.foldability=-1"])
+    with pytest.raises(AsaSnnError, match=r"'train\.foldability' is 1 but model\.attention is 'none'"):
+        load_config(tiny_config_file, ["train.foldability=1"])
