@@ -66,6 +66,7 @@ import torch
 from torch import Tensor, nn
 
 from asa_snn.convert.graph import NeuronSpec
+from asa_snn.models.attention.static_gain import least_squares_gains, squared_error
 
 GAIN_FLOOR = 1e-6
 """Gains below this (relative to the layer's largest gain) count as silenced channels."""
@@ -99,21 +100,23 @@ class AttentionStats:
         self.samples += int(x.shape[1])
 
     def channel_gains(self) -> np.ndarray:
-        """g_c [C] (module docstring), clipped to >= 0; 1 for a channel whose input was always 0."""
-        xy, xx = self.xy.sum(axis=(1, 2)), self.xx.sum(axis=(1, 2))
-        return np.where(xx > 0, np.clip(xy / np.where(xx > 0, xx, 1.0), 0.0, None), 1.0)
+        """g_c [C] (module docstring), clipped to >= 0; 1 for a channel whose input was always 0
+        (:func:`~asa_snn.models.attention.static_gain.least_squares_gains`)."""
+        xy, xx = (torch.from_numpy(a.sum(axis=(1, 2))) for a in (self.xy, self.xx))
+        return least_squares_gains(xy, xx).numpy()
 
     def neuron_gains(self) -> np.ndarray:
         """G [C, H, W] (module docstring), clipped to >= 0; the channel gain where X was always 0 there."""
         channel = np.broadcast_to(self.channel_gains()[:, None, None], self.xx.shape)
-        fitted = np.clip(self.xy / np.where(self.xx > 0, self.xx, 1.0), 0.0, None)
+        fitted = least_squares_gains(torch.from_numpy(self.xy), torch.from_numpy(self.xx)).numpy()
         return np.where(self.xx > 0, fitted, channel)
 
     def kept_fraction(self, gains: np.ndarray) -> float:
         """1 - sum (Y - g X)^2 / sum (Y - X)^2 for gains [C] or [C, H, W]; 1.0 when Y == X."""
-        g = gains.reshape(-1, 1, 1) if gains.ndim == 1 else gains
-        residual = float(np.sum(self.yy - 2 * g * self.xy + g * g * self.xx))
-        effect = float(np.sum(self.yy - 2 * self.xy + self.xx))
+        g = torch.from_numpy(gains.reshape(-1, 1, 1) if gains.ndim == 1 else gains)
+        sums = [torch.from_numpy(a) for a in (self.xy, self.xx, self.yy)]
+        residual = float(squared_error(*sums, g).sum())
+        effect = float(squared_error(*sums, torch.ones(())).sum())
         return 1.0 - residual / effect if effect > 0 else 1.0
 
 

@@ -4,17 +4,18 @@ The fold (:mod:`asa_snn.convert.attention_fold`) replaces an attention module Y 
 [T, B, C, H, W], by the static per-channel gain that reproduces Y best in the least-squares sense,
 Y ~ g_c X. Whatever part of Y no such gain reproduces is lost on the chip. This penalty measures
 that part on each training batch and adds it to the loss, so the attention learns a solution the
-fold keeps. Per attention layer, with S_ab,c = sum over (t, b, h, w) of a b for channel c:
+fold keeps. Per attention layer, with S_ab,c = sum over (t, b, h, w) of a b for channel c and g_c
+the fold's own gain from those sums (:mod:`asa_snn.models.attention.static_gain`: least squares,
+clipped to >= 0, 1 for a channel whose input is all zero):
 
 .. math::
-    R = \\frac{\\sum_c \\left( S_{yy,c} - S_{xy,c}^2 / S_{xx,c} \\right)}{\\sum_c S_{yy,c}}
-      = \\frac{\\sum_c \\min_{g_c} \\sum (Y_c - g_c X_c)^2}{\\sum Y^2} \\in [0, 1]
+    R = \\frac{\\sum_c \\sum (Y_c - g_c X_c)^2}{\\sum Y^2} \\in [0, 1]
 
-(a channel whose input is all zero contributes its whole S_yy). R is 0 when one gain per channel,
-shared by the batch's samples and steps, reproduces Y exactly: the batch stands in for the fold's
-calibration data. The training loss becomes ``loss + weight * mean over attention layers of R``
-(``train.foldability`` is the weight); the gains are the batch's own least-squares fit, so R is
-differentiable through X and Y and needs no state across batches.
+R is 0 when one gain per channel, shared by the batch's samples and steps, reproduces Y exactly:
+the batch stands in for the fold's calibration data. The training loss becomes
+``loss + weight * mean over attention layers of R`` (``train.foldability`` is the weight); the
+gains are the batch's own least-squares fit, so R is differentiable through X and Y and needs no
+state across batches.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
 from asa_snn.models.attention import NoAttention
+from asa_snn.models.attention.static_gain import least_squares_gains, squared_error
 
 
 def static_gain_residual(x: Tensor, y: Tensor) -> Tensor:
@@ -37,8 +39,7 @@ def static_gain_residual(x: Tensor, y: Tensor) -> Tensor:
     x, y = x.to(dtype), y.to(dtype)
     over = (0, 1, 3, 4)
     xy, xx, yy = (x * y).sum(over), (x * x).sum(over), (y * y).sum(over)
-    explained = torch.where(xx > 0, xy * xy / xx.clamp_min(torch.finfo(dtype).tiny), 0.0)
-    residual = (yy - explained).clamp_min(0.0).sum()
+    residual = squared_error(xy, xx, yy, least_squares_gains(xy, xx)).clamp_min(0.0).sum()
     total = yy.sum()
     return torch.where(total > 0, residual / total.clamp_min(torch.finfo(dtype).tiny), 0.0)
 

@@ -226,3 +226,28 @@ def test_compiled_backend_matches_reference(attention, device):
     command = [sys.executable, "-c", COMPILED_AGAINST_REFERENCE, attention, str(device)]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "same", done.stderr[-3000:]
+
+
+def test_a_compiler_that_is_missing_is_one_error_naming_the_backend(tmp_path):
+    """No working C++ compiler (a fresh cache, so it must compile): one AsaSnnError, not Inductor's dump."""
+    script = (
+        "import torch\n"
+        "from asa_snn.errors import AsaSnnError\n"
+        "from asa_snn.models.attention import make_attention\n"
+        "module = make_attention('asa2', 8, 6, backend='compiled')\n"
+        "try:\n"
+        "    module(torch.rand(6, 2, 8, 5, 5))\n"
+        "except AsaSnnError as error:\n"
+        "    print(error)\n"
+    )
+    env = {
+        **os.environ,
+        "CXX": str(tmp_path / "no-such-c++"),
+        "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache"),
+        "TORCHINDUCTOR_COMPILE_THREADS": "1",
+    }
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=False)
+    message = done.stdout.strip()
+    assert message.startswith("AdvancedSpatialAttention(asa2): backend='compiled' could not compile on cpu")
+    assert "use model.attention_options = {backend = 'stepwise'}" in message and "\n" not in message

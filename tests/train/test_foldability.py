@@ -28,6 +28,8 @@ def test_a_per_channel_gain_leaves_nothing_and_a_map_leaves_its_spread():
         expected += float(((yc - g * xc) ** 2).sum())
     assert float(static_gain_residual(x, y)) == pytest.approx(expected / float((y * y).sum()), rel=1e-10)
     assert float(static_gain_residual(torch.zeros_like(x), torch.zeros_like(x))) == 0.0
+    # the fold clips gains at 0 (an attention never flips its input's sign): Y = -X is all residual
+    assert float(static_gain_residual(x, -x)) == pytest.approx(1.0)
     # a channel with no input and some output cannot be reproduced by any gain
     x[:, :, 0] = 0.0
     y = x.clone()

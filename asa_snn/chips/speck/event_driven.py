@@ -334,6 +334,9 @@ def _layer_events(addresses, offsets, layer, counts):
             room = out.shape[0] - most
             while (bias_due or e < offsets[t + 1]) and n <= room:
                 touched = 0
+                # The bias and an event update neurons with the same lane loop written twice: one
+                # loop over a chosen weight source was exact but 5-10 % slower (benchmarks/README.md,
+                # "Event-driven mode")
                 if bias_due:  # one event at the start of the step reaching every neuron
                     bias_due, cause, count = False, -1, plane
                     for i in range(plane):

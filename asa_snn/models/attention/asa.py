@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.util
 import weakref
 from collections.abc import Callable
-from contextlib import nullcontext
 from functools import partial
 
 import torch
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.attention.spatial import SpatialMap, check_input, check_reduction, mean_max_map
-from asa_snn.models.attention.stepwise import spatial_attention_passes
+from asa_snn.models.attention.stepwise import autocast_off, spatial_attention_passes
 
 TopK = Callable[[Tensor, int, int], Tensor]
 """(scores, k, dim) -> 0/1 mask of the k largest scores along dim, same shape as scores."""
@@ -306,13 +305,7 @@ class AdvancedSpatialAttention(nn.Module):
         drop below float32.
         """
         dtype = torch.promote_types(f_avg.dtype, torch.float32)
-        device = f_avg.device.type
-        autocast_off = nullcontext()
-        # torch.compile cannot trace the availability check (a graph break); it compiles only for
-        # CUDA and the CPU, where autocast exists
-        if torch.compiler.is_compiling() or torch.amp.is_autocast_available(device):
-            autocast_off = torch.autocast(device, enabled=False)
-        with autocast_off:
+        with autocast_off(f_avg.device):
             f_avg, f_max = f_avg.transpose(0, 1).to(dtype), f_max.transpose(0, 1).to(dtype)
             f_add = (0.5 + self.alpha.to(dtype)) * f_avg + (0.5 + self.beta.to(dtype)) * f_max
             return self.importance(f_add)
@@ -343,10 +336,25 @@ class AdvancedSpatialAttention(nn.Module):
                 x, self.lam, self._select, self._maps, learnable, whole_steps=self.whole_steps
             )
         if backend == "compiled":
-            if self not in _COMPILED:
-                _COMPILED[self] = torch.compile(self._reference_passes, dynamic=False)
-            return _COMPILED[self](x)
+            return self._compiled_passes(x)
         return self._reference_passes(x)
+
+    def _compiled_passes(self, x: Tensor) -> Tensor:
+        """The reference passes through ``torch.compile`` (compiled on the module's first call)."""
+        if self in _COMPILED:
+            return _COMPILED[self](x)
+        compiled = torch.compile(self._reference_passes, dynamic=False)
+        try:
+            y = compiled(x)  # the input is checked, so what fails here is the compilation
+        except Exception as error:
+            first = (str(error).strip().splitlines() or [""])[0][:200]
+            raise AsaSnnError(
+                f"{self.label}: backend='compiled' could not compile on {x.device.type} "
+                f"({type(error).__name__}: {first}); torch.compile needs Triton on CUDA or a C++ "
+                "compiler on the CPU; use model.attention_options = {backend = 'stepwise'}"
+            ) from error
+        _COMPILED[self] = compiled
+        return y
 
     def _reference_passes(self, x: Tensor) -> Tensor:
         """The equations of the class docstring as whole-tensor operations (X, Y [T, B, C, H, W])."""

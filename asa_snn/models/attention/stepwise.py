@@ -97,9 +97,13 @@ def _flat_positions(hits: Tensor, chunk: Chunk, positions: Tensor) -> Tensor:
     return torch.matmul(flat, positions[start : start + flat.shape[3]])
 
 
-def _autocast_off(device: torch.device) -> AbstractContextManager:
-    """A region without autocast on ``device`` (nothing to switch off where it has none)."""
-    if torch.amp.is_autocast_available(device.type):
+def autocast_off(device: torch.device) -> AbstractContextManager:
+    """A region without autocast on ``device`` (nothing to switch off where it has none).
+
+    Inside ``torch.compile`` the availability check is not traced (it would break the graph);
+    compilation happens only for CUDA and the CPU, which both have autocast.
+    """
+    if torch.compiler.is_compiling() or torch.amp.is_autocast_available(device.type):
         return torch.autocast(device.type, enabled=False)
     return nullcontext()
 
@@ -220,7 +224,7 @@ def _group_statistics(
     hits = torch.empty_like(part, dtype=accumulate) if count_ties else None
     over = _steps_and_channels(part)
     positions = torch.arange(view.shape[0] * view.shape[4], dtype=accumulate, device=view.device)
-    with _autocast_off(view.device):
+    with autocast_off(view.device):
         for first, t in enumerate(chunks):
             for group, weights in enumerate(masks):
                 torch.mul(view[t], _planes(weights[t]), out=part)
