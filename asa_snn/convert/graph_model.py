@@ -19,8 +19,10 @@ parameters back into a copy of the graph.
 With ``dynamics`` (a :class:`~asa_snn.convert.chip_dynamics.ChipDynamics`) the model runs what the
 chip runs: the chip's input, synaptic delay and integer neurons, on integer weights (a quantized
 graph's own, or ``round(w s)`` of a float graph with the ``quantizer``'s scale ``s``, recomputed
-every pass, rounding straight-through). In evaluation mode its spikes equal the chip simulator's,
-layer by layer.
+every pass, rounding straight-through). Where the chip delays (``delay`` steps per conv / linear
+layer, n in all) it runs ``T + n`` steps, the last n without input, as the chip's simulator does,
+so that every frame reaches the output; rates are still spikes / T. In evaluation mode its spikes
+equal the chip simulator's, layer by layer.
 """
 
 from __future__ import annotations
@@ -208,14 +210,20 @@ class GraphModel(nn.Module):
             x = s.flatten(0, 1)
         return self._finish(x.unflatten(0, (steps, batch)), spikes, trains)
 
-    def _finish(self, out: Tensor, spikes: dict[str, Tensor], trains: dict[str, Tensor]) -> GraphRun:
-        rate = out.flatten(2).mean(0)
+    def _finish(
+        self, out: Tensor, spikes: dict[str, Tensor], trains: dict[str, Tensor], steps: int | None = None
+    ) -> GraphRun:
+        """Scores from output spikes [T', B, ...]: spikes / ``steps`` (None: T'), voted."""
+        rate = out.flatten(2).sum(0) / (steps or out.shape[0])
         scores = rate.unflatten(1, (-1, self.graph.vote)).mean(2)
         return GraphRun(scores, spikes, trains)
 
     def _run_chip(self, frames: Tensor, record: bool) -> GraphRun:
         """:meth:`run` with the chip's dynamics: input, delay and integer neurons."""
         dynamics = self.dynamics
+        recorded = frames.shape[0]
+        drain = dynamics.delay * sum(layer.name in self.weights for layer in self.graph.layers)
+        frames = torch.cat([frames, frames.new_zeros(drain, *frames.shape[1:])])
         steps, batch = frames.shape[:2]
         x = dynamics.input(frames)
         spikes: dict[str, Tensor] = {}
@@ -239,7 +247,7 @@ class GraphModel(nn.Module):
             spikes[layer.name] = x.sum(0).flatten(2).sum(2) if x.ndim > 3 else x.sum(0)
             if record:
                 trains[layer.name] = x
-        return self._finish(x, spikes, trains)
+        return self._finish(x, spikes, trains, recorded)
 
     def forward(self, frames: Tensor) -> Tensor:
         """Scores [B, K] for frames [T, B, C, H, W]."""

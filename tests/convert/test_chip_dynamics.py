@@ -11,7 +11,7 @@ from graph_builders import chain_graph
 
 from asa_snn.chips.loihi.netx_export import to_netx_layers
 from asa_snn.chips.loihi.quantizer import LoihiQuantizer
-from asa_snn.chips.loihi.simulator import simulate_netx
+from asa_snn.chips.loihi.simulator import LoihiSimulator, simulate_netx, with_drain
 from asa_snn.chips.speck.quantizer import SpeckQuantizer
 from asa_snn.chips.speck.simulator import SpeckSimulator
 from asa_snn.convert.chip_dynamics import LoihiDynamics, SpeckDynamics, delayed, dynamics_for
@@ -77,7 +77,8 @@ def test_speck_dynamics_saturate_the_int16_membrane_as_the_chip_does():
 
 
 def _loihi_trains(graph, frames: np.ndarray) -> dict[str, np.ndarray]:
-    result = simulate_netx(to_netx_layers(graph), frames.astype(np.int64), record=True)
+    layers = to_netx_layers(graph)
+    result = simulate_netx(layers, with_drain(frames.astype(np.int64), layers), record=True)
     return {name: trains.astype(np.float32) for name, trains in result.spike_trains.items()}
 
 
@@ -98,6 +99,25 @@ def test_loihi_dynamics_delay_clip_and_decay_match_on_a_conv_pool_chain():
     _assert_same(model, trains)
     # the first conv / dense layers fire no earlier than their synaptic delay
     assert model["c0"][0].sum() == 0 and model["c1"][:2].sum() == 0 and model["fc"][:3].sum() == 0
+
+
+def test_loihi_runs_drain_steps_so_the_last_frame_reaches_the_output():
+    cuba = NeuronSpec("cuba", 5.0, "zero", du=1.0, dv=1.0)
+    graph = dataclasses.replace(chain_graph([cuba, cuba, cuba], weight_mean=40.0), target="loihi")
+    frames = np.zeros((2, 6, 2, 8, 8), np.float32)
+    frames[:, -1] = 1.0  # events in the last frame only
+    result = LoihiSimulator().run(graph, frames, record=True)
+    latency = 3  # c0, c1, fc: one step of synaptic delay each
+    assert result.outputs.shape[1] == 6 + latency
+    assert result.outputs[:, : 6 + latency - 1].sum() == 0 and result.outputs[:, -1].sum() > 0
+    assert "ran 6 + 3 steps" in result.notes[0]
+    model = GraphModel(graph, dynamics=LoihiDynamics()).eval()
+    with torch.no_grad():
+        run = model.run(torch.from_numpy(frames).transpose(0, 1), record=True)
+    assert run.trains["fc"].shape[0] == 6 + latency
+    # rates stay spikes per recorded step: the output's spikes / 6
+    expected = result.outputs.sum(1) / 6
+    np.testing.assert_allclose(run.scores.numpy(), expected.reshape(2, -1, graph.vote).mean(2), rtol=1e-6)
 
 
 def test_float_graph_with_quantizer_runs_the_integers_quantize_graph_writes():

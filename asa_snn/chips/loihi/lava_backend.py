@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asa_snn.chips.loihi.netx_export import write_netx
-from asa_snn.chips.loihi.simulator import integer_frames
+from asa_snn.chips.loihi.netx_export import to_netx_layers, write_netx
+from asa_snn.chips.loihi.simulator import integer_frames, with_drain
 from asa_snn.convert.graph import FoldedGraph
 from asa_snn.errors import MissingDependencyError
 from asa_snn.simulators.base import SimulationResult, check_frames, spike_maps_of
@@ -113,11 +113,13 @@ class LavaBackend:
         return lava_unavailable_reason()
 
     def run(self, graph: FoldedGraph, frames: np.ndarray, record: bool = False) -> SimulationResult:
-        """Simulate ``graph`` on frames [B, T, C, H, W] of event counts with Lava.
+        """Simulate ``graph`` on frames [B, T, C, H, W] of event counts with Lava, for the same
+        ``T + n`` steps as the built-in simulator (n drain steps without input, :func:`with_drain`).
 
         Returns:
-            spike counts per layer after the input int64 [B, T], spike maps float64 [B, *shape]
-            (summed over T), outputs [B, T, K], and with ``record`` spike trains uint8 [T, B, *shape].
+            spike counts per layer after the input int64 [B, T + n], spike maps float64 [B, *shape]
+            (summed over the steps), outputs [B, T + n, K], and with ``record`` spike trains uint8
+            [T + n, B, *shape].
 
         Raises:
             MissingDependencyError: Lava is not importable here (message says how to get it).
@@ -125,7 +127,7 @@ class LavaBackend:
         reason = self.unavailable_reason()
         if reason is not None:
             raise MissingDependencyError(reason)
-        frames = integer_frames(check_frames(graph, np.asarray(frames)))
+        frames = with_drain(integer_frames(check_frames(graph, np.asarray(frames))), to_netx_layers(graph))
         binary = (frames > 0).astype(np.int64)
         names = [layer.name for layer in graph.spiking_layers()]
         with tempfile.TemporaryDirectory() as folder:

@@ -20,7 +20,11 @@ Lava's exponent 6.
 Synapses: ``a_L[t] = W_L s_{L-1}[t-1]`` (Lava's Dense and Conv send the previous step's sums),
 so every conv / dense layer adds one step. The input relay layer fires in the step of its frame.
 Latency: a frame at step t first reaches the output layer at step ``t + n`` with ``n`` the
-number of conv and dense layers; with T steps, only frames ``0 .. T - n - 1`` reach the output.
+number of conv and dense layers. A recording of T frames therefore runs for ``T + n`` steps, the
+last ``n`` without input (:func:`with_drain`), so that every frame reaches the output: spike
+counts and outputs cover ``T + n`` steps. Lava runs the same steps
+(:class:`~asa_snn.chips.loihi.lava_backend.LavaBackend`), and fine-tuning with the chip's dynamics
+(:mod:`asa_snn.convert.chip_dynamics`) trains on them.
 """
 
 from __future__ import annotations
@@ -149,6 +153,12 @@ def latency_steps(layers: list[NetxLayer]) -> int:
     return sum(layer.kind in ("conv", "dense") for layer in layers)
 
 
+def with_drain(frames: np.ndarray, layers: list[NetxLayer]) -> np.ndarray:
+    """``frames`` [B, T, C, H, W] followed by :func:`latency_steps` empty frames: [B, T + n, C, H, W]."""
+    drain = np.zeros((frames.shape[0], latency_steps(layers), *frames.shape[2:]), frames.dtype)
+    return np.concatenate([frames, drain], axis=1)
+
+
 def integer_frames(frames: np.ndarray) -> np.ndarray:
     """Event-count frames as int64; non-integer counts are an error (Loihi input is spikes)."""
     if not np.all(frames == np.floor(frames)):
@@ -166,13 +176,16 @@ class LoihiSimulator:
         return None
 
     def run(self, graph: FoldedGraph, frames: np.ndarray, record: bool = False) -> SimulationResult:
-        """Simulate ``graph`` on frames [B, T, C, H, W] of event counts; see the module docstring."""
+        """Simulate ``graph`` on frames [B, T, C, H, W] of event counts for ``T + n`` steps, the
+        last n (:func:`latency_steps`) without input; see the module docstring."""
         frames = integer_frames(check_frames(graph, np.asarray(frames)))
         layers = to_netx_layers(graph)
-        result = simulate_netx(layers, frames, record)
+        result = simulate_netx(layers, with_drain(frames, layers), record)
+        latency = latency_steps(layers)
         result.notes.append(
-            f"latency {latency_steps(layers)} steps: a frame at step t first reaches the output at t + "
-            f"{latency_steps(layers)} (one step per conv / dense synapse)"
+            f"latency {latency} steps: a frame at step t first reaches the output at t + {latency} "
+            f"(one step per conv / dense synapse); ran {frames.shape[1]} + {latency} steps, the last "
+            f"{latency} without input, so that every frame reaches the output"
         )
         if frames.max(initial=0) > 1:
             result.notes.append(

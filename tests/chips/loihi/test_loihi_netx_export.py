@@ -16,7 +16,7 @@ from asa_snn.chips.loihi.netx_export import (
     to_netx_layers,
     write_netx,
 )
-from asa_snn.chips.loihi.simulator import LoihiSimulator, simulate_netx
+from asa_snn.chips.loihi.simulator import LoihiSimulator, simulate_netx, with_drain
 from asa_snn.convert.graph import FoldedGraph, InputSpec, Layer, NeuronSpec
 from asa_snn.errors import AsaSnnError, InputFormatError
 
@@ -91,7 +91,7 @@ def test_reader_round_trip_simulates_identically(tmp_path):
     assert "conv" in summary.table() and "4x2x3x3" in summary.table()
     frames = np.random.default_rng(2).integers(0, 2, (2, 12, 2, 8, 8))
     direct = LoihiSimulator().run(graph, frames)
-    from_file = simulate_netx(summary.layers, frames)
+    from_file = simulate_netx(summary.layers, with_drain(frames, summary.layers))
     assert direct.outputs.sum() > 0
     assert np.array_equal(direct.outputs, from_file.outputs)
     assert np.array_equal(direct.spike_counts["conv"], from_file.spike_counts["layer/1"])

@@ -79,9 +79,10 @@ def test_hand_trace_of_one_dense_layer():
     frames[0, 0, 0], frames[0, 1, 1] = 2, 1
     result = LoihiSimulator().run(graph, frames, record=True)
     # u: 0, 128, 64+192=256, 128, 64;  v: 0, 128, 96+256=352 > 256 spike -> 0, 128, 96+64=160
-    assert result.spike_counts["fc0"].tolist() == [[0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
-    assert result.outputs[:, :, 0].tolist() == [[0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
-    assert result.spike_trains["fc0"].shape == (5, 2, 1)
+    # one drain step (one dense layer) without input: u = 32, v = 120 + 32 = 152, no spike
+    assert result.spike_counts["fc0"].tolist() == [[0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]]
+    assert result.outputs[:, :, 0].tolist() == [[0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]]
+    assert result.spike_trains["fc0"].shape == (6, 2, 1)
     assert result.spike_maps["fc0"].tolist() == [[1.0], [0.0]]  # summed over steps, per sample
     assert any("clipped" in note for note in result.notes)
 
@@ -109,7 +110,7 @@ def test_integer_conv_matches_torch():
 
 
 def test_float_graph_equals_float_cuba_lif_where_arithmetic_is_exact():
-    # weights k/4, du = dv = 1/2, threshold 1: integer state = 4096 x float state, no rounding for T <= 8
+    # weights k/4, du = dv = 1/2, threshold 1: integer state = 4096 x float state, no rounding for T <= 9
     rng = np.random.default_rng(3)
     weight = rng.integers(-4, 7, (3, 4)) / 4
     neuron = NeuronSpec("cuba", threshold=1.0, reset="zero", du=0.5, dv=0.5)
@@ -117,8 +118,8 @@ def test_float_graph_equals_float_cuba_lif_where_arithmetic_is_exact():
     frames = rng.integers(0, 2, (5, 8, 4, 1, 1)).astype(float)
     result = LoihiSimulator().run(graph, frames)
     spikes_in = torch.tensor(frames.reshape(5, 8, 4), dtype=torch.float32).transpose(0, 1)
-    current = torch.zeros(8, 5, 3)
-    current[1:] = spikes_in[:-1] @ torch.tensor(weight, dtype=torch.float32).T  # one-step synaptic delay
+    current = torch.zeros(9, 5, 3)  # 8 frames and one drain step
+    current[1:] = spikes_in @ torch.tensor(weight, dtype=torch.float32).T  # one-step synaptic delay
     expected = CubaLIF(du=0.5, dv=0.5, v_th=1.0)(current).detach().numpy().transpose(1, 0, 2)
     assert result.outputs.sum() > 5
     assert np.array_equal(result.outputs, expected.astype(np.int64))
