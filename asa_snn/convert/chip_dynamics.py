@@ -25,7 +25,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from asa_snn.convert.graph import NeuronSpec
+from asa_snn.convert.graph import FoldedGraph, NeuronSpec
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.firing import MultiSpike, SpikeAbove, SpikeAtOrAbove
 from asa_snn.models.surrogate import PeriodicExponential, SingleExponential, surrogate_spike
@@ -154,6 +154,13 @@ def dynamics_for(target: str) -> ChipDynamics:
     if target not in DYNAMICS:
         raise AsaSnnError(f"chip dynamics for target {target!r}: unknown; expected one of {sorted(DYNAMICS)}")
     return DYNAMICS[target]
+
+
+def drain_steps(dynamics: ChipDynamics, graph: FoldedGraph) -> int:
+    """Steps the chip runs after a recording's last frame, without input, so that the frame reaches
+    the output: ``delay`` per weighted (conv / linear) layer of ``graph``; 0 where the chip has no
+    synaptic delay."""
+    return dynamics.delay * sum("weight" in layer.tensors for layer in graph.layers)
 
 
 def delayed(x: Tensor, steps: int) -> Tensor:

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from asa_snn.convert.chip_dynamics import ChipDynamics, delayed
+from asa_snn.convert.chip_dynamics import ChipDynamics, delayed, drain_steps
 from asa_snn.convert.graph import FoldedGraph, Layer, NeuronSpec
 from asa_snn.convert.quantize import Quantizer, straight_through_round
 from asa_snn.errors import AsaSnnError
@@ -222,8 +222,8 @@ class GraphModel(nn.Module):
         """:meth:`run` with the chip's dynamics: input, delay and integer neurons."""
         dynamics = self.dynamics
         recorded = frames.shape[0]
-        drain = dynamics.delay * sum(layer.name in self.weights for layer in self.graph.layers)
-        frames = torch.cat([frames, frames.new_zeros(drain, *frames.shape[1:])])
+        drain = frames.new_zeros(drain_steps(dynamics, self.graph), *frames.shape[1:])
+        frames = torch.cat([frames, drain])
         steps, batch = frames.shape[:2]
         x = dynamics.input(frames)
         spikes: dict[str, Tensor] = {}

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from asa_snn.convert.chip_dynamics import DYNAMICS
+from asa_snn.convert.chip_dynamics import DYNAMICS, drain_steps
 from asa_snn.convert.graph import FoldedGraph, save_graph
 from asa_snn.convert.measure import StageMetrics
 from asa_snn.files import staged_folder
@@ -33,11 +33,15 @@ def relative(new: float, old: float) -> float | None:
     return None if old == 0 else (new - old) / old
 
 
-def input_difference(target: str, frames: np.ndarray, max_count: int | None = None) -> dict[str, Any]:
+def input_difference(
+    target: str, frames: np.ndarray, max_count: int | None = None, drain: int = 0
+) -> dict[str, Any]:
     """How the chip's input differs from the training input on ``frames`` [B, T, C, H, W] (event counts):
     events in the frames, events the chip's first layer receives (Loihi: one spike per pixel and
-    step, counts above one clipped), and how many were dropped. ``max_count``: the input spec's
-    per-pixel count limit the frames were built with (training's too), named in the description."""
+    step, counts above one clipped), how many were dropped, and ``drain``, the steps without input
+    the chip runs after each recording (:func:`~asa_snn.convert.chip_dynamics.drain_steps`).
+    ``max_count``: the input spec's per-pixel count limit the frames were built with (training's
+    too), named in the description."""
     events = float(frames.sum())
     dynamics = DYNAMICS.get(target)
     received = events if dynamics is None else float(dynamics.input(torch.from_numpy(frames)).sum())
@@ -51,12 +55,18 @@ def input_difference(target: str, frames: np.ndarray, max_count: int | None = No
         )
     else:
         how = "the chip takes the event counts the model was trained on"
+    if drain:
+        how += (
+            f"; after the {frames.shape[1]} frames of a recording the chip runs {drain} steps without "
+            "input (one per synaptic delay), so that the last frame reaches the output"
+        )
     return {
         "events": events,
         "received": received,
         "dropped": dropped,
         "dropped_fraction": dropped / events if events else 0.0,
         "max_count": max_count,
+        "drain_steps": drain,
         "description": how,
     }
 
@@ -73,7 +83,7 @@ def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> di
         }
         for a, b in itertools.pairwise(chain)
     ]
-    live = run.stages[0]
+    live, graph = run.stages[0], run.deployed
     layers = {
         name: {
             "neurons": run.neurons.get(name),
@@ -96,7 +106,12 @@ def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> di
         "test_samples": live.samples,
         "splits": run.splits,
         "tuning": run.provenance.get("options", {}),
-        "input": input_difference(run.deployed.target, run.test_frames, run.deployed.input.max_count),
+        "input": input_difference(
+            graph.target,
+            run.test_frames,
+            graph.input.max_count,
+            drain_steps(DYNAMICS[graph.target], graph) if graph.target in DYNAMICS else 0,
+        ),
         "stages": [asdict(s) for s in [*chain, *run.stages[3:]]],
         "steps": steps,
         "delta_1_to_3": {"accuracy_pp": accuracy_pp, "nasfr_relative": nasfr_change},

@@ -8,6 +8,8 @@ import torch
 from graph_builders import chain_graph
 from torch.utils.data import TensorDataset
 
+from asa_snn.chips.loihi.netx_export import to_netx_layers
+from asa_snn.chips.loihi.simulator import latency_steps
 from asa_snn.chips.speck.quantizer import SpeckQuantizer
 from asa_snn.convert.chip_dynamics import SpeckDynamics
 from asa_snn.convert.finetune import LossWeights, Teacher, finetune
@@ -53,6 +55,10 @@ def test_loihi_fold_reports_on_the_test_split_and_names_the_dropped_input(loihi_
     assert all("val_fidelity_loss" in entry for entry in doc["finetune_history"])
     assert f"{chip_input['dropped']:.0f} dropped" in text
     assert len(doc["finetune_history"]) == 2 and outcome.graph.quantized
+    # loihi_net: conv, conv, hidden, output: four synaptic delays, four empty steps after each recording
+    latency = latency_steps(to_netx_layers(outcome.graph))
+    assert chip_input["drain_steps"] == latency == 4
+    assert f"runs {latency} steps without input" in text
 
 
 def test_a_device_this_machine_lacks_is_refused_before_anything_runs(loihi_checkpoint, tmp_path):
@@ -67,6 +73,9 @@ def test_input_difference_by_hand():
     assert (loihi["events"], loihi["received"], loihi["dropped"]) == (6.0, 3.0, 3.0)
     assert input_difference("speck", frames)["dropped"] == 0.0
     assert input_difference("generic", frames)["dropped"] == 0.0
+    drained = input_difference("loihi", frames, drain=4)
+    assert drained["drain_steps"] == 4 and "runs 4 steps without input" in drained["description"]
+    assert input_difference("loihi", frames)["drain_steps"] == 0
 
 
 def _float_speck_graph():
