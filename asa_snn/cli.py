@@ -378,10 +378,10 @@ def fold_command(
         str,
         typer.Option(
             "--select-by",
-            help="Choose the fine-tuned epoch on the validation split by 'accuracy' or 'fidelity' "
-            "(agreement with the live model, when distilling).",
+            help="Choose the fine-tuned epoch on the validation split by 'fidelity' (agreement with "
+            "the live model, when distilling; default) or 'accuracy'.",
         ),
-    ] = "accuracy",
+    ] = "fidelity",
 ) -> None:
     """Fold attention and batch norm, fine-tune, quantize for a chip; write the graph and fidelity report."""
     from asa_snn.workflows.fold import run_fold

@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--select-by",
-        default="accuracy",
+        default="fidelity",
         choices=("fidelity", "accuracy"),
         help="how the fine-tuned epoch is chosen on validation (fold --select-by)",
     )

@@ -113,7 +113,7 @@ def test_distillation_alone_pulls_the_chip_model_toward_the_teacher_rates():
 
 
 def test_tune_options_turn_distillation_off():
-    assert TuneOptions().select_by == "accuracy"
+    assert TuneOptions().select_by == "fidelity"
     assert TuneOptions().distils and TuneOptions(teacher_weight=0.0).distils
     assert not TuneOptions(teacher_weight=0.0, layer_weight=0.0).distils
 
