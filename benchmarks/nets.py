@@ -69,6 +69,7 @@ def asa_snn(
     memory_format: torch.memory_format = torch.channels_last,
     fuse_bn_pool: bool = True,
     attention_backend: str = "stepwise",
+    feed_neuron: bool = True,
 ) -> Net:
     """asa-snn's registry model ``arch_a`` with the given attention kind.
 
@@ -76,7 +77,9 @@ def asa_snn(
     contiguous shows what that choice gains). ``fuse_bn_pool=False`` puts a no-op forward hook on
     every batch norm, which makes a conv block run batch norm and pooling as two modules (a hooked
     module must see its own call), to show what the fused step gains. ``attention_backend``: ASA's
-    ``"stepwise"`` (default) or whole-tensor ``"reference"`` computation.
+    ``"stepwise"`` (default) or whole-tensor ``"reference"`` computation. ``feed_neuron=False`` puts
+    a no-op forward hook on every attention module, so ASA's mix no longer feeds the neuron's loop
+    step by step (``ConvBlock``'s one-pass attention and neuron) and Y is a whole tensor again.
     """
     from asa_snn.models.blocks import ConvBlock
     from asa_snn.models.registry import ModelSpec, build_model
@@ -89,6 +92,8 @@ def asa_snn(
                 block.bn.register_forward_hook(lambda _module, _inputs, _output: None)
             if hasattr(block.attention, "backend"):
                 block.attention.backend = attention_backend
+            if not feed_neuron:
+                block.attention.register_forward_hook(lambda _module, _inputs, _output: None)
     return Net(model, model)
 
 
@@ -268,6 +273,7 @@ BUILDERS: dict[str, Callable[[], Net]] = {
     "asa-snn (none, NCHW)": lambda: asa_snn("none", torch.contiguous_format),
     "asa-snn (none, unfused)": lambda: asa_snn("none", fuse_bn_pool=False),
     "asa-snn (asa2, reference)": lambda: asa_snn("asa2", attention_backend="reference"),
+    "asa-snn (asa2, Y whole)": lambda: asa_snn("asa2", feed_neuron=False),
     "asa-snn (asa2, compiled)": lambda: asa_snn("asa2", attention_backend="compiled"),
     "asa-snn (asa1, compiled)": lambda: asa_snn("asa1", attention_backend="compiled"),
     "spikingjelly": spikingjelly,

@@ -62,6 +62,7 @@ OURS = (
     "asa-snn (none, NCHW)",
     "asa-snn (none, unfused)",
     "asa-snn (asa2, reference)",
+    "asa-snn (asa2, Y whole)",
     "asa-snn (asa2, compiled)",
     "asa-snn (asa1, compiled)",
 )
@@ -69,6 +70,7 @@ ON_REQUEST = (
     "asa-snn (none, NCHW)",
     "asa-snn (none, unfused)",
     "asa-snn (asa2, reference)",
+    "asa-snn (asa2, Y whole)",
     "asa-snn (asa2, compiled)",
     "asa-snn (asa1, compiled)",
     "spikingjelly (cupy)",

@@ -98,7 +98,9 @@ class ConvBlock(nn.Module):
     neuron) is where a Speck core sum-pools its spikes; ``pre_pool`` is the 5-layer net's max-pool
     in front of the conv. Attention scales the input current after batch norm, before the neuron.
     Batch norm then an average or sum pool run as one step (:mod:`asa_snn.models.batch_norm_pool`):
-    pooling first, then the affine, with the same values and gradients.
+    pooling first, then the affine, with the same values and gradients. Attention and neuron run
+    as one pass where the attention can feed the neuron's loop step by step (ASA's stepwise
+    backend on the CPU with a LIF or IAF neuron: ``attend_and_fire``), with the same spikes.
 
     Shape:
         [T, B, C_in, H, W] -> [T, B, C_out, H', W'].
@@ -131,11 +133,22 @@ class ConvBlock(nn.Module):
         x = to_memory_format(x, self.memory_format)
         for stage in self._stages_before_attention():
             x = over_time(stage, x)
-        x = self.neuron(self.attention(x))
+        x = self._attend_and_fire(x)
         for stage in (self.post_pool, self.dropout):
             if stage is not None:
                 x = over_time(stage, x)
         return x
+
+    def _attend_and_fire(self, x: Tensor) -> Tensor:
+        """neuron(attention(x)); as one pass where the attention can feed the neuron's loop step by
+        step (``attend_and_fire``, ASA's stepwise backend on the CPU) and no hook watches either
+        module, which then must see its own call."""
+        fire = getattr(self.attention, "attend_and_fire", None)
+        if fire is not None and not (_hooked(self.attention) or _hooked(self.neuron)):
+            spikes = fire(x, self.neuron)
+            if spikes is not None:
+                return spikes
+        return self.neuron(self.attention(x))
 
     def _stages_before_attention(self) -> list[Callable[[Tensor], Tensor]]:
         """pre_pool, conv, then batch norm and pool: as one step when they fuse (not when a hook

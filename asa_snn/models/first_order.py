@@ -150,12 +150,7 @@ class _FusedFirstOrder(torch.autograd.Function):
     def forward(ctx, inputs: Tensor, leak: Tensor, dynamics: FirstOrderDynamics):
         membrane = torch.empty_like(inputs)
         spikes = torch.empty_like(inputs)
-        r = torch.zeros_like(inputs[0])
-        binary_hard_reset = dynamics.binary_hard_reset
-        for t in range(inputs.shape[0]):
-            v = torch.mul(leak, r, out=membrane[t]).add_(inputs[t])
-            s = dynamics.fire(v, dynamics.v_th, out=spikes[t])
-            r = torch.addcmul(v, v, s, value=-1) if binary_hard_reset else dynamics.kept(v, s)
+        integrate(inputs.__getitem__, leak, dynamics, membrane, spikes)
         ctx.save_for_backward(leak, membrane)
         ctx.dynamics = dynamics
         ctx.mark_non_differentiable(membrane)
@@ -164,31 +159,73 @@ class _FusedFirstOrder(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_spikes: Tensor, _grad_membrane: Tensor):
         leak, membrane = ctx.saved_tensors
-        dyn: FirstOrderDynamics = ctx.dynamics
-        need_leak = ctx.needs_input_grad[1]
         grad_inputs = torch.empty_like(membrane)
-        grad_leak = torch.zeros_like(membrane[0]) if need_leak else None
-        binary_hard_reset = dyn.binary_hard_reset
-        for t in reversed(range(membrane.shape[0])):
-            v = membrane[t]
-            direct = dyn.surrogate(v, dyn.v_th)
-            if t + 1 == membrane.shape[0]:
-                torch.mul(direct, grad_spikes[t], out=grad_inputs[t])
-                continue
-            grad_next = grad_inputs[t + 1]
+        grad_leak = integrate_backward(
+            membrane, grad_spikes, leak, ctx.dynamics, grad_inputs.__getitem__, ctx.needs_input_grad[1]
+        )
+        return grad_inputs, grad_leak, None
+
+
+def integrate(
+    input_at: Callable[[int], Tensor],
+    leak: Tensor,
+    dynamics: FirstOrderDynamics,
+    membrane: Tensor,
+    spikes: Tensor,
+) -> None:
+    """The forward loop of :class:`_FusedFirstOrder`: write v and s of every step into ``membrane``
+    and ``spikes`` ([T, B, ...]); ``input_at(t)`` is I[t] [B, ...] (a slice of a whole input, or a
+    step computed when asked: the form that lets attention feed the loop without a [T, ...] input)."""
+    r = torch.zeros_like(membrane[0])
+    binary_hard_reset = dynamics.binary_hard_reset
+    for t in range(membrane.shape[0]):
+        v = torch.mul(leak, r, out=membrane[t]).add_(input_at(t))
+        s = dynamics.fire(v, dynamics.v_th, out=spikes[t])
+        r = torch.addcmul(v, v, s, value=-1) if binary_hard_reset else dynamics.kept(v, s)
+
+
+def integrate_backward(
+    membrane: Tensor,
+    grad_spikes: Tensor,
+    leak: Tensor,
+    dynamics: FirstOrderDynamics,
+    grad_at: Callable[[int], Tensor],
+    need_leak: bool,
+    on_step: Callable[[int, Tensor], None] | None = None,
+) -> Tensor | None:
+    """The reverse loop of :class:`_FusedFirstOrder` (its docstring has the equations).
+
+    Writes dL/dI[t] = dL/dv[t] [B, ...] into ``grad_at(t)`` for t = T-1 .. 0; dL/dv[t + 1] is read
+    back from ``grad_at(t + 1)``, so two alternating buffers suffice. ``on_step(t, grad)`` is
+    called once each step's gradient is final (where attention turns it into its own gradients
+    step by step). Returns dL/d(leak) (``leak``'s shape) when ``need_leak``, else None.
+    """
+    dyn = dynamics
+    grad_leak = torch.zeros_like(membrane[0]) if need_leak else None
+    binary_hard_reset = dyn.binary_hard_reset
+    steps = membrane.shape[0]
+    for t in reversed(range(steps)):
+        v = membrane[t]
+        direct = dyn.surrogate(v, dyn.v_th)
+        if t + 1 == steps:
+            grad_v = torch.mul(direct, grad_spikes[t], out=grad_at(t))
+        else:
+            grad_next = grad_at(t + 1)
             s = dyn.fire(v, dyn.v_th)
+            if need_leak:
+                grad_leak.addcmul_(grad_next, dyn.kept(v, s))
             if binary_hard_reset:
                 scaled_next = grad_next * leak
-                grad_v = torch.addcmul(grad_spikes[t], v, scaled_next, value=-1, out=grad_inputs[t])
+                grad_v = torch.addcmul(grad_spikes[t], v, scaled_next, value=-1, out=grad_at(t))
                 grad_v.mul_(direct).add_(scaled_next.addcmul_(scaled_next, s, value=-1))
             else:
-                grad_v = torch.mul(direct, grad_spikes[t], out=grad_inputs[t])
+                grad_v = torch.mul(direct, grad_spikes[t], out=grad_at(t))
                 dr_dv, dr_ds = dyn.reset.partials(v, s, dyn.v_th)
                 through_reset = direct.mul_(dr_ds).add_(dr_dv).mul_(leak * dyn.bound_mask(v, s))
                 grad_v.addcmul_(through_reset, grad_next)
-            if need_leak:
-                grad_leak.addcmul_(grad_next, dyn.kept(v, s))
-        return grad_inputs, (grad_leak.sum().reshape(leak.shape) if need_leak else None), None
+        if on_step is not None:
+            on_step(t, grad_v)
+    return grad_leak.sum().reshape(leak.shape) if need_leak else None
 
 
 def fused_loop(

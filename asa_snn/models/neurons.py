@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.cuba import CubaLIF
 from asa_snn.models.firing import FiringRule, ResetBySubtraction, ResetRule, ResetToZero, SpikeAtOrAbove
-from asa_snn.models.first_order import LOOPS, FirstOrderDynamics, Loop, widened
+from asa_snn.models.first_order import LOOPS, FirstOrderDynamics, Loop, fused_loop, widened
 from asa_snn.models.recording import NeuronRecord, SpikingNeuron, record_states
 from asa_snn.models.surrogate import ATan, Rectangular, SingleExponential, Surrogate
 
@@ -34,6 +34,12 @@ def _select_loop(owner: str, backend: str) -> Loop:
     if backend not in LOOPS:
         raise AsaSnnError(f"{owner}.backend must be one of {sorted(LOOPS)}, got {backend!r}")
     return LOOPS[backend]
+
+
+def _fusable(neuron: SpikingNeuron, x: Tensor) -> bool:
+    """Whether ``neuron``'s forward on ``x`` is the fused loop on ``x`` unchanged: its fused loop,
+    not recording, and ``x`` not widened (float32 or float64)."""
+    return neuron.loop is fused_loop and not neuron.record and widened(x) is x
 
 
 def _check_threshold(owner: str, v_th: float) -> None:
@@ -85,6 +91,10 @@ class LIF(SpikingNeuron):
         wide = widened(x)
         spikes, membrane = self.loop(wide, wide.new_tensor(self.decay), self.dynamics, self.record)
         return self.finish(spikes.to(x.dtype), membrane)
+
+    def first_order_step(self, x: Tensor) -> tuple[Tensor, FirstOrderDynamics] | None:
+        """(decay, dynamics) where the fused loop runs on ``x`` as it is (see the base class)."""
+        return (x.new_tensor(self.decay), self.dynamics) if _fusable(self, x) else None
 
     def extra_repr(self) -> str:
         return f"v_th={self.v_th}, decay={self.decay}, backend={self.backend!r}"
@@ -198,6 +208,10 @@ class IAF(SpikingNeuron):
         wide = widened(x)
         spikes, membrane = self.loop(wide, wide.new_tensor(1.0), self.dynamics, self.record)
         return self.finish(spikes.to(x.dtype), membrane)
+
+    def first_order_step(self, x: Tensor) -> tuple[Tensor, FirstOrderDynamics] | None:
+        """(1, dynamics) where the fused loop runs on ``x`` as it is (see the base class)."""
+        return (x.new_tensor(1.0), self.dynamics) if _fusable(self, x) else None
 
     def extra_repr(self) -> str:
         return f"v_th={self.v_th}, min_v={self.min_v}, backend={self.backend!r}"

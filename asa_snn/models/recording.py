@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -65,6 +66,12 @@ class SpikingNeuron(nn.Module):
                 f"with T >= 1 time steps, "
                 f"got {found}"
             )
+
+    def first_order_step(self, x: Tensor) -> tuple[Tensor, Any] | None:
+        """(leak, dynamics) when this neuron's forward on ``x`` is exactly the fused first-order loop
+        on ``x`` itself (:func:`asa_snn.models.first_order.integrate`), so a producer of ``x`` may feed
+        that loop step by step; None otherwise (the default: recording, another loop or neuron)."""
+        return None
 
     def finish(self, spikes: Tensor, membrane: Tensor | None) -> Tensor:
         """Store the record when recording (``membrane`` is then not None) and return the spikes."""

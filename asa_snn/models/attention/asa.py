@@ -18,7 +18,13 @@ from torch import Tensor, nn
 
 from asa_snn.errors import AsaSnnError
 from asa_snn.models.attention.spatial import SpatialMap, check_input, check_reduction, mean_max_map
-from asa_snn.models.attention.stepwise import autocast_off, spatial_attention_passes
+from asa_snn.models.attention.stepwise import (
+    autocast_off,
+    spatial_attention_passes,
+    spatial_attention_then_neuron,
+    step_chunks,
+)
+from asa_snn.models.recording import SpikingNeuron
 
 TopK = Callable[[Tensor, int, int], Tensor]
 """(scores, k, dim) -> 0/1 mask of the k largest scores along dim, same shape as scores."""
@@ -338,6 +344,23 @@ class AdvancedSpatialAttention(nn.Module):
         if backend == "compiled":
             return self._compiled_passes(x)
         return self._reference_passes(x)
+
+    def attend_and_fire(self, x: Tensor, neuron: nn.Module) -> Tensor | None:
+        """``neuron(self(x))`` for X [T, B, C, H, W] with the mix fed straight into the neuron's loop
+        (:func:`~asa_snn.models.attention.stepwise.spatial_attention_then_neuron`: neither Y nor its
+        gradient is a whole tensor), the same spikes and gradients; None where that path does not
+        apply: a backend other than stepwise, loops over all steps at once (a GPU), or a neuron
+        that is not a first-order neuron on its fused loop (:meth:`SpikingNeuron.first_order_step`)."""
+        check_input(x, self.label, self.channels, self.timesteps)
+        backend = auto_backend(x.device) if self.backend == "auto" else self.backend
+        if backend != "stepwise" or not isinstance(step_chunks(1, x.device, self.whole_steps)[0], int):
+            return None
+        step = neuron.first_order_step(x) if isinstance(neuron, SpikingNeuron) else None
+        if step is None:
+            return None
+        neuron.check_input(x)
+        learnable = [p for p in self.parameters() if p.requires_grad]
+        return spatial_attention_then_neuron(x, self.lam, self._select, self._maps, step, learnable)
 
     def _compiled_passes(self, x: Tensor) -> Tensor:
         """The reference passes through ``torch.compile`` (compiled on the module's first call)."""

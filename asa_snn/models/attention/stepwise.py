@@ -16,6 +16,12 @@ autograd graphs over [T, B, C] and [B, H, W] tensors, built inside the Function 
 differentiated from its backward. Tie counts of the maxima are taken in the forward pass and
 reused by the backward pass.
 
+:func:`spatial_attention_then_neuron` goes one step further where a first-order neuron follows
+(ASA's conv blocks on the CPU, :class:`~asa_snn.models.blocks.ConvBlock`): each step's Y feeds the
+neuron's loop from a one-step buffer, and in the backward pass each step's gradient from the
+neuron's reverse loop goes through the mix at once, so neither Y nor its gradient exists as a
+[T, B, C, H, W] tensor (a training step of arch A about 2 to 3 % faster, benchmarks/README.md).
+
 Masks may take any value; ASA's are 0/1. Sums over steps accumulate in at least float32 and tie
 counts in int64, as PyTorch's reductions do, so bfloat16 and float16 inputs lose no more than the
 reference. Differentiable once. Each pass runs under a ``torch.profiler.record_function`` label
@@ -27,11 +33,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.profiler import record_function
+
+from asa_snn.models.first_order import FirstOrderDynamics, integrate, integrate_backward
 
 Select = Callable[[Tensor, Tensor], Tensor]
 """(F_avg, F_max), each [T, B, C] -> the important-group mask M1 [T, B, C]. F_avg comes in at least
@@ -129,6 +138,123 @@ class _RunningPeak:
         self.peak = torch.maximum(self.peak, peak)
 
 
+@dataclass
+class _Attended:
+    """What the passes up to the maps computed (saved between forward and backward).
+
+    ``view`` is X as [T, B, H, W, C]; ``mask`` and ``complement`` are M1 and 1 - M1 [T, B, C];
+    ``a2`` and ``difference`` = A1 - A2 are [B, H, W]; ``graphs`` are the small autograd graphs
+    (pooled statistics -> mask, group statistics -> maps) and the learnable parameters.
+    """
+
+    view: Tensor
+    chunks: list[Chunk]
+    mask: Tensor
+    complement: Tensor
+    f_max: Tensor
+    a2: Tensor
+    difference: Tensor
+    peaks: list[_RunningPeak]
+    graphs: tuple
+    scale: list[float]
+
+
+def _attend(
+    x: Tensor,
+    lam: float,
+    select: Select,
+    maps: Maps,
+    whole: bool | None,
+    parameters: Sequence[Tensor],
+    build: bool,
+) -> _Attended:
+    """The passes before the mix: channel statistics, selection, group statistics and maps."""
+    graph = torch.enable_grad() if build else nullcontext()
+    with record_function("asa.channel_statistics"):
+        f_avg = x.mean(dim=(3, 4), dtype=torch.promote_types(x.dtype, torch.float32))
+        f_max = x.amax(dim=(3, 4))
+    with record_function("asa.select"), graph:
+        pooled = [f.detach().requires_grad_(build) for f in (f_avg, f_max)]
+        mask_graph = select(*pooled)
+    mask = mask_graph.detach().to(x.dtype).contiguous()
+    complement = 1.0 - mask
+    view = _channels_last(x)
+    chunks = step_chunks(x.shape[0], x.device, whole)
+    with record_function("asa.group_statistics"):
+        stats, peaks = _group_statistics(view, chunks, (mask, complement), lam, count_ties=build)
+    with record_function("asa.maps"), graph:
+        stat_leaves = [s.detach().requires_grad_(build) for s in stats]
+        map1, map2 = maps(*stat_leaves)
+    a2 = map2.detach()
+    graphs = (pooled, mask_graph, stat_leaves, (map1, map2), tuple(parameters))
+    scale = [1.0 / (x.shape[0] * x.shape[2]) / d for d in (lam, 1.0 - lam)]
+    return _Attended(view, chunks, mask, complement, f_max, a2, map1.detach() - a2, peaks, graphs, scale)
+
+
+def _mix_into(att: _Attended, t: Chunk, out: Tensor) -> Tensor:
+    """Y[t] = X[t] (A2 + M1[t] (A1 - A2)) into ``out``, a chunk's [..., B, H, W, C] view."""
+    torch.mul(att.view[t], _planes(att.mask[t]), out=out).mul_(_rows(att.difference))
+    return out.addcmul_(att.view[t], _rows(att.a2))
+
+
+def _mix_backward_step(
+    att: _Attended, t: Chunk, grad_y: Tensor, into: tuple[Tensor, Tensor], sums: tuple[Tensor, Tensor, Tensor]
+) -> None:
+    """Through Y[t] = X[t] (A2 + M1[t] (A1 - A2)) for a chunk's gradient ``grad_y`` [..., B, H, W, C]:
+    write dY/dX into ``into[0]`` (the input gradient's [T, B, H, W, C] view) and dY/dM1 into
+    ``into[1]`` ([T, B, C]); add sum(dY M1 X) and sum(dY X) over (steps, C) to ``sums[0]`` and
+    ``sums[1]`` ([B, H, W]); ``sums[2]`` is a scratch buffer of the chunk's shape."""
+    grad_view, grad_mask = into
+    grad_a1, grad_total, weighted = sums
+    mask_t = _planes(att.mask[t])
+    torch.mul(grad_y, mask_t, out=grad_view[t]).mul_(_rows(att.difference)).addcmul_(grad_y, _rows(att.a2))
+    torch.mul(grad_y, att.view[t], out=weighted)
+    over = _steps_and_channels(weighted)
+    grad_total += weighted.sum(over, dtype=grad_total.dtype)
+    grad_mask[t] = _weighted_pixel_sums(att.difference, weighted)
+    grad_a1 += weighted.mul_(mask_t).sum(over, dtype=grad_a1.dtype)
+
+
+def _mix_sums(att: _Attended) -> tuple[Tensor, Tensor, Tensor]:
+    """Zeroed accumulators of sum(dY M1 X), sum(dY X) ([B, H, W], at least float32) and a scratch
+    buffer of one chunk, for :func:`_mix_backward_step`."""
+    accumulate = torch.promote_types(att.view.dtype, torch.float32)
+    zeros = [torch.zeros_like(att.a2, dtype=accumulate) for _ in range(2)]
+    return zeros[0], zeros[1], torch.empty_like(att.view[att.chunks[0]])
+
+
+def _backward_after_mix(
+    att: _Attended, sums: tuple[Tensor, Tensor, Tensor], into: tuple[Tensor, Tensor]
+) -> list[Tensor | None]:
+    """Everything behind the mix, once dY/dX and dY/dM1 are in ``into`` and the map sums in
+    ``sums``: maps, group statistics, selection and channel statistics add their gradients to
+    ``into``; returns the gradients of the learnable parameters (None where unused)."""
+    pooled, mask_graph, stat_leaves, map_graphs, parameters = att.graphs
+    learnable = [p for p in parameters if p.requires_grad]
+    grad_view, grad_mask = into
+    grad_a1 = sums[0].to(att.a2.dtype)
+    grad_maps = (grad_a1, (sums[1] - sums[0]).to(att.a2.dtype))
+    with record_function("asa.maps.backward"):
+        from_maps = _graph_grad(map_graphs, stat_leaves + learnable, grad_maps)
+    grad_stats = [
+        torch.zeros_like(leaf) if g is None else g for g, leaf in zip(from_maps[:4], stat_leaves, strict=True)
+    ]
+    grad_means = [grad_stats[0] * att.scale[0], grad_stats[2] * att.scale[1]]
+    grad_peaks = (grad_stats[1], grad_stats[3])
+    masks = (att.mask, att.complement)
+    with record_function("asa.group_statistics.backward"):
+        _group_backward(
+            att.view, att.chunks, masks, att.peaks, (grad_peaks, grad_means), grad_view, grad_mask
+        )
+    with record_function("asa.select.backward"):
+        from_mask = _graph_grad((mask_graph,), pooled + learnable, (grad_mask,))
+    if from_mask[0] is not None or from_mask[1] is not None:
+        with record_function("asa.channel_statistics.backward"):
+            _channel_backward(att.view, att.chunks, att.f_max, from_mask, grad_view)
+    grad_parameters = iter(_add(a, b) for a, b in zip(from_maps[4:], from_mask[2:], strict=True))
+    return [next(grad_parameters) if p.requires_grad else None for p in parameters]
+
+
 class _SpatialAttentionPasses(torch.autograd.Function):
     """Y = A1 (X M1) + A2 (X (1 - M1)) with M1 and the maps computed from X; see
     :func:`spatial_attention_passes`.
@@ -142,70 +268,83 @@ class _SpatialAttentionPasses(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, lam: float, select: Select, maps: Maps, whole: bool | None, *parameters):
         build = any(ctx.needs_input_grad)
-        graph = torch.enable_grad() if build else nullcontext()
-        with record_function("asa.channel_statistics"):
-            f_avg = x.mean(dim=(3, 4), dtype=torch.promote_types(x.dtype, torch.float32))
-            f_max = x.amax(dim=(3, 4))
-        with record_function("asa.select"), graph:
-            pooled = [f.detach().requires_grad_(build) for f in (f_avg, f_max)]
-            mask_graph = select(*pooled)
-        mask = mask_graph.detach().to(x.dtype).contiguous()
-        complement = 1.0 - mask
-        view = _channels_last(x)
-        chunks = step_chunks(x.shape[0], x.device, whole)
-        with record_function("asa.group_statistics"):
-            stats, peaks = _group_statistics(view, chunks, (mask, complement), lam, count_ties=build)
-        with record_function("asa.maps"), graph:
-            stat_leaves = [s.detach().requires_grad_(build) for s in stats]
-            map1, map2 = maps(*stat_leaves)
-        a2 = map2.detach()
-        difference = map1.detach() - a2
+        att = _attend(x, lam, select, maps, whole, parameters, build)
         with record_function("asa.mix"):
             y = torch.empty_like(x)
             y_view = _channels_last(y)
-            for t in chunks:
-                torch.mul(view[t], _planes(mask[t]), out=y_view[t]).mul_(_rows(difference))
-                y_view[t].addcmul_(view[t], _rows(a2))
+            for t in att.chunks:
+                _mix_into(att, t, y_view[t])
         if build:
-            ctx.save_for_backward(x, mask, complement, f_max, a2, difference)
-            ctx.peaks, ctx.chunks = peaks, chunks
-            ctx.graphs = (pooled, mask_graph, stat_leaves, (map1, map2), parameters)
-            ctx.scale = [1.0 / (x.shape[0] * x.shape[2]) / d for d in (lam, 1.0 - lam)]
+            ctx.save_for_backward(x)
+            ctx.att = att
         return y
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y):
-        x, mask, complement, f_max, a2, difference = ctx.saved_tensors
-        pooled, mask_graph, stat_leaves, map_graphs, parameters = ctx.graphs
-        learnable = [p for p in parameters if p.requires_grad]
-        view = _channels_last(x)
+        (x,) = ctx.saved_tensors
+        att: _Attended = ctx.att
         grad_x = torch.empty_like(x)
-        grad_view = _channels_last(grad_x)
-        grad_mask = torch.empty_like(mask)
+        into = (_channels_last(grad_x), torch.empty_like(att.mask))
+        sums = _mix_sums(att)
+        grad_view_y = _channels_last(grad_y)
         with record_function("asa.mix.backward"):
-            grad_maps = _mix_backward(
-                _channels_last(grad_y), view, ctx.chunks, (mask, a2, difference), grad_view, grad_mask
-            )
-        with record_function("asa.maps.backward"):
-            from_maps = _graph_grad(map_graphs, stat_leaves + learnable, grad_maps)
-        grad_stats = [
-            torch.zeros_like(leaf) if g is None else g
-            for g, leaf in zip(from_maps[:4], stat_leaves, strict=True)
-        ]
-        grad_means = [grad_stats[0] * ctx.scale[0], grad_stats[2] * ctx.scale[1]]
-        grad_peaks = (grad_stats[1], grad_stats[3])
-        with record_function("asa.group_statistics.backward"):
-            grads = (grad_peaks, grad_means)
-            _group_backward(view, ctx.chunks, (mask, complement), ctx.peaks, grads, grad_view, grad_mask)
-        with record_function("asa.select.backward"):
-            from_mask = _graph_grad((mask_graph,), pooled + learnable, (grad_mask,))
-        if from_mask[0] is not None or from_mask[1] is not None:
-            with record_function("asa.channel_statistics.backward"):
-                _channel_backward(view, ctx.chunks, f_max, from_mask, grad_view)
-        grad_parameters = iter(_add(a, b) for a, b in zip(from_maps[4:], from_mask[2:], strict=True))
-        grads = [next(grad_parameters) if p.requires_grad else None for p in parameters]
+            for t in att.chunks:
+                _mix_backward_step(att, t, grad_view_y[t], into, sums)
+        grads = _backward_after_mix(att, sums, into)
         return (grad_x if ctx.needs_input_grad[0] else None), None, None, None, None, *grads
+
+
+class _SpatialAttentionThenNeuron(torch.autograd.Function):
+    """The same passes with the mix fed straight into a first-order neuron's loop
+    (:func:`asa_snn.models.first_order.integrate`): each step's Y[t] lives in one [B, C, H, W]
+    buffer, and in the backward pass each step's dL/dY[t] from the neuron's reverse loop goes
+    through the mix at once, so neither Y nor dL/dY ever exists as a [T, B, C, H, W] tensor.
+    Returns (spikes, membrane before reset), each [T, B, C, H, W]; values equal the attention
+    followed by the neuron's fused loop exactly (the same operations in the same order).
+    """
+
+    @staticmethod
+    def forward(ctx, x, lam, select, maps, dynamics: FirstOrderDynamics, leak, *parameters):
+        build = any(ctx.needs_input_grad)
+        att = _attend(x, lam, select, maps, False, parameters, build)
+        membrane, spikes = torch.empty_like(x), torch.empty_like(x)
+        step = torch.empty_like(x[0])
+        step_view = step.permute(0, 2, 3, 1)
+        with record_function("asa.mix"):
+            integrate(lambda t: (_mix_into(att, t, step_view), step)[1], leak, dynamics, membrane, spikes)
+        ctx.mark_non_differentiable(membrane)
+        if build:
+            ctx.save_for_backward(x, leak, membrane)
+            ctx.att, ctx.dynamics = att, dynamics
+        return spikes, membrane
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_spikes, _grad_membrane):
+        x, leak, membrane = ctx.saved_tensors
+        att: _Attended = ctx.att
+        grad_x = torch.empty_like(x)
+        into = (_channels_last(grad_x), torch.empty_like(att.mask))
+        sums = _mix_sums(att)
+        buffers = [torch.empty_like(membrane[0]) for _ in range(2)]
+
+        def through_mix(t: int, grad_y: Tensor) -> None:
+            _mix_backward_step(att, t, grad_y.permute(0, 2, 3, 1), into, sums)
+
+        with record_function("asa.mix.backward"):
+            grad_leak = integrate_backward(
+                membrane,
+                grad_spikes,
+                leak,
+                ctx.dynamics,
+                lambda t: buffers[t % 2],
+                ctx.needs_input_grad[5],
+                through_mix,
+            )
+        grads = _backward_after_mix(att, sums, into)
+        grad_x = grad_x if ctx.needs_input_grad[0] else None
+        return grad_x, None, None, None, None, grad_leak, *grads
 
 
 def _group_statistics(
@@ -243,33 +382,6 @@ def _group_statistics(
     divisors = (lam, 1.0 - lam)
     means = [(total / steps_channels / d).to(view.dtype) for total, d in zip(sums, divisors, strict=True)]
     return [means[0], peaks[0].peak, means[1], peaks[1].peak], peaks
-
-
-def _mix_backward(
-    grad_y: Tensor,
-    view: Tensor,
-    chunks: list[Chunk],
-    mix: tuple[Tensor, Tensor, Tensor],
-    grad_view: Tensor,
-    grad_mask: Tensor,
-) -> tuple[Tensor, Tensor]:
-    """Through Y = X (A2 + M1 (A1 - A2)), on [T, B, H, W, C] views, with ``mix`` = (M1 [T, B, C],
-    A2, A1 - A2 [B, H, W]): write dY/dX into ``grad_view`` and dY/dM1 into ``grad_mask``; return
-    the gradients of A1 and A2, [B, H, W] each."""
-    mask, a2, difference = mix
-    accumulate = torch.promote_types(view.dtype, torch.float32)
-    grad_a1 = torch.zeros_like(a2, dtype=accumulate)
-    grad_total = torch.zeros_like(a2, dtype=accumulate)
-    weighted = torch.empty_like(view[chunks[0]])
-    over = _steps_and_channels(weighted)
-    for t in chunks:
-        grad_t = torch.mul(grad_y[t], _planes(mask[t]), out=grad_view[t]).mul_(_rows(difference))
-        grad_t.addcmul_(grad_y[t], _rows(a2))
-        torch.mul(grad_y[t], view[t], out=weighted)
-        grad_total += weighted.sum(over, dtype=accumulate)
-        grad_mask[t] = _weighted_pixel_sums(difference, weighted)
-        grad_a1 += weighted.mul_(_planes(mask[t])).sum(over, dtype=accumulate)
-    return grad_a1.to(a2.dtype), (grad_total - grad_a1).to(a2.dtype)
 
 
 def _group_backward(
@@ -419,3 +531,21 @@ def spatial_attention_passes(
     Returns Y in X's memory format.
     """
     return _SpatialAttentionPasses.apply(x, lam, select, maps, whole_steps, *parameters)
+
+
+def spatial_attention_then_neuron(
+    x: Tensor,
+    lam: float,
+    select: Select,
+    maps: Maps,
+    neuron: tuple[Tensor, FirstOrderDynamics],
+    parameters: Sequence[Tensor] = (),
+) -> Tensor:
+    """Spikes [T, B, C, H, W] of a first-order neuron (``neuron`` = its 0-dim leak and its
+    dynamics, :func:`asa_snn.models.first_order.integrate`) driven by the Y of
+    :func:`spatial_attention_passes` on X [T, B, C, H, W], one time step at a time, without Y or
+    its gradient as whole tensors. Equal, spike for spike, to the neuron's fused loop on
+    ``spatial_attention_passes(x, ...)``; gradients to rounding (tested)."""
+    leak, dynamics = neuron
+    spikes, _membrane = _SpatialAttentionThenNeuron.apply(x, lam, select, maps, dynamics, leak, *parameters)
+    return spikes
