@@ -468,6 +468,8 @@ def _print_profile(result: dict) -> None:
         print(f"  {label:<36}{times[label]:>9.1f}")
     attention = sum(v for k, v in times.items() if k.startswith("asa."))
     print(f"  {'all asa.* labels':<36}{attention:>9.1f}")
+    if any("mix_and_neuron" in k for k in times):
+        print("  (asa.mix_and_neuron includes the neuron's own loops: the mix feeds them step by step)")
 
 
 def main(argv: list[str] | None = None) -> None:

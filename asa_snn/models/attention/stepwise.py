@@ -25,8 +25,9 @@ neuron's reverse loop goes through the mix at once, so neither Y nor its gradien
 Masks may take any value; ASA's are 0/1. Sums over steps accumulate in at least float32 and tie
 counts in int64, as PyTorch's reductions do, so bfloat16 and float16 inputs lose no more than the
 reference. Differentiable once. Each pass runs under a ``torch.profiler.record_function`` label
-(``asa.channel_statistics``, ``asa.select``, ``asa.group_statistics``, ``asa.maps``, ``asa.mix``,
-and the same with ``.backward``), which ``benchmarks/train_step.py --profile`` sums per step.
+(``asa.channel_statistics``, ``asa.select``, ``asa.group_statistics``, ``asa.maps``, ``asa.mix``
+or, fed into the neuron, ``asa.mix_and_neuron`` (the neuron's loop included), and the same with
+``.backward``), which ``benchmarks/train_step.py --profile`` sums per step.
 """
 
 from __future__ import annotations
@@ -311,8 +312,13 @@ class _SpatialAttentionThenNeuron(torch.autograd.Function):
         membrane, spikes = torch.empty_like(x), torch.empty_like(x)
         step = torch.empty_like(x[0])
         step_view = step.permute(0, 2, 3, 1)
-        with record_function("asa.mix"):
-            integrate(lambda t: (_mix_into(att, t, step_view), step)[1], leak, dynamics, membrane, spikes)
+
+        def mixed(t: int) -> Tensor:
+            _mix_into(att, t, step_view)
+            return step
+
+        with record_function("asa.mix_and_neuron"):
+            integrate(mixed, leak, dynamics, membrane, spikes)
         ctx.mark_non_differentiable(membrane)
         if build:
             ctx.save_for_backward(x, leak, membrane)
@@ -332,7 +338,7 @@ class _SpatialAttentionThenNeuron(torch.autograd.Function):
         def through_mix(t: int, grad_y: Tensor) -> None:
             _mix_backward_step(att, t, grad_y.permute(0, 2, 3, 1), into, sums)
 
-        with record_function("asa.mix.backward"):
+        with record_function("asa.mix_and_neuron.backward"):
             grad_leak = integrate_backward(
                 membrane,
                 grad_spikes,
