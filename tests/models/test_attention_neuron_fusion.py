@@ -84,7 +84,7 @@ def test_where_the_fusion_cannot_apply_the_two_modules_run_with_the_same_result(
     seen = []
     hooked.neuron.register_forward_hook(lambda _m, _i, out: seen.append(out.detach().sum()))
     unfused(hooked)
-    assert seen and float(seen[0]) == float(spikes.sum())  # the hook saw the neuron's own call
+    assert seen and float(seen[0]) == float(spikes.detach().sum())  # the hook saw the neuron's own call
     whole = copy.deepcopy(block)
     whole.attention.whole_steps = True  # a GPU's loop form: no step-by-step feed
     unfused(whole)
@@ -93,7 +93,11 @@ def test_where_the_fusion_cannot_apply_the_two_modules_run_with_the_same_result(
     assert records["neuron"].membrane.shape == (T, B, C, H, W)
     with count_spikes(block) as counts:
         block(x)
-    assert counts.layers["neuron"].spikes == float(spikes.sum())
+    assert counts.layers["neuron"].spikes == float(spikes.detach().sum())
+    with torch.no_grad():  # evaluation without hooks takes the fed path and keeps nothing for backward
+        assert torch.equal(block(x), spikes)
+    with torch.inference_mode():
+        assert torch.equal(block(x), spikes)
 
 
 def test_a_neuron_that_scales_its_input_is_not_fed_by_the_attention():
