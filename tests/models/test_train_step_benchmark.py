@@ -47,3 +47,20 @@ def test_cuda_mode_is_refused_with_one_message_where_there_is_no_cuda(tmp_path):
     assert len(lines) == 1
     assert "--device: 'cuda' requested but this machine has no CUDA device" in lines[0]
     assert not out.exists()
+
+
+IN_PROCESS = SCRIPT.parent / "in_process.py"
+
+
+def test_in_process_comparison_reports_each_entry_against_the_first_and_names_unknown_ones():
+    def run(*arguments: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(IN_PROCESS), *arguments]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+
+    done = run("asa-snn (none)", "asa-snn (asa2, Y whole)", "--rounds", "1", "--threads", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert [line.split("  ")[0] for line in lines] == ["asa-snn (none)", "asa-snn (asa2, Y whole)"]
+    assert lines[0].endswith("x first 1.000") and float(lines[1].split()[-1]) > 0
+    refused = run("asa-snn (nothing)", "--rounds", "1")
+    assert refused.returncode == 2 and "unknown entries ['asa-snn (nothing)']" in refused.stderr

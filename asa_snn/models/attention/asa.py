@@ -335,11 +335,10 @@ class AdvancedSpatialAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Return Y = A1 * (X M1) + A2 * (X M2), shape [T, B, C, H, W]."""
         check_input(x, self.label, self.channels, self.timesteps)
-        backend = auto_backend(x.device) if self.backend == "auto" else self.backend
+        backend = self._backend_for(x)
         if backend == "stepwise":
-            learnable = [p for p in self.parameters() if p.requires_grad]
             return spatial_attention_passes(
-                x, self.lam, self._select, self._maps, learnable, whole_steps=self.whole_steps
+                x, self.lam, self._select, self._maps, self._learnable(), whole_steps=self.whole_steps
             )
         if backend == "compiled":
             return self._compiled_passes(x)
@@ -352,15 +351,22 @@ class AdvancedSpatialAttention(nn.Module):
         apply: a backend other than stepwise, loops over all steps at once (a GPU), or a neuron
         that is not a first-order neuron on its fused loop (:meth:`SpikingNeuron.first_order_step`)."""
         check_input(x, self.label, self.channels, self.timesteps)
-        backend = auto_backend(x.device) if self.backend == "auto" else self.backend
-        if backend != "stepwise" or not isinstance(step_chunks(1, x.device, self.whole_steps)[0], int):
+        one_step_at_a_time = isinstance(step_chunks(1, x.device, self.whole_steps)[0], int)
+        if self._backend_for(x) != "stepwise" or not one_step_at_a_time:
             return None
         step = neuron.first_order_step(x) if isinstance(neuron, SpikingNeuron) else None
         if step is None:
             return None
         neuron.check_input(x)
-        learnable = [p for p in self.parameters() if p.requires_grad]
-        return spatial_attention_then_neuron(x, self.lam, self._select, self._maps, step, learnable)
+        return spatial_attention_then_neuron(x, self.lam, self._select, self._maps, step, self._learnable())
+
+    def _backend_for(self, x: Tensor) -> str:
+        """The backend that runs on ``x``: ``self.backend``, with ``"auto"`` resolved by device."""
+        return auto_backend(x.device) if self.backend == "auto" else self.backend
+
+    def _learnable(self) -> list[Tensor]:
+        """The parameters that need a gradient (what the stepwise Functions return gradients for)."""
+        return [p for p in self.parameters() if p.requires_grad]
 
     def _compiled_passes(self, x: Tensor) -> Tensor:
         """The reference passes through ``torch.compile`` (compiled on the module's first call)."""

@@ -20,7 +20,7 @@ reused by the backward pass.
 (ASA's conv blocks on the CPU, :class:`~asa_snn.models.blocks.ConvBlock`): each step's Y feeds the
 neuron's loop from a one-step buffer, and in the backward pass each step's gradient from the
 neuron's reverse loop goes through the mix at once, so neither Y nor its gradient exists as a
-[T, B, C, H, W] tensor (a training step of arch A about 2 to 3 % faster, benchmarks/README.md).
+[T, B, C, H, W] tensor (a training step of arch A 0 to 5 % faster, benchmarks/README.md).
 
 Masks may take any value; ASA's are 0/1. Sums over steps accumulate in at least float32 and tie
 counts in int64, as PyTorch's reductions do, so bfloat16 and float16 inputs lose no more than the
