@@ -94,19 +94,6 @@ def _weighted_pixel_sums(weights: Tensor, x: Tensor) -> Tensor:
     return torch.matmul(weights.reshape(weights.shape[0], 1, -1), pixels)[..., 0, :]
 
 
-def _flat_positions(hits: Tensor, chunk: Chunk, positions: Tensor) -> Tensor:
-    """sum over (t, c) of hits[t, b, h, w, c] * (t * C + c), [B, H, W], for a chunk's 0/1 hits:
-    the position t * C + c of the entry where it is the only hit. ``positions`` is
-    [0, 1, ..., T * C - 1] in the hits' dtype; run outside autocast (bfloat16 would round
-    positions above 256)."""
-    if isinstance(chunk, int):
-        first, flat = chunk, hits
-    else:
-        first, flat = chunk.start, hits.movedim(0, 3).reshape(*hits.shape[1:4], -1)
-    start = first * hits.shape[-1]
-    return torch.matmul(flat, positions[start : start + flat.shape[3]])
-
-
 def autocast_off(device: torch.device) -> AbstractContextManager:
     """A region without autocast on ``device`` (nothing to switch off where it has none).
 
@@ -118,25 +105,15 @@ def autocast_off(device: torch.device) -> AbstractContextManager:
     return nullcontext()
 
 
-class _RunningPeak:
-    """The max over steps and channels of one group per pixel [B, H, W], with how many entries
-    equal it (float counts) and, for the last chunk that raised it, where it is: t * C + c, as
-    the sum of the positions equal to the chunk's max (exact where the max is reached once, the
-    only case it is used)."""
+@dataclass
+class _Peak:
+    """The max over steps and channels of one group per pixel, ``peak`` [B, H, W], with how many
+    entries equal it, ``ties`` (float counts, None where not counted), and ``position``: t * C + c
+    of the entry at the max where it is reached once (elsewhere a sum of no use)."""
 
-    def __init__(self, peak: Tensor, ties: Tensor | None, position: Tensor | None) -> None:
-        self.peak, self.ties, self.position = peak, ties, position
-
-    def update(self, peak: Tensor, ties: Tensor | None, position: Tensor | None) -> None:
-        """Merge a chunk's max (and its ties and position, when counted)."""
-        if ties is None:
-            self.peak = torch.maximum(self.peak, peak)
-            return
-        higher = peak > self.peak
-        same = torch.where(peak == self.peak, self.ties + ties, self.ties)
-        self.ties = torch.where(higher, ties, same)
-        self.position = torch.where(higher, position, self.position)
-        self.peak = torch.maximum(self.peak, peak)
+    peak: Tensor
+    ties: Tensor | None
+    position: Tensor | None
 
 
 @dataclass
@@ -155,7 +132,7 @@ class _Attended:
     f_max: Tensor
     a2: Tensor
     difference: Tensor
-    peaks: list[_RunningPeak]
+    peaks: list[_Peak]
     graphs: tuple
     scale: list[float]
 
@@ -240,18 +217,15 @@ def _backward_after_mix(
     grad_stats = [
         torch.zeros_like(leaf) if g is None else g for g, leaf in zip(from_maps[:4], stat_leaves, strict=True)
     ]
-    grad_means = [grad_stats[0] * att.scale[0], grad_stats[2] * att.scale[1]]
+    grad_means = (grad_stats[0] * att.scale[0], grad_stats[2] * att.scale[1])
     grad_peaks = (grad_stats[1], grad_stats[3])
     masks = (att.mask, att.complement)
     with record_function("asa.group_statistics.backward"):
-        _group_backward(
-            att.view, att.chunks, masks, att.peaks, (grad_peaks, grad_means), grad_view, grad_mask
-        )
+        _group_backward(att.view, att.chunks, masks, att.peaks, (grad_peaks, grad_means), into)
     with record_function("asa.select.backward"):
         from_mask = _graph_grad((mask_graph,), pooled + learnable, (grad_mask,))
-    if from_mask[0] is not None or from_mask[1] is not None:
-        with record_function("asa.channel_statistics.backward"):
-            _channel_backward(att.view, att.chunks, att.f_max, from_mask, grad_view)
+    with record_function("asa.channel_statistics.backward"):
+        _spread_backward(att, grad_means, from_mask[:2], grad_view)
     grad_parameters = iter(_add(a, b) for a, b in zip(from_maps[4:], from_mask[2:], strict=True))
     return [next(grad_parameters) if p.requires_grad else None for p in parameters]
 
@@ -355,72 +329,77 @@ class _SpatialAttentionThenNeuron(torch.autograd.Function):
 
 def _group_statistics(
     view: Tensor, chunks: list[Chunk], masks: tuple[Tensor, Tensor], lam: float, count_ties: bool
-) -> tuple[list[Tensor], list[_RunningPeak]]:
+) -> tuple[list[Tensor], list[_Peak]]:
     """([mean1 / lam, max1, mean2 / (1 - lam), max2], the two groups' peaks) over (T, C).
 
     ``view`` is X as [T, B, H, W, C]; ``masks`` are M1 and 1 - M1, [T, B, C]. Each statistic is
-    [B, H, W]. With ``count_ties`` each peak also counts the entries equal to it, the masked-out
-    zeros included, and keeps where it is.
+    [B, H, W]. Both groups go through each chunk together, as one [(steps,) 2, B, H, W, C]
+    product, and each step's sums, maxima (and, with ``count_ties``, the count and channel of the
+    entries equal to the step's max) go into [T, 2, B, H, W] buffers, merged over steps once at
+    the end: the loop runs a handful of operations per step. The ties count the masked-out zeros
+    too.
     """
     accumulate = torch.promote_types(view.dtype, torch.float32)
-    sums: list[Tensor] = []
-    peaks: list[_RunningPeak] = []
-    part = torch.empty_like(view[chunks[0]])
-    hits = torch.empty_like(part, dtype=accumulate) if count_ties else None
-    over = _steps_and_channels(part)
-    positions = torch.arange(view.shape[0] * view.shape[4], dtype=accumulate, device=view.device)
+    weights = _planes(torch.stack(masks, dim=1))
+    per_step = (view.shape[0], 2, *view.shape[1:4])
+    totals = view.new_empty(per_step, dtype=accumulate)
+    maxima = view.new_empty(per_step)
+    part = view.new_empty((*weights[chunks[0]].shape[:-3], *view.shape[2:]))
+    if count_ties:
+        ties, channels = (view.new_empty(per_step, dtype=accumulate) for _ in range(2))
+        hits = torch.empty_like(part, dtype=accumulate)
+        channel_index = torch.arange(view.shape[4], dtype=accumulate, device=view.device)
     with autocast_off(view.device):
-        for first, t in enumerate(chunks):
-            for group, weights in enumerate(masks):
-                torch.mul(view[t], _planes(weights[t]), out=part)
-                total, peak = part.sum(over, dtype=accumulate), part.amax(over)
-                ties = position = None
-                if count_ties:
-                    torch.eq(part, _rows(peak), out=hits)
-                    ties, position = hits.sum(over), _flat_positions(hits, t, positions)
-                if first == 0:
-                    sums.append(total)
-                    peaks.append(_RunningPeak(peak, ties, position))
-                else:
-                    sums[group].add_(total)
-                    peaks[group].update(peak, ties, position)
+        for t in chunks:
+            torch.mul(view[t].unsqueeze(-5), weights[t], out=part)
+            torch.sum(part, -1, dtype=accumulate, out=totals[t])
+            torch.amax(part, -1, out=maxima[t])
+            if count_ties:
+                torch.eq(part, maxima[t][..., None], out=hits)
+                torch.sum(hits, -1, out=ties[t])
+                torch.matmul(hits, channel_index, out=channels[t])
+        peak = maxima.amax(0)
+        found = [None, None]
+        if count_ties:
+            at_peak = (maxima == peak).to(accumulate)
+            steps = torch.arange(view.shape[0], dtype=accumulate, device=view.device)
+            flat = channels.add_(steps.mul_(view.shape[4])[:, None, None, None, None])
+            found = [(ties * at_peak).sum(0), (flat * at_peak).sum(0)]
     steps_channels = view.shape[0] * view.shape[4]
-    divisors = (lam, 1.0 - lam)
-    means = [(total / steps_channels / d).to(view.dtype) for total, d in zip(sums, divisors, strict=True)]
-    return [means[0], peaks[0].peak, means[1], peaks[1].peak], peaks
+    sums = totals.sum(0)
+    means = [(sums[g] / steps_channels / d).to(view.dtype) for g, d in enumerate((lam, 1.0 - lam))]
+    peaks = [_Peak(peak[g], *(None if f is None else f[g] for f in found)) for g in range(2)]
+    return [means[0], peak[0], means[1], peak[1]], peaks
 
 
 def _group_backward(
     view: Tensor,
     chunks: list[Chunk],
     masks: tuple[Tensor, Tensor],
-    peaks: Sequence[_RunningPeak],
+    peaks: Sequence[_Peak],
     grads: tuple[Sequence[Tensor], Sequence[Tensor]],
-    grad_view: Tensor,
-    grad_mask: Tensor,
+    into: tuple[Tensor, Tensor],
 ) -> None:
-    """Through the group statistics: add their gradient to ``grad_view`` and ``grad_mask``.
+    """Through the group statistics, what reaches the mask: add it to ``into[1]``, and the maxima's
+    share of the input gradient to ``into[0]`` (the means' share of it is added later, with the
+    channel statistics', by :func:`_spread_backward`).
 
     ``grads`` holds the gradients of the two groups' maxima and of their means, [B, H, W] each.
-    Every entry of group g (weight M1 or 1 - M1) gets the mean's gradient; the entries equal to
-    the group's max at their pixel share the max's gradient (:func:`_add_at_peaks`).
+    M1 gets sum_{h,w} (dmean1 - dmean2) X; the entries equal to a group's max at their pixel
+    share the max's gradient (:func:`_add_at_peaks`).
     """
-    mask, _ = masks
     grad_peaks, grad_means = grads
-    split = grad_means[0] - grad_means[1]
-    for t in chunks:
-        grad_view[t].add_(_rows(grad_means[1])).addcmul_(_planes(mask[t]), _rows(split))
-        grad_mask[t] += _weighted_pixel_sums(split, view[t])
+    into[1].add_(_weighted_pixel_sums(grad_means[0] - grad_means[1], view))
     by_index = isinstance(chunks[0], int)
     for weights, sign, peak, grad in zip(masks, (1.0, -1.0), peaks, grad_peaks, strict=True):
         if by_index:
-            _add_at_peaks(view, weights, sign, peak, grad, (grad_view, grad_mask))
+            _add_at_peaks(view, weights, sign, peak, grad, into)
         else:
-            _add_at_peaks_densely(view, chunks, (weights, sign), peak, grad, (grad_view, grad_mask))
+            _add_at_peaks_densely(view, chunks, (weights, sign), peak, grad, into)
 
 
 def _add_at_peaks(
-    view: Tensor, weights: Tensor, sign: float, peak: _RunningPeak, grad: Tensor, into: tuple[Tensor, Tensor]
+    view: Tensor, weights: Tensor, sign: float, peak: _Peak, grad: Tensor, into: tuple[Tensor, Tensor]
 ) -> None:
     """Share the max's gradient ``grad`` [B, H, W] among the entries equal to the max, per pixel.
 
@@ -456,7 +435,7 @@ def _add_at_peaks_densely(
     view: Tensor,
     chunks: list[Chunk],
     group: tuple[Tensor, float],
-    peak: _RunningPeak,
+    peak: _Peak,
     grad: Tensor,
     into: tuple[Tensor, Tensor],
 ) -> None:
@@ -475,20 +454,26 @@ def _add_at_peaks_densely(
         grad_mask[t] += on_mask.to(grad_mask.dtype)
 
 
-def _channel_backward(
-    view: Tensor, chunks: list[Chunk], f_max: Tensor, grads: Sequence[Tensor | None], grad_view: Tensor
+def _spread_backward(
+    att: _Attended, grad_means: Sequence[Tensor], grad_pooled: Sequence[Tensor | None], grad_view: Tensor
 ) -> None:
-    """Through F_avg = mean_{h,w} X and F_max = max_{h,w} X: add their gradient (``grads``, the
-    first two: [T, B, C] each or None) to ``grad_view``."""
-    grad_avg, grad_max = grads[0], grads[1]
-    area = view.shape[2] * view.shape[3]
-    ties = torch.empty_like(view[chunks[0]])
-    for t in chunks:
-        if grad_avg is not None:
-            grad_view[t].add_(_planes(grad_avg[t] / area))
+    """Add to ``grad_view`` (dL/dX as [T, B, H, W, C]) what the means and maxima spread over X,
+    in one pass per chunk of steps: the groups' means (``grad_means``, [B, H, W] each: every
+    entry of group g gets dmean_g times its weight) and F_avg = mean_{h,w} X, F_max = max_{h,w} X
+    (``grad_pooled``, [T, B, C] each or None; F_max's gradient is shared by the entries equal to
+    it)."""
+    grad_avg, grad_max = grad_pooled
+    view, mask = att.view, att.mask
+    split = _rows(grad_means[0] - grad_means[1])
+    per_channel = None if grad_avg is None else grad_avg / (view.shape[2] * view.shape[3])
+    ties = None if grad_max is None else torch.empty_like(view[att.chunks[0]])
+    for t in att.chunks:
+        step = grad_view[t].add_(_rows(grad_means[1])).addcmul_(_planes(mask[t]), split)
+        if per_channel is not None:
+            step.add_(_planes(per_channel[t]))
         if grad_max is not None:
-            torch.eq(view[t], _planes(f_max[t]), out=ties)
-            grad_view[t].addcmul_(ties, _planes(grad_max[t] / ties.sum(dim=(-3, -2))))
+            torch.eq(view[t], _planes(att.f_max[t]), out=ties)
+            step.addcmul_(ties, _planes(grad_max[t] / ties.sum(dim=(-3, -2))))
 
 
 def _graph_grad(
