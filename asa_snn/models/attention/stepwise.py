@@ -13,8 +13,8 @@ what counts, and all steps at once on a GPU, where each operation is a kernel la
 over T would multiply the launches by T. The small
 parts between the passes (importance, top-k selection, the two 3x3 convolutions) are ordinary
 autograd graphs over [T, B, C] and [B, H, W] tensors, built inside the Function and
-differentiated from its backward. Tie counts of the maxima are taken in the forward pass and
-reused by the backward pass.
+differentiated from its backward. Tie counts of the groups' maxima are taken in the forward
+pass, from the steps that reach each maximum only, and reused by the backward pass.
 
 :func:`spatial_attention_then_neuron` goes one step further where a first-order neuron follows
 (ASA's conv blocks on the CPU, :class:`~asa_snn.models.blocks.ConvBlock`): each step's Y feeds the
@@ -334,42 +334,50 @@ def _group_statistics(
 
     ``view`` is X as [T, B, H, W, C]; ``masks`` are M1 and 1 - M1, [T, B, C]. Each statistic is
     [B, H, W]. Both groups go through each chunk together, as one [(steps,) 2, B, H, W, C]
-    product, and each step's sums, maxima (and, with ``count_ties``, the count and channel of the
-    entries equal to the step's max) go into [T, 2, B, H, W] buffers, merged over steps once at
-    the end: the loop runs a handful of operations per step. The ties count the masked-out zeros
-    too.
+    product, and each step's sums and maxima go into [T, 2, B, H, W] buffers, merged over steps
+    at the end. With ``count_ties`` each peak also counts the entries equal to it (the masked-out
+    zeros included) and keeps where it is (:func:`_peak_ties`).
     """
     accumulate = torch.promote_types(view.dtype, torch.float32)
-    weights = _planes(torch.stack(masks, dim=1))
+    weights = torch.stack(masks, dim=1)
     per_step = (view.shape[0], 2, *view.shape[1:4])
     totals = view.new_empty(per_step, dtype=accumulate)
     maxima = view.new_empty(per_step)
-    part = view.new_empty((*weights[chunks[0]].shape[:-3], *view.shape[2:]))
-    if count_ties:
-        ties, channels = (view.new_empty(per_step, dtype=accumulate) for _ in range(2))
-        hits = torch.empty_like(part, dtype=accumulate)
-        channel_index = torch.arange(view.shape[4], dtype=accumulate, device=view.device)
+    part = view.new_empty((*weights[chunks[0]].shape[:-2], *view.shape[1:]))
     with autocast_off(view.device):
         for t in chunks:
-            torch.mul(view[t].unsqueeze(-5), weights[t], out=part)
+            torch.mul(view[t].unsqueeze(-5), _planes(weights[t]), out=part)
             torch.sum(part, -1, dtype=accumulate, out=totals[t])
             torch.amax(part, -1, out=maxima[t])
-            if count_ties:
-                torch.eq(part, maxima[t][..., None], out=hits)
-                torch.sum(hits, -1, out=ties[t])
-                torch.matmul(hits, channel_index, out=channels[t])
         peak = maxima.amax(0)
-        found = [None, None]
-        if count_ties:
-            at_peak = (maxima == peak).to(accumulate)
-            steps = torch.arange(view.shape[0], dtype=accumulate, device=view.device)
-            flat = channels.add_(steps.mul_(view.shape[4])[:, None, None, None, None])
-            found = [(ties * at_peak).sum(0), (flat * at_peak).sum(0)]
-    steps_channels = view.shape[0] * view.shape[4]
+        found = _peak_ties(view, weights, maxima, peak) if count_ties else (None, None)
     sums = totals.sum(0)
+    steps_channels = view.shape[0] * view.shape[4]
     means = [(sums[g] / steps_channels / d).to(view.dtype) for g, d in enumerate((lam, 1.0 - lam))]
     peaks = [_Peak(peak[g], *(None if f is None else f[g] for f in found)) for g in range(2)]
     return [means[0], peak[0], means[1], peak[1]], peaks
+
+
+def _peak_ties(view: Tensor, weights: Tensor, maxima: Tensor, peak: Tensor) -> tuple[Tensor, Tensor]:
+    """How many entries of each group equal its peak, and where: (ties, position), [2, B, H, W]
+    each, position = t * C + c (exact where the peak is reached once).
+
+    Only the steps whose max is the peak can hold it, so only their C entries are gathered and
+    compared (about one step per pixel and group, instead of all T): ``view`` X [T, B, H, W, C],
+    ``weights`` [T, 2, B, C], ``maxima`` each step's max [T, 2, B, H, W], ``peak`` [2, B, H, W].
+    """
+    accumulate = torch.promote_types(view.dtype, torch.float32)
+    step, group, b, h, w = (maxima == peak).nonzero(as_tuple=True)
+    entries = view[step, b, h, w] * weights[step, group, b]
+    hits = torch.eq(entries, peak[group, b, h, w][:, None]).to(accumulate)
+    channel_index = torch.arange(view.shape[4], dtype=accumulate, device=view.device)
+    found = hits.sum(-1), torch.matmul(hits, channel_index) + step.to(accumulate) * view.shape[4]
+    flat = ((group * view.shape[1] + b) * view.shape[2] + h) * view.shape[3] + w
+    results = []
+    for values in found:
+        total = torch.zeros(peak.numel(), dtype=accumulate, device=view.device)
+        results.append(total.index_add_(0, flat, values).view(peak.shape))
+    return results[0], results[1]
 
 
 def _group_backward(
