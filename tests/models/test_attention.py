@@ -131,6 +131,24 @@ def test_straight_through_masks_equal_hard_masks_in_forward() -> None:
     assert importance.grad is not None and importance.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("scores", [[0.5, 3.0, -1.0, 2.0, 2.0, 7.0], [1.0, 2.0, 2.0, 2.0, 0.0, 2.0]])
+def test_straight_through_gradient_is_the_sigmoid_slope_at_the_midpoint(scores: list[float]) -> None:
+    """dM/dI = S (1 - S) / (tau s), S = sigmoid((I - theta) / (tau s)), theta the midpoint of the
+    k-th and (k+1)-th largest score, s the standard deviation (n - 1), by hand, ties included."""
+    k, tau = 3, 0.7
+    values = torch.tensor([scores, scores[::-1]], dtype=torch.float64, requires_grad=True)
+    mask = straight_through_topk_mask(values, k, 1, temperature=tau)
+    mask.sum().backward()
+    for row, grad in zip(values.detach(), values.grad, strict=True):
+        ranked = sorted(row.tolist(), reverse=True)
+        theta = 0.5 * (ranked[k - 1] + ranked[k])
+        mean = sum(ranked) / len(ranked)
+        spread = (sum((v - mean) ** 2 for v in ranked) / (len(ranked) - 1)) ** 0.5
+        soft = torch.sigmoid((row - theta) / (tau * spread))
+        torch.testing.assert_close(grad, soft * (1 - soft) / (tau * spread), rtol=1e-12, atol=1e-15)
+    assert mask.detach().sum(dim=1).tolist() == [k, k]
+
+
 def test_batch_union_masks_hand_computed() -> None:
     m1, m2 = batch_union_masks(torch.tensor([IMPORTANCE_A, IMPORTANCE_B]), 0.5)
     expected = torch.tensor([M1_UNION, M1_UNION])

