@@ -13,8 +13,9 @@ what counts, and all steps at once on a GPU, where each operation is a kernel la
 over T would multiply the launches by T. The small
 parts between the passes (importance, top-k selection, the two 3x3 convolutions) are ordinary
 autograd graphs over [T, B, C] and [B, H, W] tensors, built inside the Function and
-differentiated from its backward. Tie counts of the groups' maxima are taken in the forward
-pass, from the steps that reach each maximum only, and reused by the backward pass.
+differentiated from its backward. The forward pass keeps each step's maxima of the two groups
+([T, 2, B, H, W]); from them the backward pass finds the entries at each group's maximum by
+looking only at the steps that reach it.
 
 :func:`spatial_attention_then_neuron` goes one step further where a first-order neuron follows
 (ASA's conv blocks on the CPU, :class:`~asa_snn.models.blocks.ConvBlock`): each step's Y feeds the
@@ -106,17 +107,6 @@ def autocast_off(device: torch.device) -> AbstractContextManager:
 
 
 @dataclass
-class _Peak:
-    """The max over steps and channels of one group per pixel, ``peak`` [B, H, W], with how many
-    entries equal it, ``ties`` (float counts, None where not counted), and ``position``: t * C + c
-    of the entry at the max where it is reached once (elsewhere a sum of no use)."""
-
-    peak: Tensor
-    ties: Tensor | None
-    position: Tensor | None
-
-
-@dataclass
 class _Attended:
     """What the passes up to the maps computed (saved between forward and backward).
 
@@ -132,7 +122,8 @@ class _Attended:
     f_max: Tensor
     a2: Tensor
     difference: Tensor
-    peaks: list[_Peak]
+    maxima: Tensor
+    peak: Tensor
     graphs: tuple
     scale: list[float]
 
@@ -159,14 +150,16 @@ def _attend(
     view = _channels_last(x)
     chunks = step_chunks(x.shape[0], x.device, whole)
     with record_function("asa.group_statistics"):
-        stats, peaks = _group_statistics(view, chunks, (mask, complement), lam, count_ties=build)
+        stats, maxima = _group_statistics(view, chunks, (mask, complement), lam)
     with record_function("asa.maps"), graph:
         stat_leaves = [s.detach().requires_grad_(build) for s in stats]
         map1, map2 = maps(*stat_leaves)
     a2 = map2.detach()
     graphs = (pooled, mask_graph, stat_leaves, (map1, map2), tuple(parameters))
     scale = [1.0 / (x.shape[0] * x.shape[2]) / d for d in (lam, 1.0 - lam)]
-    return _Attended(view, chunks, mask, complement, f_max, a2, map1.detach() - a2, peaks, graphs, scale)
+    peak = torch.stack((stats[1], stats[3]))
+    difference = map1.detach() - a2
+    return _Attended(view, chunks, mask, complement, f_max, a2, difference, maxima, peak, graphs, scale)
 
 
 def _mix_into(att: _Attended, t: Chunk, out: Tensor) -> Tensor:
@@ -219,9 +212,8 @@ def _backward_after_mix(
     ]
     grad_means = (grad_stats[0] * att.scale[0], grad_stats[2] * att.scale[1])
     grad_peaks = (grad_stats[1], grad_stats[3])
-    masks = (att.mask, att.complement)
     with record_function("asa.group_statistics.backward"):
-        _group_backward(att.view, att.chunks, masks, att.peaks, (grad_peaks, grad_means), into)
+        _group_backward(att, (grad_peaks, grad_means), into)
     with record_function("asa.select.backward"):
         from_mask = _graph_grad((mask_graph,), pooled + learnable, (grad_mask,))
     with record_function("asa.channel_statistics.backward"):
@@ -328,15 +320,15 @@ class _SpatialAttentionThenNeuron(torch.autograd.Function):
 
 
 def _group_statistics(
-    view: Tensor, chunks: list[Chunk], masks: tuple[Tensor, Tensor], lam: float, count_ties: bool
-) -> tuple[list[Tensor], list[_Peak]]:
-    """([mean1 / lam, max1, mean2 / (1 - lam), max2], the two groups' peaks) over (T, C).
+    view: Tensor, chunks: list[Chunk], masks: tuple[Tensor, Tensor], lam: float
+) -> tuple[list[Tensor], Tensor]:
+    """[mean1 / lam, max1, mean2 / (1 - lam), max2] over (T, C), and each step's maxima.
 
     ``view`` is X as [T, B, H, W, C]; ``masks`` are M1 and 1 - M1, [T, B, C]. Each statistic is
     [B, H, W]. Both groups go through each chunk together, as one [(steps,) 2, B, H, W, C]
     product, and each step's sums and maxima go into [T, 2, B, H, W] buffers, merged over steps
-    at the end. With ``count_ties`` each peak also counts the entries equal to it (the masked-out
-    zeros included) and keeps where it is (:func:`_peak_ties`).
+    at the end; the maxima buffer is returned (the backward pass finds the entries at each
+    group's max from it, :func:`_peak_ties`).
     """
     accumulate = torch.promote_types(view.dtype, torch.float32)
     weights = torch.stack(masks, dim=1)
@@ -349,13 +341,10 @@ def _group_statistics(
             torch.mul(view[t].unsqueeze(-5), _planes(weights[t]), out=part)
             torch.sum(part, -1, dtype=accumulate, out=totals[t])
             torch.amax(part, -1, out=maxima[t])
-        peak = maxima.amax(0)
-        found = _peak_ties(view, weights, maxima, peak) if count_ties else (None, None)
-    sums = totals.sum(0)
+    peak, sums = maxima.amax(0), totals.sum(0)
     steps_channels = view.shape[0] * view.shape[4]
     means = [(sums[g] / steps_channels / d).to(view.dtype) for g, d in enumerate((lam, 1.0 - lam))]
-    peaks = [_Peak(peak[g], *(None if f is None else f[g] for f in found)) for g in range(2)]
-    return [means[0], peak[0], means[1], peak[1]], peaks
+    return [means[0], peak[0], means[1], peak[1]], maxima
 
 
 def _peak_ties(view: Tensor, weights: Tensor, maxima: Tensor, peak: Tensor) -> tuple[Tensor, Tensor]:
@@ -381,12 +370,7 @@ def _peak_ties(view: Tensor, weights: Tensor, maxima: Tensor, peak: Tensor) -> t
 
 
 def _group_backward(
-    view: Tensor,
-    chunks: list[Chunk],
-    masks: tuple[Tensor, Tensor],
-    peaks: Sequence[_Peak],
-    grads: tuple[Sequence[Tensor], Sequence[Tensor]],
-    into: tuple[Tensor, Tensor],
+    att: _Attended, grads: tuple[Sequence[Tensor], Sequence[Tensor]], into: tuple[Tensor, Tensor]
 ) -> None:
     """Through the group statistics, what reaches the mask: add it to ``into[1]``, and the maxima's
     share of the input gradient to ``into[0]`` (the means' share of it is added later, with the
@@ -394,33 +378,46 @@ def _group_backward(
 
     ``grads`` holds the gradients of the two groups' maxima and of their means, [B, H, W] each.
     M1 gets sum_{h,w} (dmean1 - dmean2) X; the entries equal to a group's max at their pixel
-    share the max's gradient (:func:`_add_at_peaks`).
+    share the max's gradient (:func:`_add_at_peaks`, or :func:`_add_at_peaks_densely` where the
+    loops run over all steps at once).
     """
     grad_peaks, grad_means = grads
+    view, masks = att.view, (att.mask, att.complement)
     into[1].add_(_weighted_pixel_sums(grad_means[0] - grad_means[1], view))
-    by_index = isinstance(chunks[0], int)
-    for weights, sign, peak, grad in zip(masks, (1.0, -1.0), peaks, grad_peaks, strict=True):
-        if by_index:
-            _add_at_peaks(view, weights, sign, peak, grad, into)
-        else:
-            _add_at_peaks_densely(view, chunks, (weights, sign), peak, grad, into)
+    signs = (1.0, -1.0)
+    if isinstance(att.chunks[0], int):
+        with autocast_off(view.device):
+            ties, position = _peak_ties(view, torch.stack(masks, dim=1), att.maxima, att.peak)
+        for g in range(2):
+            found = (att.peak[g], ties[g], position[g])
+            _add_at_peaks(view, (masks[g], signs[g]), found, grad_peaks[g], into)
+    else:
+        for g in range(2):
+            _add_at_peaks_densely(view, att.chunks, (masks[g], signs[g]), att.peak[g], grad_peaks[g], into)
 
 
 def _add_at_peaks(
-    view: Tensor, weights: Tensor, sign: float, peak: _Peak, grad: Tensor, into: tuple[Tensor, Tensor]
+    view: Tensor,
+    group: tuple[Tensor, float],
+    found: tuple[Tensor, Tensor, Tensor],
+    grad: Tensor,
+    into: tuple[Tensor, Tensor],
 ) -> None:
     """Share the max's gradient ``grad`` [B, H, W] among the entries equal to the max, per pixel.
 
-    The group's entries are X M1 (``sign`` 1) or X (1 - M1) (``sign`` -1), with ``weights`` the
-    [T, B, C] factor: an entry at the max gets ``grad / ties`` times its weight in the input
-    gradient (``into[0]``, a [T, B, H, W, C] view) and times ``sign`` X in the mask gradient
-    (``into[1]``). A pixel whose max is reached once is served by index from the position kept in
-    the forward pass; a pixel with ties has its T x C entries gathered and compared with the max.
+    The group's entries are X M1 (sign 1) or X (1 - M1) (sign -1), ``group`` = its [T, B, C]
+    weights and sign; ``found`` = its max, the number of entries equal to it and where the max
+    is, [B, H, W] each (:func:`_peak_ties`). An entry at the max gets ``grad / ties`` times its
+    weight in the input gradient (``into[0]``, a [T, B, H, W, C] view) and times sign X in the mask
+    gradient (``into[1]``). A pixel whose max is reached once is served by index; a pixel with
+    ties has its T x C entries gathered and compared with the max.
     """
+    weights, sign = group
+    peak, ties, where = found
     grad_view, grad_mask = into
-    once = peak.ties == 1
+    once = ties == 1
     b, h, w = once.nonzero(as_tuple=True)
-    position = peak.position[once].long()
+    position = where[once].long()
     step, channel = position // view.shape[4], position % view.shape[4]
     share = grad[once]
     at_peak = (step, b, h, w, channel)
@@ -433,8 +430,8 @@ def _add_at_peaks(
     b, h, w = tied.nonzero(as_tuple=True)
     pixels = view.permute(1, 2, 3, 0, 4)[b, h, w]
     pixel_weights = weights.transpose(0, 1)[b]
-    hits = torch.eq(pixels * pixel_weights, peak.peak[b, h, w][:, None, None])
-    share = torch.where(hits, (grad[b, h, w] / peak.ties[b, h, w])[:, None, None].to(view.dtype), 0.0)
+    hits = torch.eq(pixels * pixel_weights, peak[b, h, w][:, None, None])
+    share = torch.where(hits, (grad[b, h, w] / ties[b, h, w])[:, None, None].to(view.dtype), 0.0)
     grad_view.permute(1, 2, 3, 0, 4).index_put_((b, h, w), share * pixel_weights, accumulate=True)
     grad_mask.transpose(0, 1).index_add_(0, b, (sign * share * pixels).to(grad_mask.dtype))
 
@@ -443,22 +440,28 @@ def _add_at_peaks_densely(
     view: Tensor,
     chunks: list[Chunk],
     group: tuple[Tensor, float],
-    peak: _Peak,
+    peak: Tensor,
     grad: Tensor,
     into: tuple[Tensor, Tensor],
 ) -> None:
-    """What :func:`_add_at_peaks` adds, as one dense pass per chunk of steps: every entry of the
-    group (``group`` = its [T, B, C] weights and sign) equal to its pixel's max gets
-    ``grad / ties``. No index lists, so no host synchronisation: the form for a GPU."""
+    """What :func:`_add_at_peaks` adds, as dense passes over chunks of steps: the entries of the
+    group (``group`` = its [T, B, C] weights and sign) equal to their pixel's max ``peak``
+    [B, H, W] are counted, then each gets ``grad / ties``. No index lists, so no host
+    synchronisation: the form for a GPU."""
     weights, sign = group
     grad_view, grad_mask = into
-    share = _rows((grad / peak.ties).to(view.dtype))
+    accumulate = torch.promote_types(view.dtype, torch.float32)
     part = torch.empty_like(view[chunks[0]])
+    ties = torch.zeros_like(peak, dtype=accumulate)
+    for t in chunks:
+        hits = torch.mul(view[t], _planes(weights[t]), out=part) == _rows(peak)
+        ties += hits.sum(_steps_and_channels(part), dtype=accumulate)
+    share = _rows((grad / ties).to(view.dtype))
     for t in chunks:
         torch.mul(view[t], _planes(weights[t]), out=part)
-        shared = torch.where(part == _rows(peak.peak), share, 0.0)
+        shared = torch.where(part == _rows(peak), share, 0.0)
         grad_view[t].addcmul_(shared, _planes(weights[t]))
-        on_mask = (sign * shared * view[t]).sum(dim=(-3, -2), dtype=peak.ties.dtype)
+        on_mask = (sign * shared * view[t]).sum(dim=(-3, -2), dtype=accumulate)
         grad_mask[t] += on_mask.to(grad_mask.dtype)
 
 
