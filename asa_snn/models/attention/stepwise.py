@@ -356,17 +356,17 @@ def _peak_ties(view: Tensor, weights: Tensor, maxima: Tensor, peak: Tensor) -> t
     ``weights`` [T, 2, B, C], ``maxima`` each step's max [T, 2, B, H, W], ``peak`` [2, B, H, W].
     """
     accumulate = torch.promote_types(view.dtype, torch.float32)
-    step, group, b, h, w = (maxima == peak).nonzero(as_tuple=True)
-    entries = view[step, b, h, w] * weights[step, group, b]
-    hits = torch.eq(entries, peak[group, b, h, w][:, None]).to(accumulate)
-    channel_index = torch.arange(view.shape[4], dtype=accumulate, device=view.device)
-    found = hits.sum(-1), torch.matmul(hits, channel_index) + step.to(accumulate) * view.shape[4]
-    flat = ((group * view.shape[1] + b) * view.shape[2] + h) * view.shape[3] + w
-    results = []
-    for values in found:
-        total = torch.zeros(peak.numel(), dtype=accumulate, device=view.device)
-        results.append(total.index_add_(0, flat, values).view(peak.shape))
-    return results[0], results[1]
+    steps, batch, channels = view.shape[0], view.shape[1], view.shape[4]
+    area = view.shape[2] * view.shape[3]
+    step, flat = (maxima == peak).view(steps, -1).nonzero(as_tuple=True)
+    entries = view.reshape(steps, batch * area, channels)[step, flat % (batch * area)]
+    entries.mul_(weights.reshape(steps, 2 * batch, channels)[step, flat // area])
+    hits = entries if entries.dtype == accumulate else torch.empty_like(entries, dtype=accumulate)
+    torch.eq(entries, peak.view(-1)[flat, None], out=hits)
+    channel_index = torch.arange(channels, dtype=accumulate, device=view.device)
+    counted = torch.stack((hits.sum(-1), torch.matmul(hits, channel_index).add_(step * channels)), dim=1)
+    found = torch.zeros((peak.numel(), 2), dtype=accumulate, device=view.device).index_add_(0, flat, counted)
+    return found[:, 0].view(peak.shape), found[:, 1].view(peak.shape)
 
 
 def _group_backward(
