@@ -141,6 +141,9 @@ class _FusedFirstOrder(torch.autograd.Function):
     this is computed as :math:`\\bar{v}[t] = A[t] (\\bar{s}[t] - v[t] n) + (1 - s[t]) n` with
     :math:`n = \\lambda \\bar{v}[t+1]`: the same value, in about half the passes over memory.
 
+    The membrane output carries no gradient, and none is materialised for it (autograd would
+    otherwise fill a [T, B, ...] tensor with zeros at every backward pass).
+
     Only ``v`` is saved; ``s``, ``A`` and ``B`` are recomputed one step at a time. Whole-[T, ...]
     temporaries are avoided on purpose: on CPU, step-sized temporaries are recycled by the
     allocator and stay in cache, while [T, ...]-sized ones were measured 3x slower.
@@ -154,10 +157,11 @@ class _FusedFirstOrder(torch.autograd.Function):
         ctx.save_for_backward(leak, membrane)
         ctx.dynamics = dynamics
         ctx.mark_non_differentiable(membrane)
+        ctx.set_materialize_grads(False)
         return spikes, membrane
 
     @staticmethod
-    def backward(ctx, grad_spikes: Tensor, _grad_membrane: Tensor):
+    def backward(ctx, grad_spikes: Tensor, _grad_membrane: None):
         leak, membrane = ctx.saved_tensors
         grad_inputs = torch.empty_like(membrane)
         grad_leak = integrate_backward(

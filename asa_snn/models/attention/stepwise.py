@@ -286,6 +286,7 @@ class _SpatialAttentionThenNeuron(torch.autograd.Function):
         with record_function("asa.mix_and_neuron"):
             integrate(mixed, leak, dynamics, membrane, spikes)
         ctx.mark_non_differentiable(membrane)
+        ctx.set_materialize_grads(False)
         if build:
             ctx.save_for_backward(x, leak, membrane)
             ctx.att, ctx.dynamics = att, dynamics
@@ -293,7 +294,7 @@ class _SpatialAttentionThenNeuron(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_spikes, _grad_membrane):
+    def backward(ctx, grad_spikes, _grad_membrane: None):
         x, leak, membrane = ctx.saved_tensors
         att: _Attended = ctx.att
         grad_x = torch.empty_like(x)
