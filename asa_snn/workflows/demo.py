@@ -130,7 +130,7 @@ class PipelineResult:
                 (
                     f"{target} fidelity float -> quantized",
                     f"accuracy {first['accuracy']:.4f} -> {last['accuracy']:.4f}, "
-                    f"goal {'met' if fid['goal_met'] else 'not met'}",
+                    f"goal {'met' if fid['goal_met'] else 'not met'}{coarse_split(fid)}",
                 )
             )
         for target, sims in doc["backends"].items():
@@ -255,7 +255,16 @@ def fidelity_doc(fidelity: dict[str, Any]) -> dict[str, Any]:
         "delta_accuracy_pp": fidelity["delta_1_to_3"]["accuracy_pp"],
         "delta_nasfr_relative": fidelity["delta_1_to_3"]["nasfr_relative"],
         "goal_met": fidelity["goal"]["met"],
+        "one_recording_pp": fidelity["goal"]["one_recording_pp"],
+        "accuracy_loss_max_pp": fidelity["goal"]["accuracy_loss_max_pp"],
     }
+
+
+def coarse_split(fidelity: dict[str, Any]) -> str:
+    """' (one test recording = X pp)' where one recording is worth more than the accuracy goal
+    allows to lose, else ''."""
+    one = fidelity["one_recording_pp"]
+    return f" (one test recording = {one:.2f} pp)" if one > fidelity["accuracy_loss_max_pp"] else ""
 
 
 def model_docs(trained: dict[str, dict[str, Any]], metrics: dict[str, Any], root: Path) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -119,6 +120,7 @@ def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> di
             "accuracy_loss_max_pp": ACCURACY_GOAL_PP,
             "nasfr_change_max": NASFR_GOAL,
             "met": bool(met),
+            "one_recording_pp": 100.0 / live.samples,
             "largest_accuracy_drop_step": worst_step,
             "largest_spike_change_layer": worst_layer,
         },
@@ -130,6 +132,21 @@ def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> di
         "finetune_history": run.finetune_history,
         "notes": [*run.report.notes, *notes],
     }
+
+
+def resolution_note(goal: dict[str, Any], samples: int) -> list[str]:
+    """A line saying so where one recording of the report's split is worth more accuracy points
+    than the goal allows to lose (then the verdict only tells whether any recording was lost, net);
+    no line otherwise."""
+    one = goal.get("one_recording_pp", 100.0 / samples)
+    limit = goal["accuracy_loss_max_pp"]
+    if one <= limit:
+        return []
+    return [
+        f"On {samples} recordings one recording is {one:.2f} pp, more than the {limit} pp the goal "
+        f"allows: the verdict only tells whether any recording was lost, net; at least "
+        f"{math.ceil(100 / limit)} recordings resolve the goal."
+    ]
 
 
 def pct(value: float | None) -> str:
@@ -205,6 +222,7 @@ def fidelity_markdown(doc: dict[str, Any]) -> str:
         f"<= {100 * goal['nasfr_change_max']:.0f} % NASFR change): "
         f"{'met' if goal['met'] else 'NOT met'}",
     ]
+    lines += resolution_note(goal, doc["test_samples"])
     if not goal["met"]:
         step = goal["largest_accuracy_drop_step"]
         lines.append(

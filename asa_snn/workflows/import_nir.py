@@ -39,6 +39,7 @@ from asa_snn.workflows.fidelity_report import (
     layer_spike_table,
     pct,
     relative,
+    resolution_note,
     write_graph_folder,
 )
 
@@ -225,6 +226,7 @@ def fidelity_document(
             "nasfr_change_max": NASFR_GOAL,
             "checked_by": "accuracy" if labelled else "prediction agreement (no labels)",
             "met": bool(met),
+            "one_recording_pp": 100.0 / len(labels),
             "largest_spike_change_layer": max(changes, key=changes.get) if changes else None,
         },
         "layers": layers,
@@ -261,6 +263,7 @@ def fidelity_markdown(doc: dict[str, Any]) -> str:
         f"{100 * goal['nasfr_change_max']:.0f} % NASFR change; by {goal['checked_by']}): "
         f"{'met' if goal['met'] else 'NOT met'}",
     ]
+    lines += resolution_note(goal, doc["samples"])
     if not goal["met"] and goal["largest_spike_change_layer"]:
         lines.append(f"Largest spike-count change: layer {goal['largest_spike_change_layer']}.")
     stages = [s["stage"] for s in doc["stages"]]

@@ -101,6 +101,9 @@ def test_pipeline_json_matches_the_returned_document_and_report_md(tiny_run):
         assert stages[-1]["accuracy"] == fold["stages"][3]["accuracy"]
         (row,) = _md_rows(markdown, stages[-1]["stage"]) or [None]
         assert row[1] == f"{stages[-1]['accuracy']:.4f}"
+        assert document["fidelity"][target]["one_recording_pp"] == pytest.approx(100 / fold["test_samples"])
+    summary = dict(result.summary_rows())
+    assert "(one test recording = " in summary["speck fidelity float -> quantized"]
 
 
 def test_backends_agree_exactly_on_integer_graphs_and_absences_are_explained(tiny_run):

@@ -10,6 +10,7 @@ from asa_snn.models.registry import ModelSpec, build_model
 from asa_snn.train.checkpoint import save_checkpoint
 from asa_snn.train.config import load_config
 from asa_snn.train.trainer import train
+from asa_snn.workflows.fidelity_report import resolution_note
 from asa_snn.workflows.fold import run_fold
 
 
@@ -42,7 +43,23 @@ def test_fold_writes_graph_and_fidelity_files_with_the_expected_keys(tiny_checkp
     assert doc["stages"][2]["epochs"] == doc["stages"][0]["epochs"] + 1
     assert set(doc["quantization"]) == {"conv0", "conv1", "conv2"}
     assert outcome.graph.quantized and outcome.goal_met == doc["goal"]["met"]
-    assert "(1) -> (3)" in (out / "fidelity.md").read_text()
+    markdown = (out / "fidelity.md").read_text()
+    assert "(1) -> (3)" in markdown
+    one = 100 / doc["test_samples"]
+    assert doc["goal"]["one_recording_pp"] == pytest.approx(one) and one > 1
+    assert f"On {doc['test_samples']} recordings one recording is {one:.2f} pp" in markdown
+
+
+@pytest.mark.parametrize(
+    ("samples", "expected"), [(70, "1.43 pp"), (99, "1.01 pp"), (100, None), (700, None)]
+)
+def test_the_report_says_when_one_recording_is_worth_more_than_the_goal(samples, expected):
+    goal = {"accuracy_loss_max_pp": 1.0, "one_recording_pp": 100 / samples}
+    lines = resolution_note(goal, samples)
+    if expected is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and expected in lines[0] and "at least 100 recordings" in lines[0]
 
 
 def test_checkpoint_without_data_config_and_no_calib_is_an_error(tmp_path):
