@@ -111,8 +111,10 @@ class _Attended:
     """What the passes up to the maps computed (saved between forward and backward).
 
     ``view`` is X as [T, B, H, W, C]; ``mask`` and ``complement`` are M1 and 1 - M1 [T, B, C];
-    ``a2`` and ``difference`` = A1 - A2 are [B, H, W]; ``graphs`` are the small autograd graphs
-    (pooled statistics -> mask, group statistics -> maps) and the learnable parameters.
+    ``a2`` and ``difference`` = A1 - A2 are [B, H, W]; ``maxima`` are each step's maxima of the two
+    groups [T, 2, B, H, W] and ``peak`` their max over the steps [2, B, H, W]; ``graphs`` are the
+    small autograd graphs (pooled statistics -> mask, group statistics -> maps) and the learnable
+    parameters.
     """
 
     view: Tensor
@@ -357,11 +359,11 @@ def _peak_ties(view: Tensor, weights: Tensor, maxima: Tensor, peak: Tensor) -> t
     ``weights`` [T, 2, B, C], ``maxima`` each step's max [T, 2, B, H, W], ``peak`` [2, B, H, W].
     """
     accumulate = torch.promote_types(view.dtype, torch.float32)
-    steps, batch, channels = view.shape[0], view.shape[1], view.shape[4]
-    area = view.shape[2] * view.shape[3]
+    steps, batch, height, width, channels = view.shape
     step, flat = (maxima == peak).view(steps, -1).nonzero(as_tuple=True)
-    entries = view.reshape(steps, batch * area, channels)[step, flat % (batch * area)]
-    entries.mul_(weights.reshape(steps, 2 * batch, channels)[step, flat // area])
+    group, sample = flat // (batch * height * width), flat // (height * width) % batch
+    entries = view[step, sample, flat // width % height, flat % width]
+    entries.mul_(weights[step, group, sample])
     hits = entries if entries.dtype == accumulate else torch.empty_like(entries, dtype=accumulate)
     torch.eq(entries, peak.view(-1)[flat, None], out=hits)
     channel_index = torch.arange(channels, dtype=accumulate, device=view.device)
