@@ -161,7 +161,7 @@ class _FusedFirstOrder(torch.autograd.Function):
         return spikes, membrane
 
     @staticmethod
-    def backward(ctx, grad_spikes: Tensor, _grad_membrane: None):
+    def backward(ctx, grad_spikes: Tensor, _grad_membrane: Tensor | None):
         leak, membrane = ctx.saved_tensors
         grad_inputs = torch.empty_like(membrane)
         grad_leak = integrate_backward(

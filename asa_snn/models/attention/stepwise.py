@@ -296,7 +296,7 @@ class _SpatialAttentionThenNeuron(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_spikes, _grad_membrane: None):
+    def backward(ctx, grad_spikes, _grad_membrane):
         x, leak, membrane = ctx.saved_tensors
         att: _Attended = ctx.att
         grad_x = torch.empty_like(x)
