@@ -152,14 +152,13 @@ def _attend(
     view = _channels_last(x)
     chunks = step_chunks(x.shape[0], x.device, whole)
     with record_function("asa.group_statistics"):
-        stats, maxima = _group_statistics(view, chunks, (mask, complement), lam)
+        stats, maxima, peak = _group_statistics(view, chunks, (mask, complement), lam)
     with record_function("asa.maps"), graph:
         stat_leaves = [s.detach().requires_grad_(build) for s in stats]
         map1, map2 = maps(*stat_leaves)
     a2 = map2.detach()
     graphs = (pooled, mask_graph, stat_leaves, (map1, map2), tuple(parameters))
     scale = [1.0 / (x.shape[0] * x.shape[2]) / d for d in (lam, 1.0 - lam)]
-    peak = torch.stack((stats[1], stats[3]))
     difference = map1.detach() - a2
     return _Attended(view, chunks, mask, complement, f_max, a2, difference, maxima, peak, graphs, scale)
 
@@ -324,8 +323,9 @@ class _SpatialAttentionThenNeuron(torch.autograd.Function):
 
 def _group_statistics(
     view: Tensor, chunks: list[Chunk], masks: tuple[Tensor, Tensor], lam: float
-) -> tuple[list[Tensor], Tensor]:
-    """[mean1 / lam, max1, mean2 / (1 - lam), max2] over (T, C), and each step's maxima.
+) -> tuple[list[Tensor], Tensor, Tensor]:
+    """[mean1 / lam, max1, mean2 / (1 - lam), max2] over (T, C), each step's maxima [T, 2, B, H, W]
+    and the two groups' maxima [2, B, H, W] (max1 and max2 stacked).
 
     ``view`` is X as [T, B, H, W, C]; ``masks`` are M1 and 1 - M1, [T, B, C]. Each statistic is
     [B, H, W]. Both groups go through each chunk together, as one [(steps,) 2, B, H, W, C]
@@ -347,7 +347,7 @@ def _group_statistics(
     peak, sums = maxima.amax(0), totals.sum(0)
     steps_channels = view.shape[0] * view.shape[4]
     means = [(sums[g] / steps_channels / d).to(view.dtype) for g, d in enumerate((lam, 1.0 - lam))]
-    return [means[0], peak[0], means[1], peak[1]], maxima
+    return [means[0], peak[0], means[1], peak[1]], maxima, peak
 
 
 def _peak_ties(view: Tensor, weights: Tensor, maxima: Tensor, peak: Tensor) -> tuple[Tensor, Tensor]:
