@@ -382,13 +382,17 @@ def fold_command(
             "the live model, when distilling; default) or 'accuracy'.",
         ),
     ] = "fidelity",
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", help="Fine-tuning Adam rate (default: a tenth of the training rate)."),
+    ] = None,
 ) -> None:
     """Fold attention and batch norm, fine-tune, quantize for a chip; write the graph and fidelity report."""
     from asa_snn.workflows.fold import run_fold
     from asa_snn.workflows.fold_steps import TuneOptions
 
     options = TuneOptions(
-        chip_dynamics, label_weight, teacher_weight, layer_weight, device=device, select_by=select_by
+        chip_dynamics, label_weight, teacher_weight, layer_weight, lr=lr, device=device, select_by=select_by
     )
     outcome = run_fold(checkpoint, target, out, calib, finetune, n_calib, approximate, vanilla, options)
     typer.echo((outcome.out_dir / "fidelity.md").read_text())

@@ -103,10 +103,19 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
+def _standard_error(values: Sequence[float]) -> float:
+    """Standard error of the mean over seeds (sample standard deviation / sqrt(n)); 0 for one seed."""
+    n = len(values)
+    if n < 2:
+        return 0.0
+    mean = _mean(values)
+    return (sum((v - mean) ** 2 for v in values) / (n - 1) / n) ** 0.5
+
+
 def markdown_table(runs: Sequence[dict[str, Any]]) -> str:
     """Fix table (mean over seeds, each seed in brackets) and the deployed ASA vs vanilla table."""
     lines = [
-        "| recipe | chip | variant | seeds | (1) live acc | (3) deployed acc | acc (1)->(3) pp | "
+        "| recipe | chip | variant | seeds | (1) live acc | (3) deployed acc | acc (1)->(3) pp (± s.e.) | "
         "NASFR (1)->(3) | goal met (seeds) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -124,13 +133,14 @@ def markdown_table(runs: Sequence[dict[str, Any]]) -> str:
         live = _mean([r["live_accuracy"] for r in group])
         lines.append(
             f"| {recipe} | {chip} | {variant} | {len(group)} | {live:.3f} | "
-            f"{_mean([r['deployed_accuracy'] for r in group]):.3f} | {_mean(pp):+.2f} | "
+            f"{_mean([r['deployed_accuracy'] for r in group]):.3f} | "
+            f"{_mean(pp):+.2f} ± {_standard_error(pp):.2f} | "
             f"{100 * _mean(nasfr):+.1f} % ({seeds}) | {met}/{len(group)} |"
         )
     lines += [
         "",
-        "| recipe | chip | seeds | deployed ASA acc | deployed vanilla acc | ASA spikes / vanilla spikes | "
-        "goal met (seeds) |",
+        "| recipe | chip | seeds | deployed ASA acc | deployed vanilla acc | "
+        "ASA spikes / vanilla spikes (± s.e.) | goal met (seeds) |",
         "|---|---|---|---|---|---|---|",
     ]
     pairs: dict[tuple[str, str], list[tuple[dict[str, Any], dict[str, Any]]]] = {}
@@ -151,8 +161,8 @@ def markdown_table(runs: Sequence[dict[str, Any]]) -> str:
         )
         lines.append(
             f"| {recipe} | {chip} | {len(group)} | {_mean([a['deployed_accuracy'] for a, _ in group]):.3f} | "
-            f"{_mean([v['deployed_accuracy'] for _, v in group]):.3f} | {_mean(ratios):.2f} ({each}) | "
-            f"{met}/{len(group)} |"
+            f"{_mean([v['deployed_accuracy'] for _, v in group]):.3f} | "
+            f"{_mean(ratios):.3f} ± {_standard_error(ratios):.3f} ({each}) | {met}/{len(group)} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -171,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the recipe's)")
     parser.add_argument("--finetune", type=int, default=10, help="fine-tuning epochs of the tuned variants")
     parser.add_argument("--n-calib", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=None, help="fine-tuning rate (default: the run's)")
+    parser.add_argument("--lr", type=float, default=None, help="fine-tuning rate (default: run's / 10)")
     parser.add_argument("--layer-weight", type=float, default=1.0, help="per-layer spike distillation weight")
     parser.add_argument("--device", default="cpu", help="fine-tuning device")
     parser.add_argument("--out", type=Path, default=Path("runs/fold_fidelity"))

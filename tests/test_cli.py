@@ -221,6 +221,8 @@ def test_train_then_analyze_from_the_command_line(tiny_config_file, tmp_path, ca
                 "0",
                 "--n-calib",
                 "8",
+                "--lr",
+                "0.05",
                 "--out",
                 str(folded),
             ]
@@ -228,6 +230,7 @@ def test_train_then_analyze_from_the_command_line(tiny_config_file, tmp_path, ca
         == 0
     )
     fidelity = json.loads((folded / "fidelity.json").read_text())
+    assert fidelity["tuning"]["tune"]["lr"] == 0.05
     assert (folded / "graph.json").is_file() and (folded / "fidelity.md").is_file()
     stages = [stage["stage"] for stage in fidelity["stages"]]
     assert stages[0] == "1 live attention" and stages[-1].startswith("3 quantized, speck")

@@ -177,8 +177,13 @@ def tuning_line(options: dict[str, Any]) -> str:
     return (
         f"Fine-tuning: {epochs} epochs with {dynamics}; loss = {tune['label_weight']:g} x label + "
         f"{tune['teacher_weight']:g} x live-model rates + {tune['layer_weight']:g} x per-layer spikes "
-        f"(distilled on every training recording); device {tune['device']}."
+        f"(distilled on every training recording); {_rate(tune)}device {tune['device']}."
     )
+
+
+def _rate(tune: dict[str, Any]) -> str:
+    """ "Adam at rate R; " where the document records the rate used (earlier versions did not)."""
+    return f"Adam at rate {tune['lr']:g}; " if tune.get("lr") is not None else ""
 
 
 def _selected_by(splits: dict[str, Any]) -> str:

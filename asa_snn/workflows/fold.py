@@ -37,6 +37,7 @@ from asa_snn.workflows.fold_steps import (
     FoldRun,
     TuneOptions,
     calibration_batches,
+    finetune_lr,
     provenance_of,
     quantizer_of,
     stack,
@@ -82,7 +83,7 @@ def fold_checkpoint(
         "finetune_epochs": finetune_epochs,
         "approximate": approximate,
         "rate_match": bool(rate_match),
-        "tune": asdict(tune_options),
+        "tune": {**asdict(tune_options), "lr": finetune_lr(tune_options, run.config.optim.lr)},
     }
     samples = sum(int(batch.shape[1]) for batch in calibration)
     provenance = provenance_of(run, target, calib, samples, options)

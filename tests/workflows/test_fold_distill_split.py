@@ -16,12 +16,13 @@ from asa_snn.convert.finetune import LossWeights, Teacher, finetune
 from asa_snn.convert.graph import NeuronSpec
 from asa_snn.convert.graph_model import GraphModel
 from asa_snn.errors import AsaSnnError
+from asa_snn.train.checkpoint import load_model
 from asa_snn.train.config import load_config
 from asa_snn.train.metrics import to_time_major
 from asa_snn.train.trainer import train
 from asa_snn.workflows.fidelity_report import input_difference
 from asa_snn.workflows.fold import run_fold
-from asa_snn.workflows.fold_steps import TuneOptions
+from asa_snn.workflows.fold_steps import TuneOptions, finetune_lr
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,14 @@ def test_loihi_fold_reports_on_the_test_split_and_names_the_dropped_input(loihi_
     latency = latency_steps(to_netx_layers(outcome.graph))
     assert chip_input["drain_steps"] == latency == 4
     assert f"runs {latency} steps without input" in text
+    run_lr = load_model(loihi_checkpoint)[1]["config"]["optim"]["lr"]
+    assert doc["tuning"]["tune"]["lr"] == pytest.approx(0.1 * run_lr)
+    assert f"Adam at rate {0.1 * run_lr:g}; device cpu." in text
+
+
+def test_the_fine_tuning_rate_is_a_tenth_of_the_training_rate_unless_given():
+    assert finetune_lr(TuneOptions(), 3e-3) == pytest.approx(3e-4)
+    assert finetune_lr(TuneOptions(lr=5e-2), 3e-3) == 5e-2
 
 
 def test_a_device_this_machine_lacks_is_refused_before_anything_runs(loihi_checkpoint, tmp_path):
