@@ -182,8 +182,10 @@ def tuning_line(options: dict[str, Any]) -> str:
 
 
 def _rate(tune: dict[str, Any]) -> str:
-    """ "Adam at rate R; " where the document records the rate used (earlier versions did not)."""
-    return f"Adam at rate {tune['lr']:g}; " if tune.get("lr") is not None else ""
+    """The starting rate and its rule, where the document records the rate (earlier ones did not)."""
+    if tune.get("lr") is None:
+        return ""
+    return f"Adam from rate {tune['lr']:g}, a tenth of it after each epoch worse on validation; "
 
 
 def _selected_by(splits: dict[str, Any]) -> str:

@@ -60,13 +60,6 @@ def quantizer_of(name: str) -> Quantizer | None:
 SELECTIONS = ("fidelity", "accuracy")
 """What :class:`TuneOptions` ``select_by`` accepts."""
 
-FINETUNE_LR_SHARE = 0.1
-"""Fine-tuning's default Adam rate as a share of the run's training rate (``optim.lr``). The run's
-rate is meant for a model trained from scratch; from a static fold that already agrees with the
-live model, the first epochs at it undid the fold on Speck (N-MNIST, seeds 0 to 2: validation
-accuracy from 0.89-0.95 down to 0.42-0.72, the distance to the live model up 9 to 15x), where a
-tenth of it kept the fold (README, "Fold, quantize, export")."""
-
 
 @dataclass(frozen=True)
 class TuneOptions:
@@ -79,7 +72,8 @@ class TuneOptions:
         label_weight, teacher_weight, layer_weight: loss weights
             (:class:`~asa_snn.convert.finetune.LossWeights`); teacher and layer terms distil the live
             attention model's output rates and per-layer spike counts on every training recording.
-        lr: Adam learning rate; None: :data:`FINETUNE_LR_SHARE` of the run's (:func:`finetune_lr`).
+        lr: Adam learning rate at the start (divided by 10 after an epoch that is worse on
+            validation, :func:`~asa_snn.convert.finetune.finetune`); None: the run's own.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``: where the live model's
             calibration and teacher passes and fine-tuning run.
         select_by: ``"fidelity"`` (default): when distilling, the fine-tuned epoch that best
@@ -265,8 +259,8 @@ def tune(
 
 
 def finetune_lr(options: TuneOptions, run_lr: float) -> float:
-    """The Adam rate fine-tuning uses: ``options.lr``, else :data:`FINETUNE_LR_SHARE` x ``run_lr``."""
-    return options.lr if options.lr is not None else FINETUNE_LR_SHARE * run_lr
+    """The Adam rate fine-tuning starts at: ``options.lr``, else the run's training rate ``run_lr``."""
+    return options.lr if options.lr is not None else run_lr
 
 
 def vanilla_stage(vanilla: str | Path, layers: list[str], loader: DataLoader) -> StageMetrics:
