@@ -62,7 +62,7 @@ def test_loihi_fold_reports_on_the_test_split_and_names_the_dropped_input(loihi_
     assert f"runs {latency} steps without input" in text
     run_lr = load_model(loihi_checkpoint)[1]["config"]["optim"]["lr"]
     assert doc["tuning"]["tune"]["lr"] == run_lr == doc["finetune_history"][1]["lr"]
-    assert f"Adam from rate {run_lr:g}, a tenth of it after each epoch worse on validation" in text
+    assert f"Adam from rate {run_lr:g}, x 0.1 after each epoch worse on validation" in text
 
 
 def test_fine_tuning_starts_at_the_training_rate_unless_given():
