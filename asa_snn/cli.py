@@ -384,7 +384,7 @@ def fold_command(
     ] = "fidelity",
     lr: Annotated[
         float | None,
-        typer.Option("--lr", help="Fine-tuning's starting Adam rate (default: the training rate)."),
+        typer.Option("--lr", help="Fine-tuning's Adam rate (default: the training rate)."),
     ] = None,
 ) -> None:
     """Fold attention and batch norm, fine-tune, quantize for a chip; write the graph and fidelity report."""

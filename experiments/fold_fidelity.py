@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="train.epochs (default: the recipe's)")
     parser.add_argument("--finetune", type=int, default=10, help="fine-tuning epochs of the tuned variants")
     parser.add_argument("--n-calib", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=None, help="first fine-tuning rate (default: the run's)")
+    parser.add_argument("--lr", type=float, default=None, help="fine-tuning rate (default: the run's)")
     parser.add_argument("--layer-weight", type=float, default=1.0, help="per-layer spike distillation weight")
     parser.add_argument("--device", default="cpu", help="fine-tuning device")
     parser.add_argument("--out", type=Path, default=Path("runs/fold_fidelity"))

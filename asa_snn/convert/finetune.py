@@ -19,11 +19,7 @@ into the graph: the one with the best validation accuracy, and among epochs of e
 40 to 80 recordings the accuracy moves in steps of 1 to 2.5 points, so many tie) the one that best
 reproduces the live model there (lowest teacher terms on the validation recordings, given a
 validation :class:`Teacher`; without one the earliest). ``selection="fidelity"`` ranks by that
-agreement alone. The same ranking steers the rate: an epoch that scores worse than the best one
-so far is undone, and training goes on from the best weights at a tenth of the rate
-(:data:`BACKTRACK_FACTOR`). A static fold that already agrees with the live model keeps its
-agreement (at the training rate the first epoch had undone it, N-MNIST on Speck), and one that
-does not is still fine-tuned at the full rate for as long as that improves it (Loihi).
+agreement alone.
 The starting graph is the static fold as :func:`~asa_snn.convert.fold.fold_model` returns it,
 i.e. rate-matched by default.
 """
@@ -45,10 +41,6 @@ from asa_snn.convert.graph_model import FakeQuant, GraphModel
 from asa_snn.convert.quantize import Quantizer
 from asa_snn.errors import AsaSnnError
 from asa_snn.train.metrics import MseRate, to_time_major
-
-BACKTRACK_FACTOR = 0.1
-"""An epoch that scores worse on validation than the best so far is undone: training goes on from
-the best epoch's weights, with a fresh Adam at this share of the rate."""
 
 SELECTED_BY = {
     ("accuracy", False): "validation accuracy",
@@ -185,8 +177,7 @@ def finetune(
             ``train_set``'s order.
         epochs: passes over ``train_set``; 0 returns the graph unchanged.
         loss_fn: ``(scores [B, K], labels [B]) -> loss`` (default: the paper's MSE on rates).
-        lr: Adam learning rate at the start; divided by 10 after each epoch that scores worse than
-            the best one (module docstring).
+        lr: Adam learning rate.
         fake_quant: the target's fake quantization for float neurons, or None.
         batch_size: samples per step.
         seed: seeds the data order.
@@ -222,8 +213,7 @@ def finetune(
     best_state, best_epoch, history = copy.deepcopy(model.state_dict()), 0, [first]
     if epochs <= 0:
         return FinetuneResult(graph, 0, history, dynamics is not None, selected_by)
-    rate = lr
-    optimizer = torch.optim.Adam(model.parameters(), lr=rate)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     generator = torch.Generator().manual_seed(seed)
     indexed = _Indexed(train_set)
     for epoch in range(1, epochs + 1):
@@ -238,13 +228,9 @@ def finetune(
             optimizer.step()
             total += float(loss.detach()) * len(labels)
             count += len(labels)
-        score, entry = judge(epoch, {"train_loss": total / max(count, 1), "lr": rate})
+        score, entry = judge(epoch, {"train_loss": total / max(count, 1)})
         history.append(entry)
         if score > best:
             best, best_epoch, best_state = score, epoch, copy.deepcopy(model.state_dict())
-        elif score < best:
-            model.load_state_dict(best_state)
-            rate *= BACKTRACK_FACTOR
-            optimizer = torch.optim.Adam(model.parameters(), lr=rate)
     model.load_state_dict(best_state)
     return FinetuneResult(model.to_graph(), best_epoch, history, dynamics is not None, selected_by)

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from asa_snn.convert.chip_dynamics import DYNAMICS, drain_steps
-from asa_snn.convert.finetune import BACKTRACK_FACTOR
 from asa_snn.convert.graph import FoldedGraph, save_graph
 from asa_snn.convert.measure import StageMetrics
 from asa_snn.files import staged_folder
@@ -183,10 +182,8 @@ def tuning_line(options: dict[str, Any]) -> str:
 
 
 def _rate(tune: dict[str, Any]) -> str:
-    """The starting rate and its rule, where the document records the rate (earlier ones did not)."""
-    if tune.get("lr") is None:
-        return ""
-    return f"Adam from rate {tune['lr']:g}, x {BACKTRACK_FACTOR:g} after each epoch worse on validation; "
+    """ "Adam at rate R; " where the document records the rate (earlier versions did not)."""
+    return f"Adam at rate {tune['lr']:g}; " if tune.get("lr") is not None else ""
 
 
 def _selected_by(splits: dict[str, Any]) -> str:

@@ -72,8 +72,7 @@ class TuneOptions:
         label_weight, teacher_weight, layer_weight: loss weights
             (:class:`~asa_snn.convert.finetune.LossWeights`); teacher and layer terms distil the live
             attention model's output rates and per-layer spike counts on every training recording.
-        lr: Adam learning rate at the start (divided by 10 after an epoch that is worse on
-            validation, :func:`~asa_snn.convert.finetune.finetune`); None: the run's own.
+        lr: Adam learning rate; None: the run's own (:func:`finetune_lr`).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``: where the live model's
             calibration and teacher passes and fine-tuning run.
         select_by: ``"fidelity"`` (default): when distilling, the fine-tuned epoch that best
@@ -259,7 +258,7 @@ def tune(
 
 
 def finetune_lr(options: TuneOptions, run_lr: float) -> float:
-    """The Adam rate fine-tuning starts at: ``options.lr``, else the run's training rate ``run_lr``."""
+    """The Adam rate of fine-tuning: ``options.lr``, else the run's training rate ``run_lr``."""
     return options.lr if options.lr is not None else run_lr
 
 

@@ -61,11 +61,11 @@ def test_loihi_fold_reports_on_the_test_split_and_names_the_dropped_input(loihi_
     assert chip_input["drain_steps"] == latency == 4
     assert f"runs {latency} steps without input" in text
     run_lr = load_model(loihi_checkpoint)[1]["config"]["optim"]["lr"]
-    assert doc["tuning"]["tune"]["lr"] == run_lr == doc["finetune_history"][1]["lr"]
-    assert f"Adam from rate {run_lr:g}, x 0.1 after each epoch worse on validation" in text
+    assert doc["tuning"]["tune"]["lr"] == run_lr
+    assert f"Adam at rate {run_lr:g}; device cpu." in text
 
 
-def test_fine_tuning_starts_at_the_training_rate_unless_given():
+def test_fine_tuning_runs_at_the_training_rate_unless_given():
     assert finetune_lr(TuneOptions(), 3e-3) == 3e-3
     assert finetune_lr(TuneOptions(lr=5e-2), 3e-3) == 5e-2
 
@@ -165,37 +165,3 @@ def test_the_epoch_is_chosen_by_agreement_with_the_live_model_on_validation():
 def test_an_unknown_selection_is_refused():
     with pytest.raises(AsaSnnError, match=r"fold --select-by: 'loss', expected one of fidelity, accuracy"):
         TuneOptions(select_by="loss")
-
-
-def test_an_epoch_worse_on_validation_is_undone_and_the_rate_divided_by_ten():
-    """The teacher is the starting graph itself, so every fine-tuned epoch is further from it than
-    epoch 0: each is undone, the next starts from epoch 0's weights at a tenth of the rate."""
-    graph = _float_speck_graph()
-    generator = torch.Generator().manual_seed(1)
-    frames = torch.randint(0, 3, (24, 12, 2, 8, 8), generator=generator).float()
-    data = TensorDataset(frames, torch.randint(0, 3, (24,), generator=generator))
-    start = GraphModel(graph, None, SpeckDynamics(), SpeckQuantizer()).eval()
-    with torch.no_grad():
-        teacher = Teacher(torch.cat([start(to_time_major(frames[i : i + 8])) for i in range(0, 24, 8)]))
-    result = finetune(
-        graph,
-        data,
-        data,
-        3,
-        lr=3e-2,
-        batch_size=8,
-        dynamics=SpeckDynamics(),
-        quantizer=SpeckQuantizer(),
-        teacher=teacher,
-        weights=LossWeights(1.0, 1.0),
-        val_teacher=teacher,
-        selection="fidelity",
-    )
-    assert all(h["val_fidelity_loss"] > 0 for h in result.history[1:])
-    assert [h["lr"] for h in result.history[1:]] == pytest.approx([3e-2, 3e-3, 3e-4])
-    assert result.best_epoch == 0
-    for kept, original in zip(result.graph.layers, graph.layers, strict=True):
-        for name, tensor in original.tensors.items():
-            # the model holds float32: the starting weights, to float32 rounding
-            kept_tensor = np.asarray(kept.tensors[name])
-            np.testing.assert_allclose(kept_tensor, np.asarray(tensor), rtol=1e-6, err_msg=name)
