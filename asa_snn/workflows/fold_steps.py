@@ -80,9 +80,9 @@ class TuneOptions:
             (:func:`~asa_snn.convert.finetune.validation_fidelity`), a continuous measure;
             ``"accuracy"`` (and always without a teacher): the best validation accuracy, ties
             broken by agreement with the live model. On 40 to 80 validation recordings accuracy
-            moves in steps of 1 to 2.5 points; on test splits that resolve the 1-point goal
-            (700 synthetic recordings, 199 N-MNIST) fidelity was as good or better on both chips
-            (README, "Fold, quantize, export").
+            moves in steps of 1 to 2.5 points. On the test splits (700 synthetic recordings,
+            199 N-MNIST) neither choice was better beyond the seeds' spread (README, "Fold,
+            quantize, export").
     """
 
     chip_dynamics: bool = True
