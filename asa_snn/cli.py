@@ -382,6 +382,14 @@ def fold_command(
             "the live model, when distilling; default) or 'accuracy'.",
         ),
     ] = "fidelity",
+    test_samples: Annotated[
+        int | None,
+        typer.Option(
+            "--test-samples",
+            help="Synthetic data only: report on a test split of this many recordings (the first are "
+            "the config's own; training and validation data unchanged).",
+        ),
+    ] = None,
     lr: Annotated[
         float | None,
         typer.Option("--lr", help="Fine-tuning's Adam rate (default: the training rate)."),
@@ -394,7 +402,9 @@ def fold_command(
     options = TuneOptions(
         chip_dynamics, label_weight, teacher_weight, layer_weight, lr=lr, device=device, select_by=select_by
     )
-    outcome = run_fold(checkpoint, target, out, calib, finetune, n_calib, approximate, vanilla, options)
+    outcome = run_fold(
+        checkpoint, target, out, calib, finetune, n_calib, approximate, vanilla, options, test_samples
+    )
     typer.echo((outcome.out_dir / "fidelity.md").read_text())
     verdict = "met" if outcome.goal_met else "NOT met (see where the loss comes from above)"
     console.print(f"graph and fidelity report in {outcome.out_dir}; goal {verdict}")

@@ -223,6 +223,8 @@ def test_train_then_analyze_from_the_command_line(tiny_config_file, tmp_path, ca
                 "8",
                 "--lr",
                 "0.05",
+                "--test-samples",
+                "20",
                 "--out",
                 str(folded),
             ]
@@ -234,7 +236,7 @@ def test_train_then_analyze_from_the_command_line(tiny_config_file, tmp_path, ca
     assert (folded / "graph.json").is_file() and (folded / "fidelity.md").is_file()
     stages = [stage["stage"] for stage in fidelity["stages"]]
     assert stages[0] == "1 live attention" and stages[-1].startswith("3 quantized, speck")
-    assert all(stage["samples"] == fidelity["validation_samples"] > 0 for stage in fidelity["stages"])
+    assert all(stage["samples"] == fidelity["test_samples"] == 20 for stage in fidelity["stages"])
     assert main(["check", str(folded), "--target", "speck"]) == 0
     assert main(["simulate", str(folded), "--backend", "sinabs", "--data", "builtin:synthetic:4"]) == 0
 

@@ -17,6 +17,9 @@ from asa_snn.train.checkpoint import check_finite, checkpoint_bytes, load_model
 from asa_snn.train.config import TrainConfig, load_config, resolve_config_path
 from asa_snn.train.data import DataBundle, build_data
 
+SYNTHETIC_KIND = "synthetic"
+"""The data kind whose recordings are generated on demand, so its split sizes can be chosen."""
+
 
 @dataclass
 class Run:
@@ -69,19 +72,45 @@ def run_config(
     return TrainConfig.from_dict(metadata["config"])
 
 
-def load_run(checkpoint: str | Path, data_config: str | Path | None = None) -> Run:
-    """The model, config and data of ``checkpoint``; ``data_config`` replaces the checkpoint's data.
+def with_test_samples(config: TrainConfig, test_samples: int | None, option: str) -> TrainConfig:
+    """``config`` with a synthetic test split of ``test_samples`` recordings (None: unchanged).
+
+    Synthetic recording i of a split depends only on the data seed, the split and i, so the
+    training and validation recordings stay the same and the first ``data.n_test_samples`` test
+    recordings are the config's own.
+
+    Raises:
+        AsaSnnError: the data is recorded (its test split is fixed by the files and
+            ``data.test_fraction``), or ``test_samples`` is out of bounds; ``option`` names the setting.
+    """
+    if test_samples is None:
+        return config
+    if config.data.kind != SYNTHETIC_KIND:
+        raise AsaSnnError(
+            f"{option} {test_samples}: the data is {config.data.kind!r} recordings, whose test split is "
+            f"fixed by its files and data.test_fraction; only {SYNTHETIC_KIND!r} data is generated on demand"
+        )
+    raw = config.to_dict()
+    raw["data"]["n_test_samples"] = test_samples
+    return TrainConfig.from_dict(raw, config.source or option)
+
+
+def load_run(
+    checkpoint: str | Path, data_config: str | Path | None = None, test_samples: int | None = None
+) -> Run:
+    """The model, config and data of ``checkpoint``; ``data_config`` replaces the checkpoint's data,
+    ``test_samples`` the size of a synthetic test split (:func:`with_test_samples`).
 
     The file is read once (a training run may replace it meanwhile): model, metadata and
     ``sha256`` come from the same bytes.
 
     Raises:
         AsaSnnError: an unreadable checkpoint, weights holding NaN or infinity (the tensor named),
-            no data config, missing or unusable data.
+            no data config, missing or unusable data, ``test_samples`` on recorded data.
     """
     raw = checkpoint_bytes(checkpoint)
     model, metadata = load_model(checkpoint, data=raw)
     check_finite(checkpoint, model.state_dict())
-    config = run_config(checkpoint, metadata, data_config)
+    config = with_test_samples(run_config(checkpoint, metadata, data_config), test_samples, "--test-samples")
     digest = hashlib.sha256(raw).hexdigest()
     return Run(Path(checkpoint), model, metadata, config, build_data(config), digest)

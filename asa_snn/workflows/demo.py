@@ -32,6 +32,8 @@ from asa_snn.errors import AsaSnnError, MissingDependencyError
 from asa_snn.files import staged_folder, write_json
 from asa_snn.simulators.base import SimulationResult
 from asa_snn.simulators.inputs import recording_files
+from asa_snn.train.config import load_config, resolve_config_path
+from asa_snn.train.run import SYNTHETIC_KIND
 from asa_snn.workflows.budget import BudgetReport, evaluate_budget, load_budget, write_budget_report
 from asa_snn.workflows.fold import FoldOutcome, run_fold
 from asa_snn.workflows.fold_steps import TuneOptions
@@ -81,6 +83,10 @@ class Settings:
             the live attention; experiments/fold_fidelity.py measures 5 and 10, and 10 meets the
             fidelity goal on both chips and data sets).
         n_calib: calibration samples for folding.
+        fold_test_samples: a recipe of synthetic data: the folds report on a test split of this
+            many recordings (the first are the recipe's own; training and validation unchanged), so
+            one recording is worth less than the 1-point goal; None: the recipe's own. Recorded data
+            (a recipe's or a user's ``--data`` folder) keeps its own test split.
         sim_samples: samples simulated per backend (``SLOW_BACKENDS`` run fewer).
         loihi_overrides: config overrides that turn the recipe into the Loihi model: its network, and
             binary frames (``data.max_count=1``), which is what Loihi's input layer receives.
@@ -92,6 +98,7 @@ class Settings:
     epochs: int = 20
     finetune_epochs: int = 10
     n_calib: int = 64
+    fold_test_samples: int | None = 700
     sim_samples: int = 16
     loihi_overrides: tuple[str, ...] = ("model.network=loihi_net", "data.max_count=1")
     budget: Path = EXAMPLE_BUDGET
@@ -102,6 +109,11 @@ class Settings:
             value, least = getattr(self, name), 0 if name == "finetune_epochs" else 1
             if not isinstance(value, int) or value < least:
                 raise AsaSnnError(f"pipeline settings: {name} = {value!r}, expected an integer >= {least}")
+        samples = self.fold_test_samples
+        if samples is not None and (not isinstance(samples, int) or samples < 1):
+            raise AsaSnnError(
+                f"pipeline settings: fold_test_samples = {samples!r}, expected None or an integer >= 1"
+            )
 
 
 @dataclass
@@ -358,8 +370,11 @@ FOLDS = (("speck", "asa"), ("loihi", "loihi_asa"))
 """(chip, trained model) folded by the demo."""
 
 
-def fold_for(checkpoint: str | Path, target: str, folder: Path, settings: Settings) -> FoldOutcome:
-    """Fold ``checkpoint`` for the chip ``target`` into ``folder/<target>`` with the demo's sizes."""
+def fold_for(
+    checkpoint: str | Path, target: str, folder: Path, settings: Settings, generated: bool = True
+) -> FoldOutcome:
+    """Fold ``checkpoint`` for the chip ``target`` into ``folder/<target>`` with the demo's sizes;
+    ``generated``: its data is synthetic, reported on ``settings.fold_test_samples`` recordings."""
     return run_fold(
         checkpoint,
         target,
@@ -367,7 +382,13 @@ def fold_for(checkpoint: str | Path, target: str, folder: Path, settings: Settin
         finetune_epochs=settings.finetune_epochs,
         n_calib=settings.n_calib,
         tune_options=TuneOptions(device=settings.device),
+        test_samples=settings.fold_test_samples if generated else None,
     )
+
+
+def generated_data(config: str, overrides: list[str]) -> bool:
+    """Whether the recipe ``config`` (with ``overrides``) trains on synthetic recordings."""
+    return load_config(resolve_config_path(config), overrides).data.kind == SYNTHETIC_KIND
 
 
 def check_chips(
@@ -476,6 +497,7 @@ def run_pipeline(
         sim_data = f"builtin:synthetic:{settings.sim_samples}"
         if data is not None:
             sim_data = str(Path(data).resolve())
+        generated = data is None and generated_data(config, base)
         began = step(0)
         trained = train_models(train_fn, config, base, settings, staging / "train")
         clock.lap("train", began)
@@ -486,7 +508,8 @@ def run_pipeline(
         folds = {}
         for index, (target, name) in enumerate(FOLDS, start=2):
             began = step(index)
-            folds[target] = fold_for(trained[name]["checkpoint"], target, staging / "fold", settings)
+            checkpoint = trained[name]["checkpoint"]
+            folds[target] = fold_for(checkpoint, target, staging / "fold", settings, generated)
             clock.lap(f"fold_{target}", began)
         began = step(4)
         exports = {t: export_all(f.graph, staging / "exports" / t) for t, f in folds.items()}

@@ -72,12 +72,13 @@ def fold_checkpoint(
     batch_size: int = 16,
     rate_match: RateMatch | None = RateMatch(),  # noqa: B008 (frozen dataclass)
     tune_options: TuneOptions = TuneOptions(),  # noqa: B008 (frozen dataclass)
+    test_samples: int | None = None,
 ) -> FoldRun:
     """Fold a checkpoint for ``target``, fine-tune (epoch chosen on the validation split) and measure
     stages (1), (2a), (2b) on the test split (arguments as :func:`run_fold`; ``rate_match`` None
     keeps the least-squares gains)."""
     device = resolve_device(tune_options.device, "fold --device")
-    run = load_run(checkpoint, calib)
+    run = load_run(checkpoint, calib, test_samples)
     calibration = calibration_batches(run.data.train, n_calib, batch_size)
     options = {
         "finetune_epochs": finetune_epochs,
@@ -176,6 +177,7 @@ def run_fold(
     approximate: bool = False,
     vanilla: str | Path | None = None,
     tune_options: TuneOptions = TuneOptions(),  # noqa: B008 (frozen dataclass)
+    test_samples: int | None = None,
 ) -> FoldOutcome:
     """``asa-snn fold CHECKPOINT --target T --calib DATA --finetune EPOCHS --out DIR`` (module docstring).
 
@@ -189,6 +191,8 @@ def run_fold(
         approximate: allow LIF -> IAF for Speck.
         vanilla: optional vanilla checkpoint measured for comparison (its epochs are reported).
         tune_options: how fine-tuning runs (chip dynamics, distillation weights, device).
+        test_samples: synthetic data only: report on a test split of this many recordings
+            (:func:`~asa_snn.train.run.with_test_samples`); None: the config's own.
 
     Raises:
         AsaSnnError: no calibration data, a network or value the target cannot hold (layer named);
@@ -203,6 +207,7 @@ def run_fold(
         approximate,
         vanilla=vanilla,
         tune_options=tune_options,
+        test_samples=test_samples,
     )
     final, notes = simulate_stage(run)
     doc = fidelity_document(run, final, notes)

@@ -14,7 +14,7 @@ from asa_snn.train.trainer import train_recipe
 from asa_snn.workflows.analyze import analyze_checkpoints
 from asa_snn.workflows.demo import Settings, layers_agree, run_pipeline
 
-TINY_SETTINGS = Settings(epochs=1, finetune_epochs=1, n_calib=8, sim_samples=3)
+TINY_SETTINGS = Settings(epochs=1, finetune_epochs=1, n_calib=8, sim_samples=3, fold_test_samples=24)
 
 
 train_tiny = partial(train_recipe, progress=False)
@@ -102,6 +102,8 @@ def test_pipeline_json_matches_the_returned_document_and_report_md(tiny_run):
         (row,) = _md_rows(markdown, stages[-1]["stage"]) or [None]
         assert row[1] == f"{stages[-1]['accuracy']:.4f}"
         assert document["fidelity"][target]["one_recording_pp"] == pytest.approx(100 / fold["test_samples"])
+        # the recipe's synthetic test split (12) grown to fold_test_samples for the folds
+        assert fold["test_samples"] == 24 and all(stage["samples"] == 24 for stage in fold["stages"])
     summary = dict(result.summary_rows())
     assert "(one test recording = " in summary["speck fidelity float -> quantized"]
 
@@ -174,6 +176,8 @@ def test_bad_settings_and_a_missing_data_folder_are_named(tmp_path):
         Settings(sim_samples=0)
     with pytest.raises(AsaSnnError, match="finetune_epochs = -1"):
         Settings(finetune_epochs=-1)
+    with pytest.raises(AsaSnnError, match="fold_test_samples = 0, expected None or an integer >= 1"):
+        Settings(fold_test_samples=0)
     with pytest.raises(AsaSnnError, match="nowhere: not a folder"):
         run_pipeline(tmp_path / "report", train_tiny, analyze_tiny, data=tmp_path / "nowhere")
     assert list(tmp_path.iterdir()) == []
@@ -242,6 +246,9 @@ def test_pipeline_runs_on_a_folder_of_recordings(tmp_path):
     assert budget["data"]["labels"] == str((recordings / "labels.csv").resolve())
     assert not (tmp_path / "report" / ".recordings").exists()  # no copy or view of the folder
     assert set(result.document["models"]) == {"vanilla", "asa", "loihi_asa"}
+    # a folder of recordings keeps its own test split (20 % of 24) whatever fold_test_samples says
+    fold = json.loads((tmp_path / "report" / "fold" / "speck" / "fidelity.json").read_text())
+    assert fold["test_samples"] < TINY_SETTINGS.fold_test_samples
 
 
 def test_a_data_folder_without_recordings_is_refused_before_training(tmp_path):
