@@ -22,8 +22,8 @@ dropped between training and the chip (the report's ``input_dropped_fraction`` i
 ``--test-samples N`` reports synthetic recipes on a test split of N recordings instead of the
 recipe's (70: one sample is 1.43 points, more than the 1-point goal). Synthetic recording i of a
 split depends on (data seed, split, i) alone, so the training and validation splits, and the first
-70 test recordings, stay those the model was trained and selected with; the fold reads a data
-config (``data.toml`` beside the fold) that is the checkpoint's own with ``data.n_test_samples = N``.
+70 test recordings, stay those the model was trained and selected with (``asa-snn fold
+--test-samples N``, :func:`asa_snn.train.run.with_test_samples`).
 
 ``--foldability W`` trains the ASA models with the foldability penalty of weight W
 (``train.foldability``, :mod:`asa_snn.train.foldability`): always trained afresh, while
@@ -74,29 +74,6 @@ def stage_figures(doc: dict[str, Any]) -> dict[str, float]:
         "input_max_count": doc["input"].get("max_count"),
         "best_epoch": doc["splits"]["best_epoch"],
     }
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(value)  # str, bool, int, float: JSON's spelling is TOML's
-
-
-def test_split_config(checkpoint: Path, samples: int, path: Path) -> Path:
-    """Write ``checkpoint``'s training config with ``data.n_test_samples = samples`` to ``path``."""
-    from asa_snn.train.checkpoint import load_model
-
-    config = load_model(checkpoint)[1]["config"]
-    config["data"]["n_test_samples"] = samples
-    lines = []
-    for section, fields in config.items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in fields.items() if value is not None]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -249,11 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         trained = train_recipe(recipe, overrides, folder / model, progress=False)
                     train_s = round(time.perf_counter() - start, 1)
                     variants = VARIANTS if model == "asa2" else {DEPLOYED: VARIANTS[DEPLOYED]}
-                    data = None
-                    if args.test_samples is not None and recipe.startswith("synthetic"):
-                        data = test_split_config(
-                            Path(trained["checkpoint"]), args.test_samples, folder / f"data_{model}.toml"
-                        )
+                    test_samples = args.test_samples if recipe.startswith("synthetic") else None
                     for variant, spec in variants.items():
                         if variant not in args.variants and not (model == "none" and variant == DEPLOYED):
                             continue
@@ -273,10 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                             trained["checkpoint"],
                             chip,
                             folder / f"fold_{model}_{variant.strip('+').replace(' ', '_')}",
-                            calib=data,
                             finetune_epochs=epochs,
                             n_calib=args.n_calib,
                             tune_options=options,
+                            test_samples=test_samples,
                         )
                         run = {
                             "recipe": recipe,
