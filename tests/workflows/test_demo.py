@@ -12,7 +12,7 @@ from asa_snn.errors import AsaSnnError
 from asa_snn.simulators.base import SimulationResult
 from asa_snn.train.trainer import train_recipe
 from asa_snn.workflows.analyze import analyze_checkpoints
-from asa_snn.workflows.demo import Settings, layers_agree, run_pipeline
+from asa_snn.workflows.demo import Settings, generated_data, layers_agree, run_pipeline
 
 TINY_SETTINGS = Settings(epochs=1, finetune_epochs=1, n_calib=8, sim_samples=3, fold_test_samples=24)
 
@@ -178,6 +178,9 @@ def test_bad_settings_and_a_missing_data_folder_are_named(tmp_path):
         Settings(finetune_epochs=-1)
     with pytest.raises(AsaSnnError, match="fold_test_samples = 0, expected None or an integer >= 1"):
         Settings(fold_test_samples=0)
+    # only a recipe of synthetic data has its folds' test split grown
+    assert not generated_data("nmnist_small", []) and generated_data("synthetic_speck", [])
+    assert not generated_data("synthetic_speck", ["data.kind=nmnist", "data.root=/nowhere"])
     with pytest.raises(AsaSnnError, match="nowhere: not a folder"):
         run_pipeline(tmp_path / "report", train_tiny, analyze_tiny, data=tmp_path / "nowhere")
     assert list(tmp_path.iterdir()) == []
