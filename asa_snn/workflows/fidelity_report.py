@@ -134,13 +134,21 @@ def fidelity_document(run: FoldRun, final: StageMetrics, notes: list[str]) -> di
     }
 
 
+def coarse_split_pp(goal: dict[str, Any]) -> float | None:
+    """The accuracy points one test recording is worth (``goal["one_recording_pp"]``) where that is
+    more than the goal allows to lose (``goal["accuracy_loss_max_pp"]``); None where the split
+    resolves the goal."""
+    one = goal["one_recording_pp"]
+    return one if one > goal["accuracy_loss_max_pp"] else None
+
+
 def resolution_note(goal: dict[str, Any], samples: int) -> list[str]:
     """A line saying so where one recording of the report's split is worth more accuracy points
     than the goal allows to lose (then the verdict only tells whether any recording was lost, net);
-    no line otherwise."""
-    one = goal.get("one_recording_pp", 100.0 / samples)
+    no line otherwise (documents without ``one_recording_pp``: from ``samples``)."""
+    one = coarse_split_pp({"one_recording_pp": 100.0 / samples, **goal})
     limit = goal["accuracy_loss_max_pp"]
-    if one <= limit:
+    if one is None:
         return []
     return [
         f"On {samples} recordings one recording is {one:.2f} pp, more than the {limit} pp the goal "

@@ -14,6 +14,7 @@ fine-tuning starts from that rate-matched graph.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,8 @@ class TuneOptions:
     select_by: str = "fidelity"
 
     def __post_init__(self) -> None:
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise AsaSnnError(f"fold --lr: {self.lr!r}, expected a finite rate > 0")
         if self.select_by not in SELECTIONS:
             raise AsaSnnError(
                 f"fold --select-by: {self.select_by!r}, expected one of {', '.join(SELECTIONS)}"

@@ -68,6 +68,9 @@ def test_loihi_fold_reports_on_the_test_split_and_names_the_dropped_input(loihi_
 def test_fine_tuning_runs_at_the_training_rate_unless_given():
     assert finetune_lr(TuneOptions(), 3e-3) == 3e-3
     assert finetune_lr(TuneOptions(lr=5e-2), 3e-3) == 5e-2
+    for bad in (0.0, -1e-3, float("nan"), float("inf")):
+        with pytest.raises(AsaSnnError, match=r"fold --lr: .*expected a finite rate > 0"):
+            TuneOptions(lr=bad)
 
 
 def test_a_device_this_machine_lacks_is_refused_before_anything_runs(loihi_checkpoint, tmp_path):
